@@ -1,1 +1,83 @@
-fn main() {}
+//! `hyp-tools`: the host side of the hypervisor project.
+//!
+//! One binary, reached through `./run.sh`, that checks the host, builds the
+//! hypervisor image, boots it under QEMU and runs every test (host unit tests
+//! and QEMU system tests). See [`cli::USAGE`] for the subcommands.
+
+mod cargo;
+mod cli;
+mod dtb;
+mod hosttest;
+mod image;
+mod qemu;
+mod setup;
+mod systest;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use cli::{Command, RunOptions, TestOptions};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("error: {error:#}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match dispatch(command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one subcommand; `Ok(false)` means it ran but what it checked failed.
+fn dispatch(command: Command) -> Result<bool> {
+    match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            Ok(true)
+        }
+        Command::Setup => setup::ensure_qemu().map(|_| true),
+        Command::Run(options) => run(&options),
+        Command::Test(options) => test(&options),
+    }
+}
+
+/// `run`: boot the hypervisor once and stream its console to the terminal.
+fn run(options: &RunOptions) -> Result<bool> {
+    setup::ensure_qemu()?;
+    let kernel = cargo::build_hypervisor(options.profile)?;
+    let config = qemu::QemuConfig {
+        kernel,
+        smp: options.smp,
+        append: options.append.clone(),
+        dtb: options.dtb.as_deref().map(cargo::from_invocation_dir),
+        extra_args: options.qemu_args.clone(),
+    };
+    qemu::run_interactive(&config, options.timeout)
+}
+
+/// `test`: host tests, then system tests, then the one summary line.
+fn test(options: &TestOptions) -> Result<bool> {
+    setup::ensure_qemu()?;
+    let filter = options.filter.as_deref();
+    let host = hosttest::run_all(filter)?;
+    let system = systest::run_all(filter, options.verbose)?;
+    let passed = host.passed + system.passed;
+    let failed = host.failed + system.failed;
+    println!();
+    println!(
+        "host tests: {} passed, {} failed; system tests: {} passed, {} failed",
+        host.passed, host.failed, system.passed, system.failed
+    );
+    // The closing line is machine-read (CI): keep it exactly `N passed, N failed`.
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}

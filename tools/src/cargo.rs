@@ -1,0 +1,126 @@
+//! Where the workspace is, and building the hypervisor with cargo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::image;
+
+/// The only target the hypervisor builds for.
+pub const HYP_TARGET: &str = "aarch64-unknown-none";
+
+/// The hypervisor's package name.
+const HYP_PACKAGE: &str = "hyp";
+
+/// A cargo build profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Profile {
+    /// `dev`: has the debug-only test switches the system tests use.
+    Debug,
+    /// `release`: what `run` boots.
+    Release,
+}
+
+impl Profile {
+    /// The directory cargo puts this profile's artifacts in.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Profile::Debug => "debug",
+            Profile::Release => "release",
+        }
+    }
+}
+
+/// The workspace root. The tool is always run through cargo from this
+/// repository (`./run.sh`), so the compile-time manifest path is the truth.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tools/ lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Resolves a path the user typed: `run.sh` changes to the workspace root
+/// before starting us and passes the caller's directory in `HYP_TOOLS_CWD`.
+pub fn from_invocation_dir(path: &Path) -> PathBuf {
+    match std::env::var_os("HYP_TOOLS_CWD") {
+        Some(dir) if path.is_relative() => Path::new(&dir).join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// cargo's target directory: `CARGO_TARGET_DIR` if set, else `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        // A relative CARGO_TARGET_DIR is relative to where cargo runs: the root.
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// A scratch directory for the tool's own files (edited DTBs and the like).
+pub fn scratch_dir(what: &str) -> Result<PathBuf> {
+    let dir = target_dir().join("hyp-tools").join(what);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// A `cargo` command run from the workspace root. Uses `$CARGO` when cargo
+/// started us, so the nested build uses the same toolchain.
+pub fn cargo_command() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(program);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Builds the hypervisor in `profile` and converts it to the flat image QEMU
+/// boots; returns the image's path (`hyp.bin` next to the ELF).
+///
+/// # Errors
+///
+/// The build fails, or the ELF cannot be converted (see [`image::elf_to_flat`]).
+pub fn build_hypervisor(profile: Profile) -> Result<PathBuf> {
+    let mut command = cargo_command();
+    command.args(["build", "-p", HYP_PACKAGE, "--target", HYP_TARGET]);
+    if profile == Profile::Release {
+        command.arg("--release");
+    }
+    println!("build: {}", describe(&command));
+    let status = command.status().context("running cargo build")?;
+    ensure!(
+        status.success(),
+        "building the hypervisor failed ({status})"
+    );
+
+    let elf = target_dir()
+        .join(HYP_TARGET)
+        .join(profile.dir_name())
+        .join(HYP_PACKAGE);
+    let bin = elf.with_file_name("hyp.bin");
+    image::convert_file(&elf, &bin)?;
+    Ok(bin)
+}
+
+/// A command as a developer would type it, for logs.
+pub fn describe(command: &Command) -> String {
+    // The program's file name only: `$CARGO` is a long toolchain path.
+    let program = Path::new(command.get_program());
+    let mut line = program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned();
+    for arg in command.get_args() {
+        let arg = arg.to_string_lossy();
+        line.push(' ');
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '"') {
+            line.push_str(&format!("{arg:?}"));
+        } else {
+            line.push_str(&arg);
+        }
+    }
+    line
+}

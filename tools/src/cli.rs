@@ -1,0 +1,235 @@
+//! Command-line parsing. Hand-rolled: three subcommands and a handful of
+//! options do not justify a parser dependency in a tool every build compiles.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cargo::Profile;
+
+/// Printed by `help` and after a usage error.
+pub const USAGE: &str = "\
+usage: ./run.sh [COMMAND] [OPTIONS]
+
+commands:
+  run      (default) check the host, build the hypervisor (release), boot it
+           under QEMU and stream its console until QEMU exits
+  test     run every test: host unit tests, extra host test commands and the
+           QEMU system tests; ends with `N passed, N failed`
+  setup    check for qemu-system-aarch64 >= 8.2 (installs it from
+           bookworm-backports when run as root on Debian)
+  help     print this text
+
+run options:
+  --smp N          number of CPUs (default 4)
+  --debug          boot the debug build (has the debug-only test switches)
+  --append ARGS    hypervisor command line, e.g. --append \"hyp.fault=data-abort\"
+  --dtb FILE       boot with this device tree instead of QEMU's own
+  --timeout SECS   kill QEMU after SECS seconds (default 120)
+  -- QEMU_ARGS...  everything after `--` is appended to the QEMU command line
+                   (e.g. `-- -s -S` to wait for gdb)
+
+test options:
+  -v, --verbose    stream each system test's console while it runs
+  FILTER           run only the host test commands and system tests whose
+                   name contains FILTER";
+
+/// Default wall-clock limit for `run`: generous, since TCG on a small host is slow.
+const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Default CPU count for `run`: matches the main boot system test.
+const DEFAULT_SMP: u32 = 4;
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Boot the hypervisor interactively.
+    Run(RunOptions),
+    /// Run every test.
+    Test(TestOptions),
+    /// Check (and if possible install) the host requirements.
+    Setup,
+    /// Print usage.
+    Help,
+}
+
+/// Options of `run`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Number of emulated CPUs.
+    pub smp: u32,
+    /// Which build of the hypervisor to boot.
+    pub profile: Profile,
+    /// Hypervisor command line (QEMU `-append`).
+    pub append: Option<String>,
+    /// Device tree to pass instead of QEMU's generated one.
+    pub dtb: Option<PathBuf>,
+    /// Wall-clock limit after which QEMU is killed.
+    pub timeout: Duration,
+    /// Extra arguments appended verbatim to the QEMU command line.
+    pub qemu_args: Vec<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            smp: DEFAULT_SMP,
+            profile: Profile::Release,
+            append: None,
+            dtb: None,
+            timeout: DEFAULT_RUN_TIMEOUT,
+            qemu_args: Vec::new(),
+        }
+    }
+}
+
+/// Options of `test`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TestOptions {
+    /// Only run tests whose name contains this.
+    pub filter: Option<String>,
+    /// Echo system tests' serial output live.
+    pub verbose: bool,
+}
+
+/// Parses the arguments after the program name.
+///
+/// # Errors
+///
+/// Unknown commands or options, missing or malformed option values.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
+    let mut args = args.into_iter();
+    let Some(first) = args.next() else {
+        return Ok(Command::Run(RunOptions::default()));
+    };
+    match first.as_str() {
+        "run" => parse_run(args).map(Command::Run),
+        "test" => parse_test(args).map(Command::Test),
+        "setup" => no_more(args).map(|()| Command::Setup),
+        "help" | "-h" | "--help" => Ok(Command::Help),
+        // `./run.sh --smp 2` reads naturally as "run with two CPUs".
+        option if option.starts_with('-') => {
+            parse_run(std::iter::once(first).chain(args)).map(Command::Run)
+        }
+        other => bail!("unknown command `{other}`"),
+    }
+}
+
+fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
+    let mut options = RunOptions::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smp" => {
+                let value = value_of(&arg, args.next())?;
+                options.smp = value
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .with_context(|| format!("--smp wants a positive number, got `{value}`"))?;
+            }
+            "--debug" => options.profile = Profile::Debug,
+            "--release" => options.profile = Profile::Release,
+            "--append" => options.append = Some(value_of(&arg, args.next())?),
+            "--dtb" => options.dtb = Some(PathBuf::from(value_of(&arg, args.next())?)),
+            "--timeout" => {
+                let value = value_of(&arg, args.next())?;
+                let secs: u64 = value
+                    .parse()
+                    .with_context(|| format!("--timeout wants seconds, got `{value}`"))?;
+                options.timeout = Duration::from_secs(secs);
+            }
+            "--" => {
+                options.qemu_args = args.by_ref().collect();
+            }
+            other => bail!("unknown option `{other}` for `run`"),
+        }
+    }
+    Ok(options)
+}
+
+fn parse_test(args: impl IntoIterator<Item = String>) -> Result<TestOptions> {
+    let mut options = TestOptions::default();
+    for arg in args {
+        match arg.as_str() {
+            "-v" | "--verbose" => options.verbose = true,
+            option if option.starts_with('-') => bail!("unknown option `{option}` for `test`"),
+            filter => {
+                if options.filter.replace(filter.to_owned()).is_some() {
+                    bail!("`test` takes at most one FILTER");
+                }
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn value_of(option: &str, value: Option<String>) -> Result<String> {
+    value.with_context(|| format!("{option} needs a value"))
+}
+
+fn no_more(mut args: impl Iterator<Item = String>) -> Result<()> {
+    match args.next() {
+        Some(extra) => bail!("unexpected argument `{extra}`"),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Command> {
+        parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn no_arguments_means_run_with_defaults() {
+        assert_eq!(parse_str("").unwrap(), Command::Run(RunOptions::default()));
+    }
+
+    #[test]
+    fn run_options_are_parsed() {
+        let Command::Run(options) =
+            parse_str("run --smp 2 --debug --append hyp.fault=data-abort --timeout 30 -- -s -S")
+                .unwrap()
+        else {
+            panic!("not a run command");
+        };
+        assert_eq!(options.smp, 2);
+        assert_eq!(options.profile, Profile::Debug);
+        assert_eq!(options.append.as_deref(), Some("hyp.fault=data-abort"));
+        assert_eq!(options.timeout, Duration::from_secs(30));
+        assert_eq!(options.qemu_args, ["-s", "-S"]);
+    }
+
+    #[test]
+    fn bare_options_imply_run() {
+        let Command::Run(options) = parse_str("--smp 8").unwrap() else {
+            panic!("not a run command");
+        };
+        assert_eq!(options.smp, 8);
+    }
+
+    #[test]
+    fn test_takes_a_filter_and_verbose() {
+        assert_eq!(
+            parse_str("test -v boot").unwrap(),
+            Command::Test(TestOptions {
+                filter: Some("boot".into()),
+                verbose: true
+            })
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert!(parse_str("frobnicate").is_err());
+        assert!(parse_str("run --smp 0").is_err());
+        assert!(parse_str("run --smp").is_err());
+        assert!(parse_str("run --bogus").is_err());
+        assert!(parse_str("setup extra").is_err());
+        assert!(parse_str("test a b").is_err());
+    }
+}

@@ -1,0 +1,443 @@
+//! Launching QEMU and watching its serial console.
+//!
+//! One function builds the command line ([`QemuConfig::command`]) for `run`,
+//! the system tests and, later, the benchmarks, so they all boot the same
+//! machine. The console is QEMU's stdout (`-nographic`); a reader thread hands
+//! its bytes over a channel so the caller can enforce a deadline.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::cargo::describe;
+use crate::setup::QEMU;
+
+/// The machine every boot uses: EL2 available, GICv3, an SMMUv3 for passthrough.
+pub const MACHINE: &str = "virt,virtualization=on,gic-version=3,iommu=smmuv3";
+
+/// Guest RAM. Also used when dumping the DTB, so the dump describes the same machine.
+pub const MEMORY: &str = "4G";
+
+/// How long QEMU gets to exit after SIGTERM before it is killed outright.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to keep reading after the observer asked to stop, so the lines
+/// following e.g. a panic message still make it into the log.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// One boot of the hypervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuConfig {
+    /// Flat image for `-kernel` (see [`crate::image`]).
+    pub kernel: PathBuf,
+    /// Number of CPUs.
+    pub smp: u32,
+    /// Hypervisor command line for `-append`.
+    pub append: Option<String>,
+    /// A device tree to use instead of QEMU's own (`-dtb`).
+    pub dtb: Option<PathBuf>,
+    /// Extra arguments, appended last.
+    pub extra_args: Vec<String>,
+}
+
+impl QemuConfig {
+    /// The QEMU command line for this boot.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(QEMU);
+        command.args(machine_args(self.smp, ""));
+        command.arg("-nographic").arg("-kernel").arg(&self.kernel);
+        if let Some(append) = &self.append {
+            command.arg("-append").arg(append);
+        }
+        if let Some(dtb) = &self.dtb {
+            command.arg("-dtb").arg(dtb);
+        }
+        // A reset (or a triple-fault-like wedge) ends the run instead of looping.
+        command.arg("-no-reboot");
+        command.args(&self.extra_args);
+        command
+    }
+}
+
+/// `-machine`, `-cpu`, `-smp`, `-m`; `machine_suffix` extends the machine options.
+fn machine_args(smp: u32, machine_suffix: &str) -> Vec<String> {
+    vec![
+        "-machine".into(),
+        format!("{MACHINE}{machine_suffix}"),
+        "-cpu".into(),
+        "max".into(),
+        "-smp".into(),
+        smp.to_string(),
+        "-m".into(),
+        MEMORY.into(),
+    ]
+}
+
+/// Has QEMU write the DTB it would give a guest with `smp` CPUs to `out`.
+///
+/// # Errors
+///
+/// QEMU fails or writes nothing.
+pub fn dump_dtb(smp: u32, out: &Path) -> Result<Vec<u8>> {
+    let suffix = format!(",dumpdtb={}", out.display());
+    let output = Command::new(QEMU)
+        .args(machine_args(smp, &suffix))
+        .arg("-nographic")
+        .stdin(Stdio::null())
+        .output()
+        .context("running QEMU to dump its DTB")?;
+    ensure!(
+        output.status.success(),
+        "QEMU could not dump its DTB ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(out).with_context(|| format!("reading {}", out.display()))
+}
+
+/// How a QEMU run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// QEMU exited by itself.
+    Exited(ExitStatus),
+    /// The deadline passed; QEMU was killed.
+    TimedOut,
+    /// The observer asked to stop; QEMU was killed.
+    Stopped,
+}
+
+/// What the observer of the console wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going until QEMU exits or the deadline passes.
+    Continue,
+    /// Read a little longer (for context), then kill QEMU.
+    Stop,
+}
+
+/// The end of a run.
+#[derive(Debug)]
+pub struct Finished {
+    /// How QEMU ended.
+    pub exit: Exit,
+    /// QEMU's own stderr (empty when it went to the terminal).
+    pub stderr: String,
+    /// Wall-clock time of the run.
+    pub elapsed: Duration,
+}
+
+/// Where QEMU's stdin and stderr go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The terminal: a developer can type to the console and use Ctrl-A X.
+    Interactive,
+    /// No input; stderr captured for the failure report.
+    Captured,
+}
+
+enum Chunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// Runs `command` (a QEMU command line), handing every piece of its stdout to
+/// `on_output` until QEMU exits, `timeout` passes, or `on_output` says stop.
+///
+/// # Errors
+///
+/// QEMU cannot be started or waited for.
+pub fn run(
+    mut command: Command,
+    mode: Mode,
+    timeout: Duration,
+    mut on_output: impl FnMut(&[u8]) -> Flow,
+) -> Result<Finished> {
+    command.stdout(Stdio::piped());
+    match mode {
+        Mode::Interactive => command.stdin(Stdio::inherit()).stderr(Stdio::inherit()),
+        Mode::Captured => command.stdin(Stdio::null()).stderr(Stdio::piped()),
+    };
+    let start = Instant::now();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting {}", describe(&command)))?;
+
+    let (sender, receiver) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        spawn_reader(stdout, sender.clone(), Chunk::Stdout);
+    }
+    if let Some(stderr) = child.stderr.take() {
+        spawn_reader(stderr, sender.clone(), Chunk::Stderr);
+    }
+    // The channel disconnects once both readers hit end-of-file: QEMU is gone.
+    drop(sender);
+
+    let mut deadline = start + timeout;
+    let mut stopping = false;
+    let mut stderr = Vec::new();
+    let exit = loop {
+        let now = Instant::now();
+        if now >= deadline {
+            terminate(&mut child)?;
+            break if stopping {
+                Exit::Stopped
+            } else {
+                Exit::TimedOut
+            };
+        }
+        match receiver.recv_timeout(deadline - now) {
+            Ok(Chunk::Stdout(bytes)) => {
+                if on_output(&bytes) == Flow::Stop && !stopping {
+                    stopping = true;
+                    deadline = deadline.min(Instant::now() + STOP_GRACE);
+                }
+            }
+            Ok(Chunk::Stderr(bytes)) => stderr.extend_from_slice(&bytes),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => match wait_until(&mut child, deadline)? {
+                Some(status) => break Exit::Exited(status),
+                None => {
+                    terminate(&mut child)?;
+                    break Exit::TimedOut;
+                }
+            },
+        }
+    };
+    Ok(Finished {
+        exit,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        elapsed: start.elapsed(),
+    })
+}
+
+fn spawn_reader(
+    mut pipe: impl Read + Send + 'static,
+    sender: mpsc::Sender<Chunk>,
+    wrap: fn(Vec<u8>) -> Chunk,
+) {
+    thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match pipe.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if sender.send(wrap(buffer[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Waits for the child to exit, but not past `deadline`.
+fn wait_until(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for QEMU")? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops QEMU: SIGTERM first, so it restores the terminal it put in raw mode,
+/// then SIGKILL if it does not go.
+fn terminate(child: &mut Child) -> Result<()> {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own
+        // child, not yet reaped (we hold its `Child`), so it names no other process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        if wait_until(child, Instant::now() + TERM_GRACE)?.is_some() {
+            return Ok(());
+        }
+    }
+    // Already exited is fine; anything else is reported by wait().
+    let _ = child.kill();
+    child.wait().context("waiting for QEMU after killing it")?;
+    Ok(())
+}
+
+/// Splits console bytes into lines, dropping the `\r` of `\r\n`.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// Adds bytes; returns the lines they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for &byte in bytes {
+            if byte == b'\n' {
+                lines.push(Self::to_line(&self.partial));
+                self.partial.clear();
+            } else {
+                self.partial.push(byte);
+            }
+        }
+        lines
+    }
+
+    /// The unterminated last line, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        let line = (!self.partial.is_empty()).then(|| Self::to_line(&self.partial));
+        self.partial.clear();
+        line
+    }
+
+    fn to_line(bytes: &[u8]) -> String {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+/// `run`: boots `config`, copying the console to the terminal as it comes.
+/// Returns whether QEMU exited by itself with status 0.
+///
+/// # Errors
+///
+/// QEMU cannot be started.
+pub fn run_interactive(config: &QemuConfig, timeout: Duration) -> Result<bool> {
+    let command = config.command();
+    println!("qemu: {}", describe(&command));
+    if std::io::stdin().is_terminal() {
+        println!(
+            "qemu: Ctrl-A X quits QEMU; killed after {} s",
+            timeout.as_secs()
+        );
+    }
+    let mut stdout = std::io::stdout();
+    let finished = run(command, Mode::Interactive, timeout, |bytes| {
+        // A closed terminal is no reason to stop the boot.
+        let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+        Flow::Continue
+    })?;
+    match finished.exit {
+        Exit::Exited(status) => {
+            println!(
+                "\nqemu: exited ({status}) after {:.1} s",
+                finished.elapsed.as_secs_f64()
+            );
+            Ok(status.success())
+        }
+        Exit::TimedOut | Exit::Stopped => {
+            println!(
+                "\nqemu: still running after {} s; killed it (raise the limit with --timeout SECS)",
+                timeout.as_secs()
+            );
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_has_the_machine_and_the_optional_parts() {
+        let config = QemuConfig {
+            kernel: "/t/hyp.bin".into(),
+            smp: 2,
+            append: Some("hyp.fault=data-abort".into()),
+            dtb: Some("/t/broken.dtb".into()),
+            extra_args: vec!["-s".into()],
+        };
+        let args: Vec<_> = config
+            .command()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-machine",
+                MACHINE,
+                "-cpu",
+                "max",
+                "-smp",
+                "2",
+                "-m",
+                "4G",
+                "-nographic",
+                "-kernel",
+                "/t/hyp.bin",
+                "-append",
+                "hyp.fault=data-abort",
+                "-dtb",
+                "/t/broken.dtb",
+                "-no-reboot",
+                "-s",
+            ]
+        );
+        let plain = QemuConfig {
+            append: None,
+            dtb: None,
+            extra_args: vec![],
+            ..config
+        };
+        let args: Vec<_> = plain.command().get_args().map(|a| a.to_owned()).collect();
+        assert!(!args.iter().any(|a| a == "-append" || a == "-dtb"));
+    }
+
+    #[test]
+    fn lines_are_split_across_chunks_and_lose_their_carriage_return() {
+        let mut splitter = LineSplitter::default();
+        assert_eq!(splitter.push(b"[cpu0] INFO  he"), Vec::<String>::new());
+        assert_eq!(splitter.push(b"llo\r\n[cpu1]"), ["[cpu0] INFO  hello"]);
+        assert_eq!(splitter.push(b" x\n\n"), ["[cpu1] x", ""]);
+        assert_eq!(splitter.push(b"tail"), Vec::<String>::new());
+        assert_eq!(splitter.finish().as_deref(), Some("tail"));
+        assert_eq!(splitter.finish(), None);
+    }
+
+    #[test]
+    fn run_collects_output_and_exit_status() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "printf 'a\\nb\\n'; echo oops >&2; exit 3"]);
+        let mut seen = Vec::new();
+        let finished = run(command, Mode::Captured, Duration::from_secs(20), |bytes| {
+            seen.extend_from_slice(bytes);
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(seen, b"a\nb\n");
+        assert_eq!(finished.stderr, "oops\n");
+        let Exit::Exited(status) = finished.exit else {
+            panic!("expected an exit, got {:?}", finished.exit);
+        };
+        assert_eq!(status.code(), Some(3));
+    }
+
+    #[test]
+    fn run_kills_at_the_deadline() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo started; exec sleep 30"]);
+        let finished = run(command, Mode::Captured, Duration::from_millis(500), |_| {
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(finished.exit, Exit::TimedOut);
+        assert!(finished.elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn run_stops_when_asked() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo panicked; exec sleep 30"]);
+        let finished = run(command, Mode::Captured, Duration::from_secs(60), |_| {
+            Flow::Stop
+        })
+        .unwrap();
+        assert_eq!(finished.exit, Exit::Stopped);
+        assert!(finished.elapsed < Duration::from_secs(10));
+    }
+}

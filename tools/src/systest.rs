@@ -1,0 +1,470 @@
+//! QEMU system tests: boot the hypervisor, read its console, judge it.
+//!
+//! Every test is one row of [`SYSTEM_TESTS`]. The hypervisor's console
+//! contract: each log line is `[cpu{N}] {LEVEL:<5} {message}`, with LEVEL one
+//! of ERROR, WARN, INFO, DEBUG, TRACE padded to five characters.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+
+use crate::cargo::{self, Profile};
+use crate::dtb;
+use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig};
+
+/// Generous for TCG on a 2-core host, where a boot takes a few seconds.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Never acceptable on the console.
+const PANIC: &str = "panicked";
+
+/// How the device tree for a test is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtb {
+    /// QEMU's own, as for a normal boot.
+    Qemu,
+    /// QEMU's own, dumped, minus every node compatible with this string.
+    /// (QEMU rewrites /memory in any DTB it is given, so that cannot be broken.)
+    WithoutCompatible(&'static str),
+}
+
+/// How QEMU must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectExit {
+    /// By itself (PSCI SYSTEM_OFF) with status 0.
+    Success,
+    /// By itself, whatever the status.
+    ByItself,
+}
+
+/// One system test.
+#[derive(Debug)]
+pub struct SystemTest {
+    /// Name shown in the report and matched by the `test FILTER`.
+    pub name: &'static str,
+    /// Number of CPUs.
+    pub smp: u32,
+    /// Which hypervisor build to boot; debug-only test switches need `Debug`.
+    pub profile: Profile,
+    /// Hypervisor command line (`-append`).
+    pub append: Option<&'static str>,
+    /// Device tree to boot with.
+    pub dtb: Dtb,
+    /// Regexes that must match console lines: the groups in order (every
+    /// pattern of one group before any of the next), the patterns inside a
+    /// group in any order. A line may satisfy several patterns of its group.
+    pub expect: &'static [&'static [&'static str]],
+    /// Regexes no console line may match.
+    pub forbid: &'static [&'static str],
+    /// How QEMU must end; a timeout always fails.
+    pub exit: ExpectExit,
+    /// Wall-clock limit for the boot.
+    pub timeout: Duration,
+}
+
+/// Every system test. Add a row to add a test.
+pub const SYSTEM_TESTS: &[SystemTest] = &[
+    SystemTest {
+        name: "boot_smp4",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        expect: &[
+            // The CPUs come up in any order, but all before the summary.
+            &[
+                r"^\[cpu0\] INFO  online at EL2: VHE on, MMU on, caches on",
+                r"^\[cpu1\] INFO  online at EL2: VHE on, MMU on, caches on",
+                r"^\[cpu2\] INFO  online at EL2: VHE on, MMU on, caches on",
+                r"^\[cpu3\] INFO  online at EL2: VHE on, MMU on, caches on",
+            ],
+            &[r"^\[cpu0\] INFO  all 4 CPUs online$"],
+            &[r"^\[cpu0\] INFO  no VMs to run yet; powering off$"],
+        ],
+        forbid: &[PANIC],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "broken_dtb_names_missing_gic",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::WithoutCompatible("arm,gic-v3"),
+        expect: &[&[
+            r#"^\[cpu0\] ERROR device tree: no GICv3 interrupt controller \(compatible = "arm,gic-v3"\)"#,
+        ]],
+        forbid: &[PANIC],
+        exit: ExpectExit::ByItself,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "sync_exception_report",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.fault=data-abort"),
+        dtb: Dtb::Qemu,
+        expect: &[&[
+            "unexpected exception",
+            r"EC 0x25 \(data abort",
+            "FAR",
+            "ELR",
+        ]],
+        forbid: &[PANIC],
+        exit: ExpectExit::ByItself,
+        timeout: TIMEOUT,
+    },
+];
+
+/// Counts of passed and failed system tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Tests that passed.
+    pub passed: usize,
+    /// Tests that failed.
+    pub failed: usize,
+}
+
+/// Checks console lines against one test's patterns as they arrive.
+#[derive(Debug)]
+pub struct Checker {
+    groups: Vec<Vec<(Regex, bool)>>,
+    current: usize,
+    forbid: Vec<Regex>,
+    forbidden_seen: Vec<(String, String)>,
+}
+
+impl Checker {
+    /// Compiles the test's patterns.
+    ///
+    /// # Errors
+    ///
+    /// A pattern is not a valid regex.
+    pub fn new(expect: &[&[&str]], forbid: &[&str]) -> Result<Self> {
+        let compile =
+            |pattern: &str| Regex::new(pattern).with_context(|| format!("bad regex {pattern:?}"));
+        let groups = expect
+            .iter()
+            .map(|group| group.iter().map(|p| Ok((compile(p)?, false))).collect())
+            .collect::<Result<_>>()?;
+        let forbid = forbid.iter().map(|p| compile(p)).collect::<Result<_>>()?;
+        let mut checker = Self {
+            groups,
+            current: 0,
+            forbid,
+            forbidden_seen: Vec::new(),
+        };
+        checker.skip_finished_groups();
+        Ok(checker)
+    }
+
+    /// Feeds one console line; returns `false` once a forbidden pattern was seen.
+    pub fn feed(&mut self, line: &str) -> bool {
+        for regex in &self.forbid {
+            if regex.is_match(line) {
+                self.forbidden_seen
+                    .push((regex.as_str().to_owned(), line.to_owned()));
+            }
+        }
+        if let Some(group) = self.groups.get_mut(self.current) {
+            for (regex, seen) in group.iter_mut() {
+                *seen |= regex.is_match(line);
+            }
+            self.skip_finished_groups();
+        }
+        self.forbidden_seen.is_empty()
+    }
+
+    fn skip_finished_groups(&mut self) {
+        while self
+            .groups
+            .get(self.current)
+            .is_some_and(|group| group.iter().all(|(_, seen)| *seen))
+        {
+            self.current += 1;
+        }
+    }
+
+    /// Every expected pattern has been seen.
+    #[cfg(test)]
+    pub fn all_seen(&self) -> bool {
+        self.current == self.groups.len()
+    }
+
+    /// What is wrong with the console so far (empty when it passed).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .forbidden_seen
+            .iter()
+            .map(|(pattern, line)| format!("forbidden pattern /{pattern}/ matched: {line}"))
+            .collect();
+        if let Some(group) = self.groups.get(self.current) {
+            for (regex, _) in group.iter().filter(|(_, seen)| !seen) {
+                problems.push(format!("expected pattern never seen: /{}/", regex.as_str()));
+            }
+            for later in &self.groups[self.current + 1..] {
+                for (regex, _) in later {
+                    problems.push(format!(
+                        "expected pattern not checked (an earlier one is missing): /{}/",
+                        regex.as_str()
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Judges how QEMU ended against the test's expectation.
+pub fn exit_problem(exit: Exit, expected: ExpectExit, timeout: Duration) -> Option<String> {
+    match (exit, expected) {
+        (Exit::Exited(status), ExpectExit::Success) if !status.success() => {
+            Some(format!("QEMU exited with {status}, expected status 0"))
+        }
+        (Exit::Exited(_), _) => None,
+        (Exit::TimedOut, _) => Some(format!(
+            "QEMU did not exit by itself within {} s; killed it",
+            timeout.as_secs()
+        )),
+        (Exit::Stopped, _) => Some("QEMU was killed after a forbidden pattern".into()),
+    }
+}
+
+/// Builds what the selected tests need and runs them, printing as it goes.
+///
+/// # Errors
+///
+/// A build fails, or QEMU cannot be started at all.
+pub fn run_all(filter: Option<&str>, verbose: bool) -> Result<Totals> {
+    check_table()?;
+    let selected: Vec<&SystemTest> = SYSTEM_TESTS
+        .iter()
+        .filter(|test| filter.is_none_or(|f| test.name.contains(f)))
+        .collect();
+    let mut totals = Totals::default();
+    if selected.is_empty() {
+        return Ok(totals);
+    }
+    let mut images = BTreeMap::new();
+    for test in &selected {
+        if let std::collections::btree_map::Entry::Vacant(slot) = images.entry(test.profile) {
+            slot.insert(cargo::build_hypervisor(test.profile)?);
+        }
+    }
+    println!("\nrunning {} system tests", selected.len());
+    for test in selected {
+        let image = images[&test.profile].clone();
+        let passed = match run_one(test, image, verbose) {
+            Ok(passed) => passed,
+            Err(error) => {
+                println!("system test {} ... FAILED\n  {error:#}", test.name);
+                false
+            }
+        };
+        if passed {
+            totals.passed += 1;
+        } else {
+            totals.failed += 1;
+        }
+    }
+    Ok(totals)
+}
+
+fn run_one(test: &SystemTest, kernel: std::path::PathBuf, verbose: bool) -> Result<bool> {
+    let dtb = match test.dtb {
+        Dtb::Qemu => None,
+        Dtb::WithoutCompatible(compatible) => {
+            let dir = cargo::scratch_dir(test.name)?;
+            let original = qemu::dump_dtb(test.smp, &dir.join("qemu.dtb"))?;
+            let edited = dtb::remove_compatible(&original, compatible)?;
+            let path = dir.join(format!("without-{}.dtb", compatible.replace(',', "-")));
+            std::fs::write(&path, edited).with_context(|| format!("writing {}", path.display()))?;
+            Some(path)
+        }
+    };
+    let config = QemuConfig {
+        kernel,
+        smp: test.smp,
+        append: test.append.map(str::to_owned),
+        dtb,
+        extra_args: Vec::new(),
+    };
+    let mut checker = Checker::new(test.expect, test.forbid)?;
+    let mut splitter = LineSplitter::default();
+    let mut log = Vec::new();
+    let mut take_line = |line: String, checker: &mut Checker| {
+        if verbose {
+            println!("  | {line}");
+        }
+        let ok = checker.feed(&line);
+        log.push(line);
+        ok
+    };
+    let finished = qemu::run(config.command(), Mode::Captured, test.timeout, |bytes| {
+        let mut flow = Flow::Continue;
+        for line in splitter.push(bytes) {
+            if !take_line(line, &mut checker) {
+                flow = Flow::Stop;
+            }
+        }
+        flow
+    })?;
+    if let Some(line) = splitter.finish() {
+        take_line(line, &mut checker);
+    }
+
+    let mut problems = checker.problems();
+    problems.extend(exit_problem(finished.exit, test.exit, test.timeout));
+    let seconds = finished.elapsed.as_secs_f64();
+    if problems.is_empty() {
+        println!("system test {} ... ok ({seconds:.1} s)", test.name);
+        return Ok(true);
+    }
+    println!("system test {} ... FAILED ({seconds:.1} s)", test.name);
+    println!("---- {} console ({} lines) ----", test.name, log.len());
+    for line in &log {
+        println!("{line}");
+    }
+    if !finished.stderr.trim().is_empty() {
+        println!(
+            "---- {} QEMU stderr ----\n{}",
+            test.name,
+            finished.stderr.trim_end()
+        );
+    }
+    println!(
+        "---- {} QEMU command ----\n{}",
+        test.name,
+        cargo::describe(&config.command())
+    );
+    println!("---- {} failed because ----", test.name);
+    for problem in &problems {
+        println!("  {problem}");
+    }
+    Ok(false)
+}
+
+/// Fails if the table has two tests of the same name (the filter and the
+/// scratch directories rely on names being unique).
+pub fn check_table() -> Result<()> {
+    let mut names = std::collections::BTreeSet::new();
+    for test in SYSTEM_TESTS {
+        if !names.insert(test.name) {
+            bail!("two system tests are named {}", test.name);
+        }
+        Checker::new(test.expect, test.forbid)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    fn test_named(name: &str) -> &'static SystemTest {
+        SYSTEM_TESTS.iter().find(|t| t.name == name).unwrap()
+    }
+
+    fn feed_all(test: &SystemTest, log: &str) -> Checker {
+        let mut checker = Checker::new(test.expect, test.forbid).unwrap();
+        for line in log.lines() {
+            checker.feed(line);
+        }
+        checker
+    }
+
+    const GOOD_BOOT: &str = "\
+[cpu0] INFO  online at EL2: VHE on, MMU on, caches on, MPIDR 0x80000000
+[cpu2] INFO  online at EL2: VHE on, MMU on, caches on, MPIDR 0x80000002
+[cpu1] DEBUG something else
+[cpu1] INFO  online at EL2: VHE on, MMU on, caches on, MPIDR 0x80000001
+[cpu3] INFO  online at EL2: VHE on, MMU on, caches on
+[cpu0] INFO  all 4 CPUs online
+[cpu0] INFO  no VMs to run yet; powering off";
+
+    #[test]
+    fn the_table_is_well_formed() {
+        check_table().unwrap();
+    }
+
+    #[test]
+    fn a_good_boot_passes_whatever_the_cpu_order() {
+        let checker = feed_all(test_named("boot_smp4"), GOOD_BOOT);
+        assert!(checker.all_seen());
+        assert_eq!(checker.problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_missing_cpu_is_named() {
+        let log: String = GOOD_BOOT
+            .lines()
+            .filter(|l| !l.starts_with("[cpu3]"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let checker = feed_all(test_named("boot_smp4"), &log);
+        assert!(!checker.all_seen());
+        let problems = checker.problems();
+        assert!(problems[0].contains(r"\[cpu3\]"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_summary_before_the_last_cpu_is_out_of_order() {
+        let log = "\
+[cpu0] INFO  online at EL2: VHE on, MMU on, caches on
+[cpu1] INFO  online at EL2: VHE on, MMU on, caches on
+[cpu2] INFO  online at EL2: VHE on, MMU on, caches on
+[cpu0] INFO  all 4 CPUs online
+[cpu3] INFO  online at EL2: VHE on, MMU on, caches on
+[cpu0] INFO  no VMs to run yet; powering off";
+        let checker = feed_all(test_named("boot_smp4"), log);
+        assert!(!checker.all_seen());
+        assert!(checker.problems()[0].contains("all 4 CPUs online"));
+    }
+
+    #[test]
+    fn a_panic_fails_even_when_everything_else_was_seen() {
+        let test = test_named("sync_exception_report");
+        let log = "\
+[cpu0] ERROR unexpected exception at EL2
+[cpu0] ERROR EC 0x25 (data abort, same EL), ESR 0x96000004
+[cpu0] ERROR FAR 0xdead0000, ELR 0x40081234
+[cpu0] ERROR panicked at src/main.rs:1:1";
+        let mut checker = Checker::new(test.expect, test.forbid).unwrap();
+        let mut keep_going = true;
+        for line in log.lines() {
+            keep_going &= checker.feed(line);
+        }
+        assert!(!keep_going);
+        assert!(checker.all_seen());
+        assert_eq!(checker.problems().len(), 1);
+        assert!(checker.problems()[0].starts_with("forbidden pattern /panicked/"));
+    }
+
+    #[test]
+    fn the_broken_dtb_message_is_matched_exactly() {
+        let test = test_named("broken_dtb_names_missing_gic");
+        let good = r#"[cpu0] ERROR device tree: no GICv3 interrupt controller (compatible = "arm,gic-v3")"#;
+        assert!(feed_all(test, good).all_seen());
+        let wrong_level = r#"[cpu0] WARN  device tree: no GICv3 interrupt controller (compatible = "arm,gic-v3")"#;
+        assert!(!feed_all(test, wrong_level).all_seen());
+    }
+
+    #[test]
+    fn exits_are_judged() {
+        let ok = ExitStatus::from_raw(0);
+        let failed = ExitStatus::from_raw(1 << 8);
+        let t = TIMEOUT;
+        assert_eq!(exit_problem(Exit::Exited(ok), ExpectExit::Success, t), None);
+        assert!(exit_problem(Exit::Exited(failed), ExpectExit::Success, t).is_some());
+        assert_eq!(
+            exit_problem(Exit::Exited(failed), ExpectExit::ByItself, t),
+            None
+        );
+        assert!(exit_problem(Exit::TimedOut, ExpectExit::ByItself, t).is_some());
+        assert!(exit_problem(Exit::Stopped, ExpectExit::Success, t).is_some());
+    }
+}
