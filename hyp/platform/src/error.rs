@@ -14,7 +14,8 @@ use crate::{MAX_BOOTARGS, MAX_CPUS, MAX_MEMORY_REGIONS, MAX_PCI_WINDOWS, MAX_RES
 pub struct NodeName(heapless::String<64>);
 
 impl NodeName {
-    pub(crate) fn new(name: &str) -> Self {
+    /// `name`, cut to at most 64 bytes.
+    pub fn new(name: &str) -> Self {
         let mut s = heapless::String::new();
         for c in name.chars() {
             if s.push(c).is_err() {

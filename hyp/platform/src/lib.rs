@@ -155,13 +155,14 @@ pub enum Interrupt {
 }
 
 impl Interrupt {
-    /// The GIC interrupt ID.
-    pub const fn intid(self) -> u32 {
-        // The parser only builds SPIs below 988 and PPIs below 16, so the
-        // sums stay within the INTID space.
+    /// The GIC interrupt ID, or `None` if the number is outside its class
+    /// (SPIs are INTIDs 32..=1019, PPIs 16..=31; GICv3 architecture
+    /// specification §2.2). The parser only builds numbers inside it.
+    pub const fn intid(self) -> Option<u32> {
         match self {
-            Self::Spi(n) => 32 + n,
-            Self::Ppi(n) => 16 + n,
+            Self::Spi(n) if n < 988 => Some(32 + n),
+            Self::Ppi(n) if n < 16 => Some(16 + n),
+            _ => None,
         }
     }
 }

@@ -188,17 +188,17 @@ fn first_region(node: FdtNode<'_, '_>, props: &Props, bus: &Bus) -> Result<PhysR
     }
 }
 
-/// One three-cell GIC interrupt specifier (type, number, flags).
+/// One three-cell GIC interrupt specifier (type, number, flags); the
+/// binding's type cell is 0 for an SPI and 1 for a PPI.
 fn interrupt(spec: &[u8]) -> Option<Interrupt> {
-    let kind = be_cells(spec.get(0..4)?)?;
     let number = u32::try_from(be_cells(spec.get(4..8)?)?).ok()?;
-    // The binding's type cell: 0 SPI, 1 PPI. INTIDs 32..=1019 are SPIs and
-    // 16..=31 PPIs (GICv3 architecture specification, §2.2).
-    match kind {
-        0 if number < 988 => Some(Interrupt::Spi(number)),
-        1 if number < 16 => Some(Interrupt::Ppi(number)),
-        _ => None,
-    }
+    let irq = match be_cells(spec.get(0..4)?)? {
+        0 => Interrupt::Spi(number),
+        1 => Interrupt::Ppi(number),
+        _ => return None,
+    };
+    // Only numbers that name a real INTID are accepted.
+    irq.intid().map(|_| irq)
 }
 
 /// Interrupt specifiers of a node whose interrupt parent is the GIC.
@@ -280,6 +280,9 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<Platform, DtError> {
 
     for r in fdt.memory_reservations() {
         let (addr, size) = (r.address() as usize as u64, r.size() as u64);
+        if size == 0 {
+            continue;
+        }
         let range =
             PhysRange::new(PhysAddr(addr), size).ok_or_else(|| DtError::AddressOverflow {
                 node: NodeName::new("/memreserve/"),

@@ -76,8 +76,11 @@ pub fn gic(w: &mut FdtWriter) {
 /// A PL011 at `base`.
 pub fn pl011(w: &mut FdtWriter, base: u64) {
     node(w, &format!("pl011@{base:x}"), |w| {
-        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])
-            .unwrap();
+        w.property_string_list(
+            "compatible",
+            vec!["arm,pl011".into(), "arm,primecell".into()],
+        )
+        .unwrap();
         w.property_array_u64("reg", &[base, 0x1000]).unwrap();
     });
 }
