@@ -26,12 +26,16 @@ run options:
   --debug          boot the debug build (has the debug-only test switches)
   --append ARGS    hypervisor command line, e.g. --append \"hyp.fault=data-abort\"
   --dtb FILE       boot with this device tree instead of QEMU's own
+  --kernel FILE    boot FILE (an ELF, converted, or a flat image) instead of
+                   building the hypervisor
   --timeout SECS   kill QEMU after SECS seconds (default 120)
   -- QEMU_ARGS...  everything after `--` is appended to the QEMU command line
                    (e.g. `-- -s -S` to wait for gdb)
 
 test options:
   -v, --verbose    stream each system test's console while it runs
+  --kernel FILE    boot FILE in every system test instead of building the
+                   hypervisor (an ELF, converted, or a flat image)
   FILTER           run only the host test commands and system tests whose
                    name contains FILTER";
 
@@ -65,6 +69,8 @@ pub struct RunOptions {
     pub append: Option<String>,
     /// Device tree to pass instead of QEMU's generated one.
     pub dtb: Option<PathBuf>,
+    /// Image to boot instead of building the hypervisor.
+    pub kernel: Option<PathBuf>,
     /// Wall-clock limit after which QEMU is killed.
     pub timeout: Duration,
     /// Extra arguments appended verbatim to the QEMU command line.
@@ -78,6 +84,7 @@ impl Default for RunOptions {
             profile: Profile::Release,
             append: None,
             dtb: None,
+            kernel: None,
             timeout: DEFAULT_RUN_TIMEOUT,
             qemu_args: Vec::new(),
         }
@@ -91,6 +98,8 @@ pub struct TestOptions {
     pub filter: Option<String>,
     /// Echo system tests' serial output live.
     pub verbose: bool,
+    /// Image to boot instead of building the hypervisor.
+    pub kernel: Option<PathBuf>,
 }
 
 /// Parses the arguments after the program name.
@@ -133,6 +142,7 @@ fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
             "--release" => options.profile = Profile::Release,
             "--append" => options.append = Some(value_of(&arg, args.next())?),
             "--dtb" => options.dtb = Some(PathBuf::from(value_of(&arg, args.next())?)),
+            "--kernel" => options.kernel = Some(PathBuf::from(value_of(&arg, args.next())?)),
             "--timeout" => {
                 let value = value_of(&arg, args.next())?;
                 let secs: u64 = value
@@ -151,9 +161,11 @@ fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
 
 fn parse_test(args: impl IntoIterator<Item = String>) -> Result<TestOptions> {
     let mut options = TestOptions::default();
-    for arg in args {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "-v" | "--verbose" => options.verbose = true,
+            "--kernel" => options.kernel = Some(PathBuf::from(value_of(&arg, args.next())?)),
             option if option.starts_with('-') => bail!("unknown option `{option}` for `test`"),
             filter => {
                 if options.filter.replace(filter.to_owned()).is_some() {
@@ -218,7 +230,8 @@ mod tests {
             parse_str("test -v boot").unwrap(),
             Command::Test(TestOptions {
                 filter: Some("boot".into()),
-                verbose: true
+                verbose: true,
+                kernel: None,
             })
         );
     }

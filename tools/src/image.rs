@@ -7,7 +7,7 @@
 //! (`p_memsz > p_filesz`) is not stored, because the image header's
 //! `image_size` already tells the loader how much memory to reserve.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use object::elf::{FileHeader64, EM_AARCH64, PT_LOAD};
@@ -23,6 +23,26 @@ pub fn convert_file(elf: &Path, bin: &Path) -> Result<()> {
     let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let flat = elf_to_flat(&data).with_context(|| format!("converting {}", elf.display()))?;
     std::fs::write(bin, flat).with_context(|| format!("writing {}", bin.display()))
+}
+
+/// Makes a user-supplied kernel bootable: an ELF is converted to a flat image
+/// in the tool's scratch directory, anything else is used as it is.
+///
+/// # Errors
+///
+/// I/O errors and the errors of [`elf_to_flat`].
+pub fn prepare_kernel(path: &Path) -> Result<PathBuf> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if !data.starts_with(b"\x7fELF") {
+        return Ok(path.to_path_buf());
+    }
+    let flat = elf_to_flat(&data).with_context(|| format!("converting {}", path.display()))?;
+    let name = path.file_name().context("kernel path has no file name")?;
+    let bin = crate::cargo::scratch_dir("kernel")?
+        .join(name)
+        .with_extension("bin");
+    std::fs::write(&bin, flat).with_context(|| format!("writing {}", bin.display()))?;
+    Ok(bin)
 }
 
 /// Flattens a 64-bit AArch64 ELF's loadable segments into one image.

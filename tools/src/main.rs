@@ -53,7 +53,10 @@ fn dispatch(command: Command) -> Result<bool> {
 /// `run`: boot the hypervisor once and stream its console to the terminal.
 fn run(options: &RunOptions) -> Result<bool> {
     setup::ensure_qemu()?;
-    let kernel = cargo::build_hypervisor(options.profile)?;
+    let kernel = match &options.kernel {
+        Some(path) => image::prepare_kernel(&cargo::from_invocation_dir(path))?,
+        None => cargo::build_hypervisor(options.profile)?,
+    };
     let config = qemu::QemuConfig {
         kernel,
         smp: options.smp,
@@ -68,8 +71,24 @@ fn run(options: &RunOptions) -> Result<bool> {
 fn test(options: &TestOptions) -> Result<bool> {
     setup::ensure_qemu()?;
     let filter = options.filter.as_deref();
+    if let Some(filter) = filter {
+        let names = hosttest::HOST_TESTS
+            .iter()
+            .map(|t| t.name)
+            .chain(systest::SYSTEM_TESTS.iter().map(|t| t.name));
+        anyhow::ensure!(
+            names.clone().any(|name| name.contains(filter)),
+            "no test name contains `{filter}`; tests: {}",
+            names.collect::<Vec<_>>().join(", ")
+        );
+    }
     let host = hosttest::run_all(filter)?;
-    let system = systest::run_all(filter, options.verbose)?;
+    let kernel = options
+        .kernel
+        .as_deref()
+        .map(|path| image::prepare_kernel(&cargo::from_invocation_dir(path)))
+        .transpose()?;
+    let system = systest::run_all(filter, options.verbose, kernel.as_deref())?;
     let passed = host.passed + system.passed;
     let failed = host.failed + system.failed;
     println!();

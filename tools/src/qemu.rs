@@ -30,6 +30,9 @@ const TERM_GRACE: Duration = Duration::from_secs(5);
 /// following e.g. a panic message still make it into the log.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long to wait for output still in the pipes after QEMU was killed.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
 /// One boot of the hypervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuConfig {
@@ -208,6 +211,18 @@ pub fn run(
             },
         }
     };
+    // After a kill, collect what was still in flight (QEMU's last words on
+    // stderr, the console's last lines); the readers end when the pipes close.
+    if !matches!(exit, Exit::Exited(_)) {
+        while let Ok(chunk) = receiver.recv_timeout(DRAIN_LIMIT) {
+            match chunk {
+                Chunk::Stdout(bytes) => {
+                    on_output(&bytes);
+                }
+                Chunk::Stderr(bytes) => stderr.extend_from_slice(&bytes),
+            }
+        }
+    }
     Ok(Finished {
         exit,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),

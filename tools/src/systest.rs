@@ -5,6 +5,7 @@
 //! of ERROR, WARN, INFO, DEBUG, TRACE padded to five characters.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -233,11 +234,13 @@ pub fn exit_problem(exit: Exit, expected: ExpectExit, timeout: Duration) -> Opti
 }
 
 /// Builds what the selected tests need and runs them, printing as it goes.
+/// With `kernel`, every test boots that image and nothing is built.
 ///
 /// # Errors
 ///
-/// A build fails, or QEMU cannot be started at all.
-pub fn run_all(filter: Option<&str>, verbose: bool) -> Result<Totals> {
+/// The test table is malformed. (A failed build or QEMU start fails the
+/// tests concerned instead.)
+pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Result<Totals> {
     check_table()?;
     let selected: Vec<&SystemTest> = SYSTEM_TESTS
         .iter()
@@ -247,22 +250,31 @@ pub fn run_all(filter: Option<&str>, verbose: bool) -> Result<Totals> {
     if selected.is_empty() {
         return Ok(totals);
     }
+    // Build each needed profile once. A failed build fails the tests that
+    // need it (and is reported), but the run goes on to the final count.
     let mut images = BTreeMap::new();
     for test in &selected {
         if let std::collections::btree_map::Entry::Vacant(slot) = images.entry(test.profile) {
-            slot.insert(cargo::build_hypervisor(test.profile)?);
+            slot.insert(match kernel {
+                Some(kernel) => Ok(kernel.to_path_buf()),
+                None => cargo::build_hypervisor(test.profile).map_err(|e| format!("{e:#}")),
+            });
         }
     }
-    println!("\nrunning {} system tests", selected.len());
+    let plural = if selected.len() == 1 { "" } else { "s" };
+    println!("\nrunning {} system test{plural}", selected.len());
     for test in selected {
-        let image = images[&test.profile].clone();
-        let passed = match run_one(test, image, verbose) {
-            Ok(passed) => passed,
-            Err(error) => {
-                println!("system test {} ... FAILED\n  {error:#}", test.name);
-                false
-            }
+        let outcome = match &images[&test.profile] {
+            Ok(image) => run_one(test, image.clone(), verbose),
+            Err(build_error) => Err(anyhow::anyhow!(
+                "no {} build of the hypervisor: {build_error}",
+                test.profile.dir_name()
+            )),
         };
+        let passed = outcome.unwrap_or_else(|error| {
+            println!("system test {} ... FAILED\n  {error:#}", test.name);
+            false
+        });
         if passed {
             totals.passed += 1;
         } else {
@@ -272,7 +284,7 @@ pub fn run_all(filter: Option<&str>, verbose: bool) -> Result<Totals> {
     Ok(totals)
 }
 
-fn run_one(test: &SystemTest, kernel: std::path::PathBuf, verbose: bool) -> Result<bool> {
+fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
     let dtb = match test.dtb {
         Dtb::Qemu => None,
         Dtb::WithoutCompatible(compatible) => {
