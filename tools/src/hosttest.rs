@@ -26,7 +26,17 @@ pub struct HostTest {
     pub env: &'static [(&'static str, &'static str)],
 }
 
-/// Every host test command. Add a row to add one.
+/// Every host test command. Add a row to add one, for example a loom run with
+/// its own flags and target directory (relative paths are from the workspace root):
+///
+/// ```text
+/// HostTest {
+///     name: "loom",
+///     program: "cargo",
+///     args: &["test", "-p", "id-alloc", "--test", "loom", "--release"],
+///     env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
+/// },
+/// ```
 pub const HOST_TESTS: &[HostTest] = &[
     // The workspace's default members: every host-testable crate, this tool included.
     HostTest {

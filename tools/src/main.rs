@@ -82,12 +82,12 @@ fn test(options: &TestOptions) -> Result<bool> {
             names.collect::<Vec<_>>().join(", ")
         );
     }
-    let host = hosttest::run_all(filter)?;
     let kernel = options
         .kernel
         .as_deref()
         .map(|path| image::prepare_kernel(&cargo::from_invocation_dir(path)))
         .transpose()?;
+    let host = hosttest::run_all(filter)?;
     let system = systest::run_all(filter, options.verbose, kernel.as_deref())?;
     let passed = host.passed + system.passed;
     let failed = host.failed + system.failed;
