@@ -149,16 +149,19 @@ fn reg_entries<'a>(
     let reg = reg.ok_or_else(|| DtError::MissingReg {
         node: NodeName::new(node.name),
     })?;
-    let (ac, sc) = (bus.address_cells as usize, bus.size_cells as usize);
-    let entry = (ac + sc) * 4;
-    if !(1..=2).contains(&ac) || !(1..=2).contains(&sc) || reg.is_empty() || reg.len() % entry != 0
-    {
-        return Err(DtError::BadReg {
-            node: NodeName::new(node.name),
-            len: reg.len(),
-            address_cells: bus.address_cells,
-            size_cells: bus.size_cells,
-        });
+    let bad_reg = || DtError::BadReg {
+        node: NodeName::new(node.name),
+        len: reg.len(),
+        address_cells: bus.address_cells,
+        size_cells: bus.size_cells,
+    };
+    let (ac, sc) = (bus.address_cells, bus.size_cells);
+    if !(1..=2).contains(&ac) || !(1..=2).contains(&sc) {
+        return Err(bad_reg());
+    }
+    let (ac, entry) = (ac as usize, (ac + sc) as usize * 4);
+    if reg.is_empty() || reg.len() % entry != 0 {
+        return Err(bad_reg());
     }
     Ok(reg.chunks_exact(entry).filter_map(move |e| {
         // Both halves are one or two cells, so these always decode.
@@ -513,7 +516,9 @@ fn cpu(node: FdtNode<'_, '_>, props: &Props, bus: &Bus) -> Result<Cpu, DtError> 
         node: NodeName::new(node.name),
     })?;
     let mpidr = match bus.size_cells {
-        0 if reg.len() == bus.address_cells as usize * 4 => be_cells(reg),
+        // be_cells takes only one or two cells, so any other
+        // #address-cells fails here.
+        0 if reg.len() / 4 == bus.address_cells as usize => be_cells(reg),
         _ => None,
     };
     let mpidr = mpidr.ok_or_else(|| DtError::BadReg {
@@ -619,11 +624,11 @@ fn pcie(node: FdtNode<'_, '_>, props: &Props, bus: &Bus) -> Result<PcieEcam, DtE
         props.address_cells.unwrap_or(2),
         props.size_cells.unwrap_or(1),
     );
-    let pa = bus.address_cells as usize * 4;
     let bad_ranges = || bad_property(node, "ranges");
     if ac != 3 || !(1..=2).contains(&sc) || !(1..=2).contains(&bus.address_cells) {
         return Err(bad_ranges());
     }
+    let pa = bus.address_cells as usize * 4;
     let entry = 12 + pa + sc as usize * 4;
     let ranges = props.ranges.unwrap_or_default();
     if ranges.len() % entry != 0 {

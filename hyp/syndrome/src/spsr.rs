@@ -3,7 +3,7 @@
 use core::fmt;
 
 /// The exception level and stack pointer, or AArch32 mode, that an
-/// exception was taken from (SPSR_EL2.M[4:0]).
+/// exception was taken from (`SPSR_EL2.M[4:0]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// EL0, SP_EL0.
@@ -20,9 +20,9 @@ pub enum Mode {
     El3t,
     /// EL3 using SP_EL3.
     El3h,
-    /// An AArch32 mode (M[4] = 1); carries M[4:0], e.g. 0x13 for SVC.
+    /// An AArch32 mode (`M[4]` = 1); carries `M[4:0]`, e.g. 0x13 for SVC.
     AArch32(u8),
-    /// An AArch64 M[3:0] value with no mode (e.g. 0b0001); carries M[4:0].
+    /// An AArch64 `M[3:0]` value with no mode (e.g. 0b0001); carries `M[4:0]`.
     Reserved(u8),
 }
 
@@ -31,7 +31,7 @@ pub enum Mode {
 pub struct Spsr(pub u64);
 
 impl Spsr {
-    /// M[4:0]: the mode the exception came from.
+    /// `M[4:0]`: the mode the exception came from.
     pub const fn mode(self) -> Mode {
         let m = (self.0 & 0x1f) as u8;
         match m {
