@@ -238,6 +238,23 @@ fn running_contexts_keep_their_id_across_rollovers() {
 }
 
 #[test]
+fn every_reserved_copy_moves_to_the_new_generation() {
+    let alloc = allocator(3, 3);
+    let (x, y) = (Context::new(), Context::new());
+    // `x` runs on CPUs 0 and 1, so both reserve it at the first rollover.
+    let x_id = switch(&alloc, &x, 0).id();
+    assert_eq!(switch(&alloc, &x, 1).id(), x_id);
+    let _first = force_rollover(&alloc, 2);
+    // `x` renews its ID on CPU2: both copies must move to generation 2.
+    assert_eq!(switch(&alloc, &x, 2).id(), x_id);
+    // CPU0 moves on; CPU1 still runs `x` through a second rollover. Only
+    // CPU1's copy now remembers `x`, and it must match generation 2.
+    let _ = switch(&alloc, &y, 0);
+    let _second = force_rollover(&alloc, 2);
+    assert_eq!(switch(&alloc, &x, 2).id(), x_id);
+}
+
+#[test]
 fn deactivated_contexts_do_not_keep_their_id_across_a_rollover() {
     // 2-bit IDs: 1, 2 and 3. `a` gets 1 on CPU0, CPU1 uses 2 and 3, and the
     // next context on CPU1 forces a rollover.
