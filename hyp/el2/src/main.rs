@@ -1,6 +1,277 @@
+//! The EL2 hypervisor for QEMU's `virt` machine.
+//!
+//! QEMU loads the image with `-kernel` and enters [`boot`]'s assembly at EL2
+//! with x0 = the host device tree. The primary CPU turns on the MMU, reads the
+//! device tree, starts its console and heap, builds the final page tables and
+//! starts every other CPU through PSCI. Everything that needs no Arm hardware
+//! lives in the host-tested crates beside this one (`platform`, `syndrome`,
+//! `id-alloc`, `addr`); this crate is the thin target-only layer.
+
 #![no_std]
 #![no_main]
+
+extern crate alloc;
+
+mod boot;
+mod console;
+mod cpu;
+mod exceptions;
+mod heap;
+mod layout;
+mod mmu;
+mod percpu;
+mod smp;
+mod timer;
+
+use aarch64_cpu::registers::{CurrentEL, HCR_EL2, MPIDR_EL1, SCTLR_EL2};
+use addr::{PhysAddr, PhysRange};
+use core::fmt;
+use core::panic::PanicInfo;
+use layout::ImageLayout;
+use log::{error, info, warn, LevelFilter};
+use platform::{DtError, Platform};
+use tock_registers::interfaces::Readable;
+
+/// MPIDR_EL1 affinity fields Aff3..Aff0, the form device trees use in `reg`.
+const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// Why the primary CPU could not finish booting.
+#[derive(Debug)]
+enum BootError {
+    /// x0 did not point at a flattened device tree.
+    NoDeviceTree(PhysAddr),
+    /// The device tree is unusable.
+    DeviceTree(DtError),
+    /// The device tree left no RAM for the heap.
+    NoFreeMemory,
+    /// Free RAM is too fragmented to describe.
+    FreeMemory(platform::FreeMemoryError),
+    /// The final page tables could not be built.
+    PageTables(aarch64_paging::MapError),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoDeviceTree(pa) => write!(f, "no device tree at x0 = {pa}"),
+            Self::DeviceTree(e) => write!(f, "{e}"),
+            Self::NoFreeMemory => write!(f, "no free RAM left for the heap"),
+            Self::FreeMemory(e) => write!(f, "{e}"),
+            Self::PageTables(e) => write!(f, "page tables: {e}"),
+        }
+    }
+}
+
+/// The primary CPU's entry into Rust, MMU on (boot map), on the boot stack.
+#[unsafe(no_mangle)]
+extern "C" fn primary_main(dtb: u64) -> ! {
+    let mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
+    // Index 0 always exists.
+    let _ = percpu::init_this_cpu(0, mpidr);
+    cpu::mark_running();
+    match boot(PhysAddr(dtb), mpidr) {
+        Ok(()) => {
+            info!("no VMs to run yet; powering off");
+            cpu::power_off()
+        }
+        Err(e) => {
+            error!("{e}");
+            error!("boot failed; powering off");
+            cpu::power_off()
+        }
+    }
+}
+
+fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
+    // SAFETY: QEMU (and any arm64 boot loader) passes the DTB's address in
+    // x0; `dtb_slice` checks the header before trusting the size, and the
+    // boot map covers all of RAM.
+    let dtb = unsafe { dtb_slice(dtb_pa) }.ok_or(BootError::NoDeviceTree(dtb_pa))?;
+    start_console(dtb);
+    info!(
+        "hypervisor {} starting on QEMU virt, DTB at {dtb_pa} ({} bytes)",
+        env!("CARGO_PKG_VERSION"),
+        dtb.len()
+    );
+    let platform = Platform::from_dtb(dtb).map_err(BootError::DeviceTree)?;
+    report_platform(&platform);
+
+    let image = ImageLayout::get();
+    let dtb_range = PhysRange::new(dtb_pa, dtb.len() as u64).ok_or(BootError::NoFreeMemory)?;
+    let mut excluded: heapless::Vec<PhysRange, { platform::MAX_RESERVED + 3 }> =
+        heapless::Vec::new();
+    // Capacity covers the three fixed exclusions plus every reserved range.
+    let _ = excluded.push(image.whole());
+    let _ = excluded.push(dtb_range);
+    if let Some(initrd) = platform.initrd {
+        let _ = excluded.push(initrd);
+    }
+    let _ = excluded.extend_from_slice(&platform.reserved);
+    let free: heapless::Vec<
+        PhysRange,
+        { platform::MAX_MEMORY_REGIONS + platform::MAX_RESERVED + 3 },
+    > = platform::free_memory(&platform.memory, &excluded).map_err(BootError::FreeMemory)?;
+    if free.is_empty() {
+        return Err(BootError::NoFreeMemory);
+    }
+    // SAFETY: `free` is RAM from the device tree minus the image, the DTB, the
+    // boot bundle and reserved memory; the boot map covers it as normal memory.
+    let bytes = unsafe { heap::add_ranges(&free) };
+    info!(
+        "heap: {} MiB in {} range(s) (image {}, boot bundle {})",
+        bytes >> 20,
+        free.len(),
+        image.whole(),
+        platform
+            .initrd
+            .map_or(heapless::String::<48>::new(), |r| display(&r)),
+    );
+
+    mmu::build(&platform, &image).map_err(BootError::PageTables)?;
+    let tables = mmu::translation().ok_or(BootError::NoFreeMemory)?;
+    // SAFETY: The final tables map the image, all RAM and the console.
+    unsafe { mmu::switch_to_final(tables) };
+    report_online();
+
+    debug_hooks(&platform);
+
+    smp::start_secondaries(&platform, mpidr, tables);
+    let (used, total) = heap::usage();
+    info!("heap in use: {} KiB of {} MiB", used >> 10, total >> 20);
+    Ok(())
+}
+
+/// Starts the console on the device tree's UART, if it names one. Without
+/// one the hypervisor runs silently; there is nowhere else to complain.
+fn start_console(dtb: &[u8]) {
+    if let Ok(Some(uart)) = platform::find_console(dtb) {
+        // SAFETY: The boot map covers the first GiB, where QEMU virt puts the
+        // UART, as device memory; the console is the UART's only user.
+        unsafe { console::init(uart.regs.start()) };
+        console::init_logger(LevelFilter::Info);
+    }
+}
+
+fn display(range: &PhysRange) -> heapless::String<48> {
+    let mut s = heapless::String::new();
+    // 48 bytes hold two 18-character hex numbers and the brackets.
+    let _ = fmt::write(&mut s, format_args!("{range}"));
+    s
+}
+
+/// Builds a slice over the flattened device tree at `pa`, or `None` if there
+/// is no valid FDT header there.
+///
+/// # Safety
+///
+/// `pa` must be mapped and, if it holds an FDT header, the whole blob must be
+/// mapped and unchanged for the rest of the hypervisor's life.
+unsafe fn dtb_slice(pa: PhysAddr) -> Option<&'static [u8]> {
+    const FDT_MAGIC: u32 = 0xd00d_feed;
+    const MAX_DTB_SIZE: usize = 2 << 20;
+    if pa.get() == 0 || !pa.is_aligned(8) {
+        return None;
+    }
+    // SAFETY: The caller guarantees `pa` is mapped; the header is 8-aligned.
+    let header = unsafe { core::slice::from_raw_parts(pa.get() as *const u8, 8) };
+    let magic = u32::from_be_bytes(header[0..4].try_into().ok()?);
+    let size = u32::from_be_bytes(header[4..8].try_into().ok()?) as usize;
+    if magic != FDT_MAGIC || !(8..=MAX_DTB_SIZE).contains(&size) {
+        return None;
+    }
+    // SAFETY: The header is valid, so by the caller's guarantee `size` bytes are mapped.
+    Some(unsafe { core::slice::from_raw_parts(pa.get() as *const u8, size) })
+}
+
+fn report_platform(p: &Platform) {
+    for ram in &p.memory {
+        info!("  memory  {ram} ({} MiB)", ram.size() >> 20);
+    }
+    info!("  cpus    {} (PSCI {:?})", p.cpus.len(), p.psci);
+    info!(
+        "  gicv3   distributor {}, redistributors {}",
+        p.gic.distributor, p.gic.redistributors
+    );
+    match &p.uart {
+        Some(uart) => info!("  uart    PL011 at {}", uart.regs),
+        None => info!("  uart    none"),
+    }
+    match &p.smmu {
+        Some(smmu) => info!("  smmu    SMMUv3 at {}", smmu.regs),
+        None => info!("  smmu    none"),
+    }
+    match &p.pcie {
+        Some(pcie) => info!("  pcie    ECAM at {}", pcie.ecam),
+        None => info!("  pcie    none"),
+    }
+    if let Some(initrd) = &p.initrd {
+        info!("  bundle  {initrd} ({} KiB)", initrd.size() >> 10);
+    }
+    if !p.bootargs.is_empty() {
+        info!("  bootargs \"{}\"", p.bootargs);
+    }
+}
+
+/// Reports the calling CPU's state, read back from the system registers.
+fn report_online() {
+    let el = CurrentEL.read(CurrentEL::EL);
+    let vhe = HCR_EL2.is_set(HCR_EL2::E2H);
+    let mmu = SCTLR_EL2.is_set(SCTLR_EL2::M);
+    let caches = SCTLR_EL2.is_set(SCTLR_EL2::C) && SCTLR_EL2.is_set(SCTLR_EL2::I);
+    let on = |b: bool| if b { "on" } else { "OFF" };
+    info!(
+        "online at EL{el}: VHE {}, MMU {}, caches {}, MPIDR {:#x}",
+        on(vhe),
+        on(mmu),
+        on(caches),
+        percpu::this_cpu().map_or(0, percpu::PerCpu::mpidr)
+    );
+}
+
+/// Test switches from the bootargs (`hyp.fault=data-abort`), honoured only
+/// in debug builds so a release hypervisor cannot be crashed on purpose.
+fn debug_hooks(platform: &Platform) {
+    for option in platform::bootargs::hyp_options(&platform.bootargs) {
+        match (option.key, option.value) {
+            ("fault", Some("data-abort")) if cfg!(debug_assertions) => {
+                warn!("hyp.fault=data-abort: reading an unmapped address on purpose");
+                // An address above every RAM and MMIO region yet below 2^48.
+                let unmapped = 0x0000_dead_0000_0000 as *const u64;
+                // SAFETY: Deliberately not sound: the read faults, which is the
+                // point of the switch; the exception handler stops this CPU.
+                let value = unsafe { unmapped.read_volatile() };
+                error!("read of an unmapped address returned {value:#x}");
+            }
+            ("fault", value) => warn!(
+                "hyp.fault={} ignored (release build or unknown fault)",
+                value.unwrap_or("")
+            ),
+            (key, _) => warn!("unknown option hyp.{key} ignored"),
+        }
+    }
+}
+
+/// A secondary CPU's entry into Rust, on the final tables and its own stack.
+#[unsafe(no_mangle)]
+extern "C" fn secondary_main(index: u64) -> ! {
+    let mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
+    if usize::try_from(index)
+        .ok()
+        .and_then(|i| percpu::init_this_cpu(i, mpidr))
+        .is_none()
+    {
+        cpu::halt();
+    }
+    cpu::mark_running();
+    report_online();
+    smp::report_in();
+    cpu::park_idle_cpu()
+}
+
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+fn panic(info: &PanicInfo<'_>) -> ! {
+    let cpu = percpu::current_index();
+    console::write_fmt_for_panic(format_args!("[cpu{cpu}] PANIC {info}\r\n"));
+    console::write_fmt_for_panic(format_args!("[cpu{cpu}] PANIC stopping all CPUs\r\n"));
+    cpu::power_off()
 }

@@ -95,6 +95,34 @@ impl Platform {
         structure::check(dtb)?;
         parse::parse(dtb)
     }
+
+    /// Every MMIO region the hypervisor itself drives: the GIC's distributor,
+    /// redistributors and ITS, the console UART, the SMMU and the PCIe ECAM.
+    pub fn mmio_regions(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        [
+            Some(self.gic.distributor),
+            Some(self.gic.redistributors),
+            self.gic.its,
+            self.uart.map(|u| u.regs),
+            self.smmu.map(|s| s.regs),
+            self.pcie.as_ref().map(|p| p.ecam),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// The console UART alone: what `/chosen/stdout-path` names, else the first
+/// PL011. For the early boot, so that an error in the rest of the tree (a
+/// missing GIC, say) can still be printed.
+///
+/// # Errors
+///
+/// The errors of [`Platform::from_dtb`] that concern the blob's structure or
+/// the nodes walked; none about required nodes being absent.
+pub fn find_console(dtb: &[u8]) -> Result<Option<Pl011>, DtError> {
+    structure::check(dtb)?;
+    parse::console(dtb)
 }
 
 /// A CPU's affinity as the device tree gives it: the `reg` of its node, which

@@ -241,6 +241,21 @@ struct Found<'a> {
 }
 
 pub(crate) fn parse(dtb: &[u8]) -> Result<Platform, DtError> {
+    walk_then(dtb, validate)
+}
+
+/// The console alone, for the early boot: found by the same walk as
+/// [`parse`], but without requiring the rest of the platform, so that the
+/// error that a required node is missing can still be printed.
+pub(crate) fn console(dtb: &[u8]) -> Result<Option<Pl011>, DtError> {
+    walk_then(dtb, |found, _| Ok(found.stdout_uart.or(found.first_uart)))
+}
+
+/// Walks the whole tree once, then hands what it found (and `/chosen`) to `finish`.
+fn walk_then<R>(
+    dtb: &[u8],
+    finish: impl for<'a> FnOnce(Found<'a>, Option<FdtNode<'a, 'a>>) -> Result<R, DtError>,
+) -> Result<R, DtError> {
     // `structure::check` has passed, so the header is good and every walk
     // below stays inside the blob.
     let fdt = Fdt::new(dtb)?;
@@ -296,7 +311,11 @@ pub(crate) fn parse(dtb: &[u8]) -> Result<Platform, DtError> {
     for child in root.children() {
         found.walk(child, &root_bus, 1)?;
     }
+    finish(found, chosen)
+}
 
+/// Checks that the required pieces were found and within capacity.
+fn validate<'a>(found: Found<'a>, chosen: Option<FdtNode<'a, 'a>>) -> Result<Platform, DtError> {
     if found.memory_count == 0 {
         return Err(DtError::NoMemory);
     }

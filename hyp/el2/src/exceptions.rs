@@ -1,0 +1,215 @@
+//! EL2 exception vectors and the report printed for an exception nobody
+//! expected.
+//!
+//! Every vector saves the full register state into a [`Frame`] on the current
+//! stack and calls [`handle_exception`]. Nothing is expected yet: guests come
+//! later, and the hypervisor itself must never fault. So every exception is
+//! reported in full (class decoded from ESR_EL2, FAR, ELR, SPSR, registers)
+//! and the CPU that took it is stopped cleanly.
+
+use crate::{cpu, percpu};
+use aarch64_cpu::registers::{CurrentEL, HCR_EL2, SCTLR_EL2};
+use core::arch::global_asm;
+use core::fmt;
+use log::error;
+use syndrome::{Esr, Spsr};
+use tock_registers::interfaces::Readable;
+
+/// Registers saved on exception entry, in the order the vector code stores them.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Frame {
+    /// x0 to x30.
+    pub x: [u64; 31],
+    /// The stack pointer at the time of the exception.
+    pub sp: u64,
+    /// ELR_EL2: where the exception was taken.
+    pub elr: u64,
+    /// SPSR_EL2: the interrupted PSTATE.
+    pub spsr: u64,
+    /// ESR_EL2: the syndrome.
+    pub esr: u64,
+    /// FAR_EL2: the faulting virtual address, for aborts.
+    pub far: u64,
+}
+
+/// Size of [`Frame`], used by the vector code.
+const FRAME_SIZE: usize = core::mem::size_of::<Frame>();
+const _: () = assert!(FRAME_SIZE % 16 == 0, "the stack must stay 16-byte aligned");
+
+/// Which of the 16 vectors was taken (Arm ARM D1.3.1 "Exception vectors").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+enum Vector {
+    CurrentSp0Sync = 0,
+    CurrentSp0Irq,
+    CurrentSp0Fiq,
+    CurrentSp0SError,
+    CurrentSpxSync,
+    CurrentSpxIrq,
+    CurrentSpxFiq,
+    CurrentSpxSError,
+    Lower64Sync,
+    Lower64Irq,
+    Lower64Fiq,
+    Lower64SError,
+    Lower32Sync,
+    Lower32Irq,
+    Lower32Fiq,
+    Lower32SError,
+}
+
+impl Vector {
+    fn from_index(index: u64) -> Option<Self> {
+        use Vector::*;
+        const ALL: [Vector; 16] = [
+            CurrentSp0Sync,
+            CurrentSp0Irq,
+            CurrentSp0Fiq,
+            CurrentSp0SError,
+            CurrentSpxSync,
+            CurrentSpxIrq,
+            CurrentSpxFiq,
+            CurrentSpxSError,
+            Lower64Sync,
+            Lower64Irq,
+            Lower64Fiq,
+            Lower64SError,
+            Lower32Sync,
+            Lower32Irq,
+            Lower32Fiq,
+            Lower32SError,
+        ];
+        ALL.get(usize::try_from(index).ok()?).copied()
+    }
+
+    fn is_synchronous(self) -> bool {
+        (self as u64) % 4 == 0
+    }
+}
+
+impl fmt::Display for Vector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match (*self as u64) % 4 {
+            0 => "synchronous",
+            1 => "IRQ",
+            2 => "FIQ",
+            _ => "SError",
+        };
+        let origin = match (*self as u64) / 4 {
+            0 => "current EL with SP_EL0",
+            1 => "current EL with SP_EL2",
+            2 => "lower EL in AArch64",
+            _ => "lower EL in AArch32",
+        };
+        write!(f, "{kind} exception from {origin}")
+    }
+}
+
+global_asm!(
+    r#"
+.macro save_and_handle index
+    .balign 0x80
+    sub     sp, sp, #{frame_size}
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\index
+    b       exception_common
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+.global exception_vectors
+exception_vectors:
+    save_and_handle 0
+    save_and_handle 1
+    save_and_handle 2
+    save_and_handle 3
+    save_and_handle 4
+    save_and_handle 5
+    save_and_handle 6
+    save_and_handle 7
+    save_and_handle 8
+    save_and_handle 9
+    save_and_handle 10
+    save_and_handle 11
+    save_and_handle 12
+    save_and_handle 13
+    save_and_handle 14
+    save_and_handle 15
+
+exception_common:
+    stp     x2, x3, [sp, #16 * 1]
+    stp     x4, x5, [sp, #16 * 2]
+    stp     x6, x7, [sp, #16 * 3]
+    stp     x8, x9, [sp, #16 * 4]
+    stp     x10, x11, [sp, #16 * 5]
+    stp     x12, x13, [sp, #16 * 6]
+    stp     x14, x15, [sp, #16 * 7]
+    stp     x16, x17, [sp, #16 * 8]
+    stp     x18, x19, [sp, #16 * 9]
+    stp     x20, x21, [sp, #16 * 10]
+    stp     x22, x23, [sp, #16 * 11]
+    stp     x24, x25, [sp, #16 * 12]
+    stp     x26, x27, [sp, #16 * 13]
+    stp     x28, x29, [sp, #16 * 14]
+    add     x2, sp, #{frame_size}
+    stp     x30, x2, [sp, #16 * 15]
+    mrs     x2, elr_el2
+    mrs     x3, spsr_el2
+    stp     x2, x3, [sp, #16 * 16]
+    mrs     x2, esr_el2
+    mrs     x3, far_el2
+    stp     x2, x3, [sp, #16 * 17]
+    mov     x1, sp
+    bl      handle_exception
+    b       park
+"#,
+    frame_size = const FRAME_SIZE,
+);
+
+/// Called by the vector code with the vector index and the saved registers.
+///
+/// Every exception is unexpected at this stage: report it and stop this CPU.
+#[unsafe(no_mangle)]
+extern "C" fn handle_exception(index: u64, frame: &Frame) -> ! {
+    report(index, frame);
+    cpu::stop_this_cpu()
+}
+
+fn report(index: u64, frame: &Frame) {
+    let cpu = percpu::current_index();
+    match Vector::from_index(index) {
+        Some(vector) => error!("unexpected exception on cpu{cpu}: {vector}"),
+        None => error!("unexpected exception on cpu{cpu}: unknown vector {index}"),
+    }
+    let esr = Esr(frame.esr);
+    if Vector::from_index(index).is_some_and(Vector::is_synchronous) {
+        error!("  ESR_EL2 {:#018x}: {esr}", frame.esr);
+        error!("  FAR_EL2 {:#018x}", frame.far);
+    } else {
+        error!(
+            "  ESR_EL2 {:#018x} (not a synchronous exception)",
+            frame.esr
+        );
+    }
+    error!("  ELR_EL2 {:#018x}", frame.elr);
+    error!("  SPSR_EL2 {:#018x}: {}", frame.spsr, Spsr(frame.spsr));
+    error!(
+        "  CurrentEL {}, HCR_EL2 {:#x}, SCTLR_EL2 {:#x}",
+        CurrentEL.read(CurrentEL::EL),
+        HCR_EL2.get(),
+        SCTLR_EL2.get()
+    );
+    for (row, regs) in frame.x.chunks(4).enumerate() {
+        let mut line = heapless::String::<128>::new();
+        for (col, value) in regs.iter().enumerate() {
+            // Width is bounded: 4 registers of at most 24 characters each.
+            let _ = fmt::write(
+                &mut line,
+                format_args!("x{:<2} {:#018x}  ", row * 4 + col, value),
+            );
+        }
+        error!("  {}", line.trim_end());
+    }
+    error!("  sp  {:#018x}", frame.sp);
+}
