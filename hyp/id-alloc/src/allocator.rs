@@ -359,6 +359,13 @@ impl<K: IdKind> IdAllocator<K> {
     /// the current generation if its own is stale, takes `cpu`'s pending
     /// flush, and publishes the ID in `cpu`'s active slot.
     ///
+    /// A model checker may run it as one step. The only lock-free accesses
+    /// that can overlap it are other CPUs' fast-path steps: their loads see
+    /// either side of it or, mid-rollover, a mix that makes the probe
+    /// ineligible or its compare-and-swap fail; their compare-and-swap
+    /// touches only their own active slot, which a rollover accesses once
+    /// (its swap), so it behaves as if it ran before or after the whole call.
+    ///
     /// # Errors
     ///
     /// [`AllocError::InvalidCpu`] if `cpu >= nr_cpus`.

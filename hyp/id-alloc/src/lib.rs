@@ -50,6 +50,40 @@
 //!   ID 0, so a rollover reserves only ID 0 (already never handed out)
 //!   instead of keeping the idle context's ID alive.
 //!
+//! # Use
+//!
+//! ```
+//! use id_alloc::{Context, VmidAllocator};
+//!
+//! # fn main() -> Result<(), id_alloc::AllocError> {
+//! // 8-bit VMIDs (ID_AA64MMFR1_EL1.VMIDBits == 0) on 4 CPUs.
+//! let vmids = VmidAllocator::new(8, 4)?;
+//! let vm = Context::new(); // one per VM
+//!
+//! // On CPU 2, before entering one of the VM's vCPUs:
+//! let switch = vmids.switch(&vm, 2)?;
+//! if switch.needs_flush() {
+//!     // TLBI VMALLS12E1 (this CPU only), DSB NSH.
+//! }
+//! let vmid = switch.id(); // into VTTBR_EL2.VMID
+//! assert_ne!(vmid.get(), 0);
+//!
+//! // When the vCPU is put:
+//! vmids.deactivate(2)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A context of one kind does not fit an allocator of the other:
+//!
+//! ```compile_fail
+//! use id_alloc::{Asid, Context, VmidAllocator};
+//!
+//! let vmids = VmidAllocator::new(8, 1).unwrap();
+//! let task: Context<Asid> = Context::new();
+//! let _ = vmids.switch(&task, 0);
+//! ```
+//!
 //! # Checking
 //!
 //! The fast path is exposed as its two observable steps,

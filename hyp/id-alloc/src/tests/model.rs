@@ -36,6 +36,12 @@ enum Op {
     Unpin {
         ctx: usize,
     },
+    /// `cpu` switches to every context in turn, starting at `ctx`: with
+    /// more contexts than IDs, a rollover in one step.
+    Cycle {
+        cpu: usize,
+        ctx: usize,
+    },
     /// `cpu` runs the fast path's load for `ctx`, then `other_cpu` does a
     /// whole switch to `other_ctx` (maybe a rollover), then `cpu` commits or
     /// falls back to the slow path.
@@ -124,6 +130,13 @@ impl Harness {
             Op::Switch { cpu, ctx } => {
                 let done = self.alloc.switch(&self.ctxs[ctx], cpu).unwrap();
                 self.switched(cpu, ctx, done)?;
+            }
+            Op::Cycle { cpu, ctx } => {
+                for i in 0..self.ctxs.len() {
+                    let ctx = (ctx + i) % self.ctxs.len();
+                    let done = self.alloc.switch(&self.ctxs[ctx], cpu).unwrap();
+                    self.switched(cpu, ctx, done)?;
+                }
             }
             Op::Deactivate { cpu } => {
                 self.alloc.deactivate(cpu).unwrap();
@@ -233,7 +246,7 @@ fn run(
 
 /// Raw choices, reduced modulo the CPU and context counts when applied.
 fn op_strategy() -> impl Strategy<Value = (u8, usize, usize, usize, usize)> {
-    (0..12u8, 0..64usize, 0..64usize, 0..64usize, 0..64usize)
+    (0..13u8, 0..64usize, 0..64usize, 0..64usize, 0..64usize)
 }
 
 fn to_op((kind, a, b, c, d): (u8, usize, usize, usize, usize), cpus: usize, nr_ctxs: usize) -> Op {
@@ -243,6 +256,7 @@ fn to_op((kind, a, b, c, d): (u8, usize, usize, usize, usize), cpus: usize, nr_c
         6 => Op::Deactivate { cpu },
         7 => Op::Pin { ctx },
         8 => Op::Unpin { ctx },
+        9 => Op::Cycle { cpu, ctx },
         _ if cpus > 1 => Op::RacingSwitch {
             cpu,
             ctx,
@@ -254,13 +268,13 @@ fn to_op((kind, a, b, c, d): (u8, usize, usize, usize, usize), cpus: usize, nr_c
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
     #[test]
     fn random_operations_keep_every_promise(
         bits in 2u32..=4,
         cpus in 1usize..=4,
-        nr_ctxs in 1usize..=7,
+        nr_ctxs in 1usize..=9,
         raw in proptest::collection::vec(op_strategy(), 1..200),
     ) {
         // Keep the CPU count valid for the width (2 bits serve 2 CPUs).
