@@ -17,6 +17,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use proptest::prelude::*;
+use proptest::test_runner::{RngAlgorithm, TestError, TestRng, TestRunner};
 
 use super::allocator_with_order;
 use crate::{AllocError, Context, IdAllocator, NewIdOrder, Switch, Vmid};
@@ -267,20 +268,70 @@ fn to_op((kind, a, b, c, d): (u8, usize, usize, usize, usize), cpus: usize, nr_c
     }
 }
 
+/// A configuration and an operation sequence for it.
+#[derive(Clone, Debug)]
+struct Case {
+    bits: u32,
+    cpus: usize,
+    nr_ctxs: usize,
+    ops: Vec<Op>,
+}
+
+fn case_strategy() -> impl Strategy<Value = Case> {
+    (
+        2u32..=4,
+        1usize..=4,
+        1usize..=9,
+        proptest::collection::vec(op_strategy(), 1..200),
+    )
+        .prop_map(|(bits, cpus, nr_ctxs, raw)| {
+            // Keep the CPU count valid for the width (2 bits serve 2 CPUs).
+            let cpus = cpus.min((1 << bits) - 2);
+            let ops = raw.into_iter().map(|r| to_op(r, cpus, nr_ctxs)).collect();
+            Case {
+                bits,
+                cpus,
+                nr_ctxs,
+                ops,
+            }
+        })
+}
+
+fn run_case(case: &Case, order: NewIdOrder) -> Result<(), String> {
+    run(case.bits, case.cpus, case.nr_ctxs, order, &case.ops)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_operations_keep_every_promise(
-        bits in 2u32..=4,
-        cpus in 1usize..=4,
-        nr_ctxs in 1usize..=9,
-        raw in proptest::collection::vec(op_strategy(), 1..200),
-    ) {
-        // Keep the CPU count valid for the width (2 bits serve 2 CPUs).
-        let cpus = cpus.min((1 << bits) - 2);
-        let ops: Vec<Op> = raw.into_iter().map(|r| to_op(r, cpus, nr_ctxs)).collect();
-        prop_assert_eq!(run(bits, cpus, nr_ctxs, NewIdOrder::Fixed, &ops), Ok(()));
+    fn random_operations_keep_every_promise(case in case_strategy()) {
+        prop_assert_eq!(run_case(&case, NewIdOrder::Fixed), Ok(()));
+    }
+}
+
+#[test]
+fn random_search_finds_the_v1_bug() {
+    // Same generator, fixed seed: the search must fail with the v1 order,
+    // which shows the property above is strong enough to catch it.
+    let config = ProptestConfig {
+        cases: 30000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let result = runner.run(&case_strategy(), |case| {
+        prop_assert_eq!(run_case(&case, NewIdOrder::V1PinnedFirst), Ok(()));
+        Ok(())
+    });
+    match result {
+        Err(TestError::Fail(_, case)) => {
+            let err = run_case(&case, NewIdOrder::V1PinnedFirst).unwrap_err();
+            assert!(err.contains("must keep"), "{err}");
+            assert_eq!(run_case(&case, NewIdOrder::Fixed), Ok(()));
+        }
+        other => panic!("v1 bug not found: {other:?}"),
     }
 }
 
