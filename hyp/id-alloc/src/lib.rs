@@ -52,6 +52,11 @@
 //!
 //! # Use
 //!
+//! The crate is `no_std` but uses `alloc`: the bitmaps are sized for the width
+//! found at run time (32 bytes each for 8-bit IDs, 8 KiB for 16-bit ones) and
+//! the per-CPU state for the CPU count, each CPU's active slot on its own
+//! cache line.
+//!
 //! ```
 //! use id_alloc::{Context, VmidAllocator};
 //!
