@@ -35,7 +35,10 @@ pub struct Frame {
 
 /// Size of [`Frame`], used by the vector code.
 const FRAME_SIZE: usize = core::mem::size_of::<Frame>();
-const _: () = assert!(FRAME_SIZE % 16 == 0, "the stack must stay 16-byte aligned");
+const _: () = assert!(
+    FRAME_SIZE.is_multiple_of(16),
+    "the stack must stay 16-byte aligned"
+);
 
 /// Which of the 16 vectors was taken (Arm ARM D1.3.1 "Exception vectors").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +87,7 @@ impl Vector {
     }
 
     fn is_synchronous(self) -> bool {
-        (self as u64) % 4 == 0
+        (self as u64).is_multiple_of(4)
     }
 }
 

@@ -87,12 +87,19 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
     // x0; `dtb_slice` checks the header before trusting the size, and the
     // boot map covers all of RAM.
     let dtb = unsafe { dtb_slice(dtb_pa) }.ok_or(BootError::NoDeviceTree(dtb_pa))?;
+    // Boot loaders NOP out nodes they replace; the parser needs them gone.
+    let nops = platform::remove_nops(dtb);
+    let dtb: &[u8] = dtb;
     start_console(dtb);
     info!(
         "hypervisor {} starting on QEMU virt, DTB at {dtb_pa} ({} bytes)",
         env!("CARGO_PKG_VERSION"),
         dtb.len()
     );
+    let nops = nops.map_err(BootError::DeviceTree)?;
+    if nops > 0 {
+        info!("removed {nops} FDT_NOP tokens from the device tree");
+    }
     let platform = Platform::from_dtb(dtb).map_err(BootError::DeviceTree)?;
     report_platform(&platform);
 
@@ -124,7 +131,7 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
         image.whole(),
         platform
             .initrd
-            .map_or(heapless::String::<48>::new(), |r| display(&r)),
+            .map_or_else(|| display(&"none"), |r| display(&r)),
     );
 
     mmu::build(&platform, &image).map_err(BootError::PageTables)?;
@@ -152,10 +159,10 @@ fn start_console(dtb: &[u8]) {
     }
 }
 
-fn display(range: &PhysRange) -> heapless::String<48> {
+fn display(value: &dyn fmt::Display) -> heapless::String<48> {
     let mut s = heapless::String::new();
-    // 48 bytes hold two 18-character hex numbers and the brackets.
-    let _ = fmt::write(&mut s, format_args!("{range}"));
+    // 48 bytes hold a range: two 18-character hex numbers and the brackets.
+    let _ = fmt::write(&mut s, format_args!("{value}"));
     s
 }
 
@@ -165,22 +172,23 @@ fn display(range: &PhysRange) -> heapless::String<48> {
 /// # Safety
 ///
 /// `pa` must be mapped and, if it holds an FDT header, the whole blob must be
-/// mapped and unchanged for the rest of the hypervisor's life.
-unsafe fn dtb_slice(pa: PhysAddr) -> Option<&'static [u8]> {
-    const FDT_MAGIC: u32 = 0xd00d_feed;
-    const MAX_DTB_SIZE: usize = 2 << 20;
+/// mapped and owned by the hypervisor for the rest of its life.
+unsafe fn dtb_slice(pa: PhysAddr) -> Option<&'static mut [u8]> {
+    /// QEMU pads its blobs to 1 MiB, and a user DTB it amends to 2 MiB.
+    const MAX_DTB_SIZE: usize = 4 << 20;
     if pa.get() == 0 || !pa.is_aligned(8) {
         return None;
     }
     // SAFETY: The caller guarantees `pa` is mapped; the header is 8-aligned.
-    let header = unsafe { core::slice::from_raw_parts(pa.get() as *const u8, 8) };
-    let magic = u32::from_be_bytes(header[0..4].try_into().ok()?);
-    let size = u32::from_be_bytes(header[4..8].try_into().ok()?) as usize;
-    if magic != FDT_MAGIC || !(8..=MAX_DTB_SIZE).contains(&size) {
+    let header =
+        unsafe { core::slice::from_raw_parts(pa.get() as *const u8, platform::HEADER_SIZE) };
+    let size = platform::dtb_total_size(header).ok()?;
+    if !(platform::HEADER_SIZE..=MAX_DTB_SIZE).contains(&size) {
         return None;
     }
-    // SAFETY: The header is valid, so by the caller's guarantee `size` bytes are mapped.
-    Some(unsafe { core::slice::from_raw_parts(pa.get() as *const u8, size) })
+    // SAFETY: The header is valid, so by the caller's guarantee `size` bytes
+    // are mapped and ours.
+    Some(unsafe { core::slice::from_raw_parts_mut(pa.get() as *mut u8, size) })
 }
 
 fn report_platform(p: &Platform) {

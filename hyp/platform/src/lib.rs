@@ -25,7 +25,7 @@ use core::fmt;
 pub use addr::{PhysAddr, PhysRange};
 pub use error::{Block, DtError, NodeName, StructureError};
 pub use free::{free_memory, FreeMemoryError, PAGE_SIZE};
-pub use structure::{dtb_total_size, HEADER_SIZE};
+pub use structure::{dtb_total_size, remove_nops, HEADER_SIZE};
 
 /// Most CPUs described; more is [`DtError::TooManyCpus`].
 pub const MAX_CPUS: usize = 16;

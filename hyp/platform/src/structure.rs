@@ -95,6 +95,71 @@ pub(crate) fn check(dtb: &[u8]) -> Result<(), DtError> {
     Ok(())
 }
 
+/// Removes the `FDT_NOP` tokens from the structure block in place and
+/// shrinks the header's `size_dt_struct` to match; returns how many NOPs were
+/// removed.
+///
+/// Boot loaders NOP out nodes they replace (QEMU does so with the memory
+/// nodes of a user-supplied `-dtb`), and `fdt` 0.1.5 cannot walk NOPs. The
+/// rest of the blob is left where it is: the bytes freed at the end of the
+/// structure block become an unused gap, which the specification allows.
+///
+/// # Errors
+///
+/// [`DtError::Malformed`] when the header is unusable, [`DtError::Structure`]
+/// when a token runs past the structure block or is unknown. On error the
+/// blob may be partly compacted but its header is unchanged.
+pub fn remove_nops(dtb: &mut [u8]) -> Result<usize, DtError> {
+    fdt::Fdt::new(dtb)?;
+    let field = |dtb: &[u8], i: usize| be32(dtb, 4 * i).ok_or(fdt::FdtError::BufferTooSmall);
+    let total = field(dtb, 1)? as usize;
+    let (offset, size) = (field(dtb, 2)?, field(dtb, 9)?);
+    block(dtb, total, offset, size, Block::Struct)?;
+    let structs = &mut dtb[offset as usize..offset as usize + size as usize];
+    let (mut read, mut write, mut removed) = (0usize, 0usize, 0usize);
+    loop {
+        let token = be32(structs, read).ok_or(StructureError::Truncated { offset: read })?;
+        let truncated = StructureError::Truncated { offset: read };
+        let len = match token {
+            FDT_BEGIN_NODE => {
+                let name = structs.get(read + 4..).ok_or(truncated)?;
+                let name_len = name.iter().position(|&b| b == 0).ok_or(truncated)?;
+                padded(name_len + 1).ok_or(truncated)? + 4
+            }
+            FDT_PROP => {
+                let value_len = be32(structs, read + 4).ok_or(truncated)? as usize;
+                padded(value_len).ok_or(truncated)? + 12
+            }
+            FDT_END_NODE | FDT_END | FDT_NOP => 4,
+            _ => {
+                return Err(StructureError::UnknownToken {
+                    offset: read,
+                    token,
+                }
+                .into())
+            }
+        };
+        let end = read
+            .checked_add(len)
+            .filter(|&e| e <= structs.len())
+            .ok_or(truncated)?;
+        if token == FDT_NOP {
+            removed += 1;
+        } else {
+            structs.copy_within(read..end, write);
+            write += len;
+        }
+        read = end;
+        if token == FDT_END {
+            break;
+        }
+    }
+    // `write` <= `size`, which came from a u32.
+    let new_size = u32::try_from(write).unwrap_or(size);
+    dtb[36..40].copy_from_slice(&new_size.to_be_bytes());
+    Ok(removed)
+}
+
 fn check_mem_reserve(dtb: &[u8], total: usize, offset: u32) -> Result<(), StructureError> {
     let area = dtb
         .get(offset as usize..total)

@@ -300,3 +300,62 @@ fn truncating_the_qemu_blob_anywhere_never_panics() {
         assert!(Platform::from_dtb(&dtb).is_err(), "length {len}");
     }
 }
+
+/// What QEMU hands over with a user `-dtb`: the old memory node NOPed out and
+/// a new one appended (see data/README.md).
+const USER_DTB_WITH_NOPS: &[u8] = include_bytes!("data/qemu-virt-user-dtb-with-nops.dtb");
+
+#[test]
+fn user_dtb_from_qemu_has_nops_which_the_parser_refuses() {
+    assert!(matches!(
+        structure_error(USER_DTB_WITH_NOPS),
+        StructureError::NopToken { .. }
+    ));
+}
+
+#[test]
+fn removing_nops_makes_a_user_dtb_from_qemu_parse() {
+    let mut dtb = USER_DTB_WITH_NOPS.to_vec();
+    let before = header(&dtb, 9);
+    let removed = platform::remove_nops(&mut dtb).unwrap();
+    assert!(removed > 0);
+    assert_eq!(header(&dtb, 9), before - 4 * removed as u32);
+    let platform = Platform::from_dtb(&dtb).unwrap();
+    assert_eq!(platform.memory.len(), 1);
+    assert_eq!(platform.memory[0].size(), 4 << 30);
+    assert_eq!(platform.cpus.len(), 4);
+    // A second pass finds nothing left to remove.
+    assert_eq!(platform::remove_nops(&mut dtb).unwrap(), 0);
+}
+
+#[test]
+fn removing_nops_leaves_a_tree_without_nops_unchanged() {
+    let mut dtb = SMP4.to_vec();
+    assert_eq!(platform::remove_nops(&mut dtb).unwrap(), 0);
+    assert_eq!(dtb, SMP4);
+}
+
+#[test]
+fn removing_nops_from_a_truncated_structure_block_is_an_error() {
+    let mut dtb = SMP4.to_vec();
+    // Cut the structure block in the middle of the root node's properties.
+    set_header(&mut dtb, 9, 64);
+    assert!(matches!(
+        platform::remove_nops(&mut dtb),
+        Err(DtError::Structure(StructureError::Truncated { .. }))
+    ));
+}
+
+#[test]
+fn removing_nops_stops_at_an_unknown_token() {
+    let mut dtb = SMP4.to_vec();
+    let at = structs(&dtb);
+    set_word(&mut dtb, at, 0x77);
+    assert!(matches!(
+        platform::remove_nops(&mut dtb),
+        Err(DtError::Structure(StructureError::UnknownToken {
+            token: 0x77,
+            ..
+        }))
+    ));
+}
