@@ -26,9 +26,6 @@ const IMAGE_FLAGS: u64 = 0b0010;
 /// "ARM\x64", the magic number of the arm64 image header.
 const IMAGE_MAGIC: u32 = 0x644d_5241;
 
-/// Size of the primary CPU's boot stack, which it keeps for good.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
-
 /// MAIR index of Device-nGnRE memory (MMIO).
 pub const MAIR_DEVICE: u64 = 0;
 /// MAIR index of Normal write-back cacheable memory.
@@ -117,16 +114,10 @@ impl BootTable {
 #[unsafe(no_mangle)]
 static BOOT_L1: BootTable = BootTable::identity_1g_blocks();
 
-/// The primary CPU's stack.
-#[repr(C, align(16))]
-struct Stack([u8; BOOT_STACK_SIZE]);
-
-#[unsafe(no_mangle)]
-static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
-
 /// What a secondary CPU needs before it can run Rust: written by the primary,
 /// cleaned to the point of coherency, and read by `secondary_entry` with the
-/// MMU and caches off. Field offsets are used by the assembly below.
+/// MMU and caches off, then handed to `secondary_main`. Field offsets are
+/// used by the assembly below.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SecondaryBoot {
@@ -136,7 +127,9 @@ pub struct SecondaryBoot {
     pub tcr: u64,
     /// Top of this CPU's stack.
     pub stack_top: u64,
-    /// Logical CPU index handed to `secondary_main`.
+    /// Guard page below that stack.
+    pub stack_guard: u64,
+    /// Logical CPU index.
     pub cpu_index: u64,
 }
 
@@ -225,12 +218,13 @@ secondary_entry:
     ldr     x1, ={sctlr}
     msr     sctlr_el2, x1
     isb
-    ldp     x1, x0, [x19, #16]      // stack_top, cpu_index
+    ldr     x1, [x19, #16]          // stack_top
     mov     sp, x1
     adrp    x1, exception_vectors
     add     x1, x1, :lo12:exception_vectors
     msr     vbar_el2, x1
     isb
+    mov     x0, x19
     bl      secondary_main
     b       park
 
@@ -259,7 +253,7 @@ park:
     mair = const MAIR,
     boot_tcr = const BOOT_TCR,
     sctlr = const SCTLR_MMU_ON,
-    stack_size = const BOOT_STACK_SIZE,
+    stack_size = const crate::stacks::BOOT_STACK_TOTAL,
     load_address = const LOAD_ADDRESS,
 );
 

@@ -111,35 +111,60 @@ impl fmt::Display for Vector {
 
 global_asm!(
     r#"
-.macro save_and_handle index
+// An exception taken from EL2 itself runs on this CPU's exception stack
+// (SP_EL0, set up by `percpu::init_this_cpu`): the stack in use may be the
+// very thing that overflowed. x1 carries the interrupted SP_EL2.
+.macro from_el2 index
+    .balign 0x80
+    msr     spsel, #0
+    sub     sp, sp, #{frame_size}
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\index
+    msr     spsel, #1
+    mov     x1, sp
+    msr     spsel, #0
+    b       exception_common
+.endm
+
+// An exception from a lower EL runs on the normal stack.
+.macro from_lower_el index
     .balign 0x80
     sub     sp, sp, #{frame_size}
     stp     x0, x1, [sp, #0]
     mov     x0, #\index
+    add     x1, sp, #{frame_size}
     b       exception_common
+.endm
+
+// EL2 only runs on SP_EL0 while handling an exception; a second one there
+// means the report itself failed, and trying again could only recurse.
+.macro nested
+    .balign 0x80
+    b       park
 .endm
 
 .section .text.vectors, "ax"
 .balign 0x800
 .global exception_vectors
 exception_vectors:
-    save_and_handle 0
-    save_and_handle 1
-    save_and_handle 2
-    save_and_handle 3
-    save_and_handle 4
-    save_and_handle 5
-    save_and_handle 6
-    save_and_handle 7
-    save_and_handle 8
-    save_and_handle 9
-    save_and_handle 10
-    save_and_handle 11
-    save_and_handle 12
-    save_and_handle 13
-    save_and_handle 14
-    save_and_handle 15
+    nested
+    nested
+    nested
+    nested
+    from_el2 4
+    from_el2 5
+    from_el2 6
+    from_el2 7
+    from_lower_el 8
+    from_lower_el 9
+    from_lower_el 10
+    from_lower_el 11
+    from_lower_el 12
+    from_lower_el 13
+    from_lower_el 14
+    from_lower_el 15
 
+// x0 = vector index, x1 = interrupted SP; x0 and x1 are saved already.
 exception_common:
     stp     x2, x3, [sp, #16 * 1]
     stp     x4, x5, [sp, #16 * 2]
@@ -155,8 +180,7 @@ exception_common:
     stp     x24, x25, [sp, #16 * 12]
     stp     x26, x27, [sp, #16 * 13]
     stp     x28, x29, [sp, #16 * 14]
-    add     x2, sp, #{frame_size}
-    stp     x30, x2, [sp, #16 * 15]
+    stp     x30, x1, [sp, #16 * 15]
     mrs     x2, elr_el2
     mrs     x3, spsr_el2
     stp     x2, x3, [sp, #16 * 16]
@@ -189,6 +213,9 @@ fn report(index: u64, frame: &Frame) {
     if Vector::from_index(index).is_some_and(Vector::is_synchronous) {
         error!("  ESR_EL2 {:#018x}: {esr}", frame.esr);
         error!("  FAR_EL2 {:#018x}", frame.far);
+        if let Some(stack) = percpu::this_cpu().and_then(|p| p.overflowed_stack(frame.far)) {
+            error!("  FAR is in the guard page below cpu{cpu}'s {stack}: stack overflow");
+        }
     } else {
         error!(
             "  ESR_EL2 {:#018x} (not a synchronous exception)",

@@ -21,6 +21,7 @@ mod layout;
 mod mmu;
 mod percpu;
 mod smp;
+mod stacks;
 mod timer;
 
 use aarch64_cpu::registers::{CurrentEL, HCR_EL2, MPIDR_EL1, SCTLR_EL2};
@@ -67,7 +68,7 @@ impl fmt::Display for BootError {
 extern "C" fn primary_main(dtb: u64) -> ! {
     let mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
     // Index 0 always exists.
-    let _ = percpu::init_this_cpu(0, mpidr);
+    let _ = percpu::init_this_cpu(0, mpidr, stacks::boot_stack());
     cpu::mark_running();
     match boot(PhysAddr(dtb), mpidr) {
         Ok(()) => {
@@ -134,7 +135,13 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
             .map_or_else(|| display(&"none"), |r| display(&r)),
     );
 
-    mmu::build(&platform, &image).map_err(BootError::PageTables)?;
+    let secondaries = smp::prepare(&platform, mpidr);
+    let guards = secondaries
+        .iter()
+        .map(smp::Secondary::guard)
+        .chain(stacks::exception_stacks().map(|s| s.guard))
+        .chain([stacks::boot_stack().guard]);
+    mmu::build(&platform, &image, guards).map_err(BootError::PageTables)?;
     let tables = mmu::translation().ok_or(BootError::NoFreeMemory)?;
     // SAFETY: The final tables map the image, all RAM and the console.
     unsafe { mmu::switch_to_final(tables) };
@@ -142,7 +149,7 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
 
     debug_hooks(&platform);
 
-    smp::start_secondaries(&platform, mpidr, tables);
+    smp::start(&secondaries, tables);
     let (used, total) = heap::usage();
     info!("heap in use: {} KiB of {} MiB", used >> 10, total >> 20);
     Ok(())
@@ -250,6 +257,14 @@ fn debug_hooks(platform: &Platform) {
                 let value = unsafe { unmapped.read_volatile() };
                 error!("read of an unmapped address returned {value:#x}");
             }
+            ("fault", Some("stack-overflow")) if cfg!(debug_assertions) => {
+                warn!("hyp.fault=stack-overflow: recursing until the stack runs out");
+                let depth = recurse(0);
+                error!("recursion returned at depth {depth}");
+            }
+            ("fault", Some("panic")) if cfg!(debug_assertions) => {
+                panic!("hyp.fault=panic: panicking on purpose");
+            }
             ("fault", value) => warn!(
                 "hyp.fault={} ignored (release build or unknown fault)",
                 value.unwrap_or("")
@@ -259,13 +274,29 @@ fn debug_hooks(platform: &Platform) {
     }
 }
 
+/// Recurses without end (each frame keeps a live buffer, so nothing can be
+/// optimised into a loop): the `hyp.fault=stack-overflow` test switch.
+#[expect(unconditional_recursion, reason = "overflowing the stack is the point")]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 32]);
+    recurse(depth + 1) + frame[(depth % 32) as usize]
+}
+
 /// A secondary CPU's entry into Rust, on the final tables and its own stack.
 #[unsafe(no_mangle)]
-extern "C" fn secondary_main(index: u64) -> ! {
+extern "C" fn secondary_main(record: &boot::SecondaryBoot) -> ! {
     let mpidr = MPIDR_EL1.get() & MPIDR_AFFINITY_MASK;
-    if usize::try_from(index)
+    let stack =
+        PhysRange::new(PhysAddr(record.stack_guard), stacks::GUARD_SIZE as u64).map(|guard| {
+            stacks::StackBounds {
+                guard,
+                top: record.stack_top,
+            }
+        });
+    if usize::try_from(record.cpu_index)
         .ok()
-        .and_then(|i| percpu::init_this_cpu(i, mpidr))
+        .zip(stack)
+        .and_then(|(i, stack)| percpu::init_this_cpu(i, mpidr, stack))
         .is_none()
     {
         cpu::halt();
@@ -279,7 +310,19 @@ extern "C" fn secondary_main(index: u64) -> ! {
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     let cpu = percpu::current_index();
-    console::write_fmt_for_panic(format_args!("[cpu{cpu}] PANIC {info}\r\n"));
+    match info.location() {
+        Some(at) => console::write_fmt_for_panic(format_args!(
+            "[cpu{cpu}] PANIC panicked at {}:{}:{}: {}\r\n",
+            at.file(),
+            at.line(),
+            at.column(),
+            info.message()
+        )),
+        None => console::write_fmt_for_panic(format_args!(
+            "[cpu{cpu}] PANIC panicked: {}\r\n",
+            info.message()
+        )),
+    }
     console::write_fmt_for_panic(format_args!("[cpu{cpu}] PANIC stopping all CPUs\r\n"));
     cpu::power_off()
 }

@@ -54,13 +54,18 @@ fn region(range: &PhysRange) -> MemoryRegion {
 }
 
 /// Builds the identity map for everything the hypervisor uses: RAM, its own
-/// image with per-section permissions, and the MMIO regions of `platform`.
+/// image with per-section permissions, and the MMIO regions of `platform`;
+/// the stack `guards` are left unmapped.
 ///
 /// # Errors
 ///
 /// Returns the `aarch64-paging` error if a region cannot be mapped (for
 /// example an address beyond 48 bits).
-pub fn build(platform: &Platform, image: &ImageLayout) -> Result<(), MapError> {
+pub fn build(
+    platform: &Platform,
+    image: &ImageLayout,
+    guards: impl IntoIterator<Item = PhysRange>,
+) -> Result<(), MapError> {
     let mut map = IdMap::with_asid(0, ROOT_LEVEL, El2And0);
     for ram in &platform.memory {
         map.map_range(&region(ram), NORMAL | NEVER_EXECUTE)?;
@@ -74,6 +79,10 @@ pub fn build(platform: &Platform, image: &ImageLayout) -> Result<(), MapError> {
         NORMAL | El1Attributes::READ_ONLY | NEVER_EXECUTE,
     )?;
     map.map_range(&region(&image.data), NORMAL | NEVER_EXECUTE)?;
+    for guard in guards {
+        // Without VALID the entries are written invalid: any access faults.
+        map.map_range(&region(&guard), El1Attributes::empty())?;
+    }
     for mmio in platform.mmio_regions() {
         map.map_range(&region(&mmio), DEVICE)?;
     }

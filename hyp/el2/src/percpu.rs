@@ -4,7 +4,8 @@
 //! others follow the device tree's order) and one [`PerCpu`] record that
 //! lives as long as the hypervisor does.
 
-use aarch64_cpu::registers::TPIDR_EL2;
+use crate::stacks::{self, StackBounds, GUARD_SIZE};
+use aarch64_cpu::registers::{SP_EL0, TPIDR_EL2};
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::MAX_CPUS;
 use tock_registers::interfaces::{Readable, Writeable};
@@ -16,6 +17,10 @@ pub struct PerCpu {
     pub index: usize,
     /// MPIDR_EL1 affinity of this CPU, as the device tree names it.
     mpidr: AtomicU64,
+    /// Guard page below this CPU's stack (its address; 0 if none yet).
+    stack_guard: AtomicU64,
+    /// Guard page below this CPU's exception stack.
+    exception_stack_guard: AtomicU64,
 }
 
 impl PerCpu {
@@ -23,6 +28,24 @@ impl PerCpu {
         Self {
             index,
             mpidr: AtomicU64::new(0),
+            stack_guard: AtomicU64::new(0),
+            exception_stack_guard: AtomicU64::new(0),
+        }
+    }
+
+    /// Names the stack whose guard page holds `addr`, if any: a fault there
+    /// is a stack overflow.
+    pub fn overflowed_stack(&self, addr: u64) -> Option<&'static str> {
+        let in_guard = |guard: &AtomicU64| {
+            let start = guard.load(Ordering::Relaxed);
+            start != 0 && (start..start + GUARD_SIZE as u64).contains(&addr)
+        };
+        if in_guard(&self.stack_guard) {
+            Some("stack")
+        } else if in_guard(&self.exception_stack_guard) {
+            Some("exception stack")
+        } else {
+            None
         }
     }
 
@@ -43,12 +66,20 @@ static PER_CPU: [PerCpu; MAX_CPUS] = {
 };
 
 /// Makes `index` the calling CPU's identity: stores its record's address in
-/// TPIDR_EL2 and remembers its MPIDR. Called once per CPU, first thing.
+/// TPIDR_EL2, remembers its MPIDR and its stack's guard page, and points
+/// SP_EL0 at its exception stack (which the vectors switch to). Called once
+/// per CPU, first thing.
 ///
 /// Returns `None` if `index` is beyond [`MAX_CPUS`].
-pub fn init_this_cpu(index: usize, mpidr: u64) -> Option<&'static PerCpu> {
+pub fn init_this_cpu(index: usize, mpidr: u64, stack: StackBounds) -> Option<&'static PerCpu> {
     let this = PER_CPU.get(index)?;
+    let exception_stack = stacks::exception_stack(index)?;
     this.mpidr.store(mpidr, Ordering::Relaxed);
+    this.stack_guard
+        .store(stack.guard.start().get(), Ordering::Relaxed);
+    this.exception_stack_guard
+        .store(exception_stack.guard.start().get(), Ordering::Relaxed);
+    SP_EL0.set(exception_stack.top);
     TPIDR_EL2.set(this as *const PerCpu as u64);
     Some(this)
 }
