@@ -38,11 +38,12 @@ pub struct HostTest {
 /// },
 /// ```
 pub const HOST_TESTS: &[HostTest] = &[
-    // The workspace's default members: every host-testable crate, this tool included.
+    // The workspace's default members: every host-testable crate, this tool
+    // included. `--no-fail-fast` so one failing test binary does not hide the rest.
     HostTest {
         name: "cargo-test",
         program: "cargo",
-        args: &["test"],
+        args: &["test", "--no-fail-fast"],
         env: &[],
     },
 ];
