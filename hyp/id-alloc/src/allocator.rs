@@ -348,7 +348,12 @@ impl<K: IdKind> IdAllocator<K> {
                 Ordering::Relaxed,
             )
             .ok()?;
-        per_cpu.fast_hits.fetch_add(1, Ordering::Relaxed);
+        // Only `cpu` itself switches on `cpu`, so only it writes this counter:
+        // a load and a store keep a second read-modify-write off the fast path.
+        let hits = per_cpu.fast_hits.load(Ordering::Relaxed);
+        per_cpu
+            .fast_hits
+            .store(hits.wrapping_add(1), Ordering::Relaxed);
         Some(Switch {
             id: self.hw_id(probe.id),
             flush: false,
