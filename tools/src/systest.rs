@@ -107,14 +107,57 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         profile: Profile::Debug,
         append: Some("hyp.fault=data-abort"),
         dtb: Dtb::Qemu,
-        expect: &[&[
-            "unexpected exception",
-            r"EC 0x25 \(data abort",
-            "FAR",
-            "ELR",
-        ]],
+        expect: &[
+            &[
+                r"^\[cpu0\] ERROR unexpected exception on cpu0: synchronous exception from current EL with SP_EL2$",
+            ],
+            &[
+                r"^\[cpu0\] ERROR   ESR_EL2 0x[0-9a-f]{16}: EC 0x25 \(data abort from the current EL\).*translation fault",
+                r"^\[cpu0\] ERROR   FAR_EL2 0x0000dead00000000$",
+                r"^\[cpu0\] ERROR   ELR_EL2 0x[0-9a-f]{16}$",
+                r"^\[cpu0\] ERROR   SPSR_EL2 0x[0-9a-f]{16}: EL2h",
+                r"^\[cpu0\] ERROR   x28 0x[0-9a-f]{16}  x29 0x[0-9a-f]{16}  x30 0x[0-9a-f]{16}$",
+            ],
+            &[r"^\[cpu0\] ERROR cpu0 stopped$"],
+        ],
         forbid: &[PANIC],
-        exit: ExpectExit::ByItself,
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "stack_overflow_is_reported",
+        smp: 2,
+        profile: Profile::Debug,
+        append: Some("hyp.fault=stack-overflow"),
+        dtb: Dtb::Qemu,
+        // The report runs on the CPU's exception stack: the overflowed stack
+        // has no room left for it.
+        expect: &[
+            &[r"^\[cpu0\] ERROR unexpected exception on cpu0: synchronous exception"],
+            &[
+                r"EC 0x25 \(data abort from the current EL\): .*WnR=1.*translation fault, level 3",
+                r"^\[cpu0\] ERROR   FAR is in the guard page below cpu0's stack: stack overflow$",
+            ],
+            &[r"^\[cpu0\] ERROR cpu0 stopped$"],
+        ],
+        forbid: &[PANIC],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "panic_names_its_location_and_stops",
+        smp: 2,
+        profile: Profile::Debug,
+        append: Some("hyp.fault=panic"),
+        dtb: Dtb::Qemu,
+        expect: &[
+            &[
+                r"^\[cpu0\] PANIC panicked at hyp/el2/src/main\.rs:\d+:\d+: hyp\.fault=panic: panicking on purpose$",
+            ],
+            &[r"^\[cpu0\] PANIC stopping all CPUs$"],
+        ],
+        forbid: &[],
+        exit: ExpectExit::Success,
         timeout: TIMEOUT,
     },
 ];
