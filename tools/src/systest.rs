@@ -484,10 +484,14 @@ mod tests {
     fn a_panic_fails_even_when_everything_else_was_seen() {
         let test = test_named("sync_exception_report");
         let log = "\
-[cpu0] ERROR unexpected exception at EL2
-[cpu0] ERROR EC 0x25 (data abort, same EL), ESR 0x96000004
-[cpu0] ERROR FAR 0xdead0000, ELR 0x40081234
-[cpu0] ERROR panicked at src/main.rs:1:1";
+[cpu0] ERROR unexpected exception on cpu0: synchronous exception from current EL with SP_EL2
+[cpu0] ERROR   ESR_EL2 0x0000000096000004: EC 0x25 (data abort from the current EL): ISV=0 WnR=0 S1PTW=0 FnV=0 EA=0 CM=0 DFSC=0x04 (translation fault, level 0)
+[cpu0] ERROR   FAR_EL2 0x0000dead00000000
+[cpu0] ERROR   ELR_EL2 0x0000000040082460
+[cpu0] ERROR   SPSR_EL2 0x00000000600003c9: EL2h, DAIF=1111, NZCV=0110
+[cpu0] ERROR   x28 0x0000000000000014  x29 0x0000000000000001  x30 0x000000004008245c
+[cpu0] ERROR cpu0 stopped
+[cpu0] PANIC panicked at hyp/el2/src/main.rs:1:1: oops";
         let mut checker = Checker::new(test.expect, test.forbid).unwrap();
         let mut keep_going = true;
         for line in log.lines() {
