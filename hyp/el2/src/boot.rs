@@ -148,8 +148,9 @@ _start:
     .word   {magic}
     .word   0                       // res5
 
-primary_entry:
-    mov     x19, x0                 // x19 = DTB physical address
+// Common to every CPU before its MMU goes on: check where we are, then VHE
+// host mode, FP/SIMD untrapped, the memory attributes.
+.macro el2_setup
     bl      check_el2_and_location
     ldr     x1, ={hcr}
     msr     hcr_el2, x1
@@ -158,15 +159,12 @@ primary_entry:
     msr     cptr_el2, x1
     ldr     x1, ={mair}
     msr     mair_el2, x1
-    ldr     x1, ={boot_tcr}
-    mrs     x2, id_aa64mmfr0_el1
-    ubfx    x2, x2, #0, #3          // PARange
-    cmp     x2, #5                  // 48 bits is all a 4 KiB granule needs
-    mov     x3, #5
-    csel    x2, x2, x3, ls
-    bfi     x1, x2, #32, #3         // TCR.IPS
-    msr     tcr_el2, x1
-    adrp    x1, BOOT_L1
+.endm
+
+// MMU and caches on with x1 = TTBR0_EL2 and x2 = TCR_EL2, then the vectors.
+// The TLB may hold anything from before, hence the invalidation.
+.macro mmu_on
+    msr     tcr_el2, x2
     msr     ttbr0_el2, x1
     isb
     tlbi    alle2
@@ -175,6 +173,24 @@ primary_entry:
     ldr     x1, ={sctlr}
     msr     sctlr_el2, x1
     isb
+    adrp    x1, exception_vectors
+    add     x1, x1, :lo12:exception_vectors
+    msr     vbar_el2, x1
+    isb
+.endm
+
+primary_entry:
+    mov     x19, x0                 // x19 = DTB physical address
+    el2_setup
+    ldr     x2, ={boot_tcr}
+    mrs     x3, id_aa64mmfr0_el1
+    ubfx    x3, x3, #0, #3          // PARange
+    cmp     x3, #5                  // 48 bits is all a 4 KiB granule needs
+    mov     x4, #5
+    csel    x3, x3, x4, ls
+    bfi     x2, x3, #32, #3         // TCR.IPS
+    adrp    x1, BOOT_L1
+    mmu_on
 
     // MMU and caches on: now .bss may be zeroed and the stack used.
     adrp    x1, __bss_start
@@ -188,10 +204,6 @@ primary_entry:
 2:  adrp    x1, BOOT_STACK
     add     x1, x1, :lo12:BOOT_STACK
     add     sp, x1, {stack_size}
-    adrp    x1, exception_vectors
-    add     x1, x1, :lo12:exception_vectors
-    msr     vbar_el2, x1
-    isb
     mov     x0, x19
     bl      primary_main
     b       park
@@ -200,30 +212,11 @@ primary_entry:
 .global secondary_entry
 secondary_entry:
     mov     x19, x0
-    bl      check_el2_and_location
-    ldr     x1, ={hcr}
-    msr     hcr_el2, x1
-    isb
-    ldr     x1, ={cptr}
-    msr     cptr_el2, x1
-    ldr     x1, ={mair}
-    msr     mair_el2, x1
+    el2_setup
     ldp     x1, x2, [x19]           // ttbr0, tcr
-    msr     tcr_el2, x2
-    msr     ttbr0_el2, x1
-    isb
-    tlbi    alle2
-    dsb     nsh
-    isb
-    ldr     x1, ={sctlr}
-    msr     sctlr_el2, x1
-    isb
+    mmu_on
     ldr     x1, [x19, #16]          // stack_top
     mov     sp, x1
-    adrp    x1, exception_vectors
-    add     x1, x1, :lo12:exception_vectors
-    msr     vbar_el2, x1
-    isb
     mov     x0, x19
     bl      secondary_main
     b       park

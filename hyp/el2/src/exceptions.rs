@@ -40,66 +40,31 @@ const _: () = assert!(
     "the stack must stay 16-byte aligned"
 );
 
-/// Which of the 16 vectors was taken (Arm ARM D1.3.1 "Exception vectors").
+/// Which of the 16 vectors was taken (Arm ARM D1.3.1 "Exception vectors"):
+/// four origins (current EL with SP_EL0 or SP_ELx, lower EL in AArch64 or
+/// AArch32), each with four kinds (synchronous, IRQ, FIQ, SError).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u64)]
-enum Vector {
-    CurrentSp0Sync = 0,
-    CurrentSp0Irq,
-    CurrentSp0Fiq,
-    CurrentSp0SError,
-    CurrentSpxSync,
-    CurrentSpxIrq,
-    CurrentSpxFiq,
-    CurrentSpxSError,
-    Lower64Sync,
-    Lower64Irq,
-    Lower64Fiq,
-    Lower64SError,
-    Lower32Sync,
-    Lower32Irq,
-    Lower32Fiq,
-    Lower32SError,
-}
+struct Vector(u64);
 
 impl Vector {
     fn from_index(index: u64) -> Option<Self> {
-        use Vector::*;
-        const ALL: [Vector; 16] = [
-            CurrentSp0Sync,
-            CurrentSp0Irq,
-            CurrentSp0Fiq,
-            CurrentSp0SError,
-            CurrentSpxSync,
-            CurrentSpxIrq,
-            CurrentSpxFiq,
-            CurrentSpxSError,
-            Lower64Sync,
-            Lower64Irq,
-            Lower64Fiq,
-            Lower64SError,
-            Lower32Sync,
-            Lower32Irq,
-            Lower32Fiq,
-            Lower32SError,
-        ];
-        ALL.get(usize::try_from(index).ok()?).copied()
+        (index < 16).then_some(Self(index))
     }
 
     fn is_synchronous(self) -> bool {
-        (self as u64).is_multiple_of(4)
+        self.0.is_multiple_of(4)
     }
 }
 
 impl fmt::Display for Vector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match (*self as u64) % 4 {
+        let kind = match self.0 % 4 {
             0 => "synchronous",
             1 => "IRQ",
             2 => "FIQ",
             _ => "SError",
         };
-        let origin = match (*self as u64) / 4 {
+        let origin = match self.0 / 4 {
             0 => "current EL with SP_EL0",
             1 => "current EL with SP_EL2",
             2 => "lower EL in AArch64",
