@@ -14,14 +14,17 @@
 //! A **step** is what other CPUs can observe as one event:
 //!
 //! - `Switch`: the fast path's loads ([`IdAllocator::fast_path_load`]). They
-//!   read three words without the lock, but only a probe of the current
-//!   generation on a CPU with a non-zero slot is eligible, and while that
-//!   holds nothing another CPU does can change the three words (only a
-//!   rollover can, and it would change the generation), so the loads behave
-//!   as one. An ineligible probe goes straight to the slow path in the same
-//!   step: its commit touches nothing shared, and the slow path re-reads all
-//!   under the lock, so running it later would only reach states that a later
-//!   `Switch` of the same context reaches too.
+//!   read three words without the lock: the context's ID, the CPU's active
+//!   slot, the generation. Only a rollover changes the last two, or the first
+//!   while it is current; a probe is eligible only if the generation it read
+//!   matches the ID it read before, so no rollover came between the loads and
+//!   they behave as one. An ineligible probe (for example one split by a
+//!   rollover) goes to the slow path in the same step: its commit touches
+//!   nothing shared, and the slow path re-reads everything under the lock.
+//!   Taking the lock later reaches nothing new: if the context were still
+//!   ineligible then, a later `Switch` does the same; if it had become
+//!   current on a CPU with a non-zero slot, the slow path would only store
+//!   its ID, which is what a later `Switch` and `Commit` do.
 //! - `Commit`: the fast path's compare-and-swap on the CPU's active slot, a
 //!   separate step so that a whole rollover can run between load and swap.
 //!   If it fails (a rollover zeroed the slot) the slow path runs in the same
@@ -65,7 +68,8 @@
 //!    counts match the pins taken.
 //! 4. No stale translation: when a context runs on CPU `c` with ID `i`, `c`'s
 //!    ghost TLB holds no entry for `i` of another context (destroyed and
-//!    firmware entries included). Two further checks make this exhaustive
+//!    firmware entries included): "(4) stale translation". Two further
+//!    checks, "(4b)" and "(4c)", make this exhaustive
 //!    without keeping TLB contents in the states: (4b) a CPU's first switch
 //!    after each rollover (and at boot) flushes, and (4c) within one
 //!    generation an ID is handed to one context only, a destroyed one
@@ -84,8 +88,9 @@
 //!
 //! States past the generation bound are checked but not expanded. At most
 //! `pins` pins are held at once. States that differ only by renumbering CPUs
-//! or contexts are explored once (`Canon` in `checker/mod.rs` says why that is
-//! exact). Visited states are kept as 128-bit fingerprints.
+//! or contexts, or by an order-preserving renumbering of generations, are
+//! explored once (`Canon` in `checker/mod.rs` says why that is exact). Visited
+//! states are kept as 128-bit fingerprints.
 //!
 //! # Deeper runs
 //!
@@ -101,7 +106,7 @@
 
 mod checker;
 
-use checker::{check, Config, Step};
+use checker::{check, Config, Flushes, Step};
 use id_alloc::NewIdOrder;
 
 /// The acceptance run: three generations, two CPUs, three contexts, one pin.
@@ -151,18 +156,39 @@ fn v1_order_is_caught_with_its_trace() {
     assert!(before_last.detail.contains("gen 3 "), "{violation}");
 }
 
-/// A caller that ignores the flushes the allocator requests is caught by
-/// invariant 4 (so the ghost TLB and its companions are not vacuous).
+/// A caller that ignores the flushes the allocator requests runs over the
+/// firmware's TLB entries at once (invariant 4's ghost TLB is not vacuous).
 #[test]
 fn ignored_flushes_are_caught() {
     let config = Config {
-        caller_flushes: false,
+        caller_flushes: Flushes::None,
         generations: 1,
         ..Config::DEFAULT
     };
     let violation = check(&config).expect_err("a missing flush must be caught");
     println!("{violation}");
-    assert!(violation.message.starts_with("(4)"), "{violation}");
+    assert!(
+        violation.message.starts_with("(4) stale translation"),
+        "{violation}"
+    );
+}
+
+/// A caller that flushes at boot but not after a rollover is caught too,
+/// once a CPU runs a recycled ID.
+#[test]
+fn ignored_rollover_flushes_are_caught() {
+    let config = Config {
+        caller_flushes: Flushes::BootOnly,
+        // Which CPUs flushed at boot is read from their TLBs.
+        exact_tlb: true,
+        generations: 1,
+        ..Config::DEFAULT
+    };
+    let violation = check(&config).expect_err("a missing flush must be caught");
+    println!("{violation}");
+    // Not at the first switch, which flushes: only once IDs are reused.
+    assert!(violation.message.starts_with("(4"), "{violation}");
+    assert!(violation.trace.len() > 1, "{violation}");
 }
 
 /// With the TLB contents kept in the states the search is larger but finds

@@ -47,9 +47,9 @@ pub struct Config {
     pub ballast: u32,
     /// The `new_id` order under test.
     pub order: NewIdOrder,
-    /// Whether the caller performs the flushes the allocator requests. Only
-    /// the test that shows invariant 4 can fail turns it off.
-    pub caller_flushes: bool,
+    /// Which of the flushes the allocator requests the caller performs. Only
+    /// the tests that show invariant 4 can fail change it.
+    pub caller_flushes: Flushes,
     /// Whether states that differ only by renumbering CPUs or contexts are
     /// explored once (see [`Canon`]).
     pub symmetry: bool,
@@ -71,7 +71,7 @@ impl Config {
         pins: 1,
         ballast: 3,
         order: NewIdOrder::Fixed,
-        caller_flushes: true,
+        caller_flushes: Flushes::All,
         symmetry: true,
         exact_tlb: false,
     };
@@ -103,7 +103,7 @@ impl Config {
             pins: var("PINS", d.pins)?,
             ballast: var("BALLAST", d.ballast)?,
             order,
-            caller_flushes: true,
+            caller_flushes: Flushes::All,
             symmetry: var::<u8>("SYMMETRY", 1)? != 0,
             exact_tlb: var::<u8>("EXACT_TLB", 0)? != 0,
         };
@@ -154,13 +154,25 @@ impl fmt::Display for Config {
             self.pins,
             self.ballast,
             self.order,
-            if self.caller_flushes {
-                ""
-            } else {
-                ", flushes IGNORED by the caller"
+            match self.caller_flushes {
+                Flushes::All => "",
+                Flushes::BootOnly => ", the caller IGNORES flushes after boot",
+                Flushes::None => ", the caller IGNORES flushes",
             }
         )
     }
+}
+
+/// Which requested flushes the caller performs: a broken caller, to show
+/// that invariant 4 catches what it causes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flushes {
+    /// Every one, as the hypervisor does.
+    All,
+    /// Only a CPU's first (the one before anything runs on it).
+    BootOnly,
+    /// None.
+    None,
 }
 
 /// One step: an operation, or the part of one, that other CPUs can observe
@@ -465,7 +477,11 @@ impl Hasher for IdentityHasher {
     }
 }
 
+/// Fingerprint to discovery index, with [`EXPANDED`] set once a state of
+/// that fingerprint has been queued for expansion.
 type Seen = HashMap<u128, u32, BuildHasherDefault<IdentityHasher>>;
+
+const EXPANDED: u32 = 1 << 31;
 
 /// Symmetry reduction. CPUs are interchangeable (every operation treats
 /// them alike, a rollover's result does not depend on the order it visits
@@ -477,8 +493,22 @@ type Seen = HashMap<u128, u32, BuildHasherDefault<IdentityHasher>>;
 /// A probe's hash still includes its CPU, so states with a probe in flight
 /// only merge under orders that keep that CPU in place: less reduction,
 /// never a wrong merge.
+///
+/// Generations are renumbered too, by rank among those the state names
+/// (current generation, active and reserved slots, records), when no probe
+/// is in flight. The allocator only ever compares generations for equality,
+/// takes the current one, or makes a new one above all others, so an
+/// order-preserving renumbering that keeps 0 (never allocated) and the
+/// deactivation sentinel (generation 1, ID 0, never compared with an ID)
+/// maps its behaviour onto itself. A probe's words cannot be renumbered, as
+/// they are private; states with one keep their generations as they are.
 struct Canon {
     exact_tlb: bool,
+    /// Whether generations are renumbered (see above).
+    generations: bool,
+    /// The generations the state names, ascending, when renumbering.
+    gens: Vec<u64>,
+    bits: u32,
     cpu_perms: Vec<Vec<usize>>,
     sigs: Vec<(u64, u8)>,
     relabel: Vec<u8>,
@@ -494,6 +524,9 @@ impl Canon {
         }
         Self {
             exact_tlb,
+            generations: symmetry,
+            gens: Vec::new(),
+            bits: 0,
             cpu_perms,
             sigs: Vec::new(),
             relabel: Vec::new(),
@@ -518,6 +551,19 @@ fn pack_tags(tags: &[u8], relabel: &[u8], buf: &mut Vec<u64>) {
             word = word << 8 | u64::from(tag);
         }
         buf.push(word);
+    }
+}
+
+impl Canon {
+    /// A full ID (or active-slot value) with its generation replaced by
+    /// its rank among the state's generations, when renumbering; 0 and the
+    /// deactivation sentinel are no generation's and stay.
+    fn value(&self, v: u64) -> u64 {
+        if self.gens.is_empty() || v == 0 || v == 1 << self.bits {
+            return v;
+        }
+        let rank = self.gens.partition_point(|&g| g < v >> self.bits) as u64 + 1;
+        rank << self.bits | (v & ((1 << self.bits) - 1))
     }
 }
 
@@ -598,6 +644,22 @@ impl Node {
     /// it only by renumbering CPUs or contexts (see [`Canon`]).
     fn fingerprint(&self, snap: &StateSnapshot, canon: &mut Canon) -> u128 {
         canon.best.clear();
+        canon.gens.clear();
+        canon.bits = snap.bits;
+        // Generations are renumbered only without a probe in flight: a
+        // probe's words are opaque, so they stay as they are.
+        let idle = self.ghost.cpus.iter().all(|c| c.phase == Phase::Idle);
+        if canon.generations && idle {
+            let values = snap.active.iter().chain(&snap.reserved);
+            let values = values.chain(self.ctxs.iter().map(|c| &c.id));
+            for &v in values.chain([&snap.generation]) {
+                if v != 0 && v != 1 << snap.bits {
+                    canon.gens.push(v >> snap.bits);
+                }
+            }
+            canon.gens.sort_unstable();
+            canon.gens.dedup();
+        }
         for p in 0..canon.cpu_perms.len() {
             canon.buf.clear();
             self.encode(snap, p, canon);
@@ -636,7 +698,7 @@ impl Node {
         for (x, ctx) in self.ctxs.iter().enumerate() {
             let me = x as u8;
             let mut h = DefaultHasher::new();
-            (ctx.id, ctx.pins, g.pinned_id[x]).hash(&mut h);
+            (canon.value(ctx.id), ctx.pins, g.pinned_id[x]).hash(&mut h);
             for &cpu in order {
                 let c = &g.cpus[cpu];
                 c.running.filter(|&(r, _)| r == me).hash(&mut h);
@@ -668,9 +730,11 @@ impl Node {
             canon.relabel[usize::from(old)] = new as u8;
         }
         let relabel = |ctx: u8| u64::from(canon.relabel[usize::from(ctx)]);
-        let buf = &mut canon.buf;
+        let mut buf = std::mem::take(&mut canon.buf);
+        let value = |v: u64| canon.value(v);
         buf.extend([
-            snap.generation,
+            u64::from(!canon.gens.is_empty()),
+            value(snap.generation),
             u64::from(snap.cursor),
             u64::from(snap.nr_pinned),
         ]);
@@ -679,8 +743,8 @@ impl Node {
         for &cpu in order {
             let c = &g.cpus[cpu];
             buf.extend([
-                snap.active[cpu],
-                snap.reserved[cpu],
+                value(snap.active[cpu]),
+                value(snap.reserved[cpu]),
                 u64::from(snap.flush_pending[cpu]),
                 c.running
                     .map_or(u64::MAX, |(x, id)| relabel(x) << 16 | u64::from(id)),
@@ -691,18 +755,19 @@ impl Node {
             }
             buf.push(u64::from(g.owes_flush[cpu]));
             if canon.exact_tlb {
-                pack_tags(&g.tlb[cpu], &canon.relabel, buf);
+                pack_tags(&g.tlb[cpu], &canon.relabel, &mut buf);
             }
         }
-        pack_tags(&g.owner, &canon.relabel, buf);
+        pack_tags(&g.owner, &canon.relabel, &mut buf);
         for &(_, old) in &canon.sigs {
             let x = usize::from(old);
             buf.extend([
-                self.ctxs[x].id,
+                value(self.ctxs[x].id),
                 u64::from(self.ctxs[x].pins),
                 g.pinned_id[x].map_or(u64::MAX, u64::from),
             ]);
         }
+        canon.buf = buf;
     }
 
     /// Whether `ctx` may be destroyed and replaced: no CPU runs or is
@@ -979,6 +1044,9 @@ impl Node {
                     ));
                 }
                 if ghost.pins[x] == 0 {
+                    // A first pin may have renewed the record: the ID counts
+                    // as handed out in this generation, as by a switch.
+                    Self::claim(ghost, ctx, id, "pin")?;
                     if nr_pinned >= limit {
                         return Err(format!(
                             "(5) pin of c{ctx} accepted with {nr_pinned} IDs pinned, limit {limit}"
@@ -1022,7 +1090,13 @@ impl Node {
         Self::handed(ghost, config, ctx, record, id, &format!("CPU{cpu}'s {how}"))?;
         flags.flush = done.needs_flush();
         let owed = ghost.owes_flush[usize::from(cpu)];
-        let flushed = done.needs_flush() && config.caller_flushes;
+        let flushed = done.needs_flush()
+            && match config.caller_flushes {
+                Flushes::All => true,
+                // Only a CPU that never flushed still has firmware entries.
+                Flushes::BootOnly => ghost.tlb[usize::from(cpu)].contains(&TLB_BOOT),
+                Flushes::None => false,
+            };
         let tlb = &mut ghost.tlb[usize::from(cpu)];
         if flushed {
             tlb.fill(TLB_EMPTY);
@@ -1042,7 +1116,7 @@ impl Node {
         }
         if owed && !flushed {
             return Err(format!(
-                "(4) CPU{cpu} runs c{ctx} with ID {id:#x} without a flush since the last \
+                "(4b) CPU{cpu} runs c{ctx} with ID {id:#x} without a flush since the last \
                  rollover (or boot): its TLB may hold that ID for another context"
             ));
         }
@@ -1105,6 +1179,12 @@ impl Node {
                 "(1) {what} handed c{ctx} ID {id:#x}, which a ballast pin holds"
             ));
         }
+        Self::claim(ghost, ctx, id, what)
+    }
+
+    /// (4c): records that `ctx` was handed `id` in this generation, unless
+    /// another context (a destroyed one included) was.
+    fn claim(ghost: &mut Ghost, ctx: u8, id: u16, what: &str) -> Result<(), String> {
         let owner = &mut ghost.owner[usize::from(id)];
         if *owner != TLB_EMPTY && *owner != ctx + 1 {
             let before = match *owner {
@@ -1112,8 +1192,9 @@ impl Node {
                 t => format!("c{}", t - 1),
             };
             return Err(format!(
-                "(4) {what} handed c{ctx} ID {id:#x}, which {before} was handed in this \
-                 generation g{generation}"
+                "(4c) {what} handed c{ctx} ID {id:#x}, which {before} was handed in this \
+                 generation g{}",
+                ghost.generation
             ));
         }
         *owner = ctx + 1;
@@ -1294,15 +1375,28 @@ pub fn check(config: &Config) -> Result<Report, Box<Violation>> {
             coverage.add(flags);
             let generation = Node::generation(&next_snap);
             coverage.max_generation = coverage.max_generation.max(generation);
-            let next_index = u32::try_from(parents.len()).expect("under 2^32 states");
-            if let Entry::Vacant(slot) = seen.entry(next.fingerprint(&next_snap, &mut canon)) {
-                slot.insert(next_index);
+            let next_index = u32::try_from(parents.len()).expect("under 2^31 states");
+            let expand = generation <= config.generations;
+            // Past the bound a state is checked (above) but not expanded.
+            // Renumbering generations can merge a state within the bound
+            // into one found past it: that one's own path then expands it.
+            let fresh = match seen.entry(next.fingerprint(&next_snap, &mut canon)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(next_index | if expand { EXPANDED } else { 0 });
+                    true
+                }
+                Entry::Occupied(mut slot) if expand && *slot.get() & EXPANDED == 0 => {
+                    *slot.get_mut() |= EXPANDED;
+                    true
+                }
+                Entry::Occupied(_) => false,
+            };
+            if fresh {
                 parents.push((index, step));
                 let d = depths[index as usize] + 1;
                 depths.push(d);
                 depth = depth.max(d);
-                // Past the bound a state is checked (above) but not expanded.
-                if generation <= config.generations {
+                if expand {
                     frontier.push_back((next, next_index));
                 }
             }
