@@ -18,7 +18,11 @@ use id_alloc::NewIdOrder;
 const USAGE: &str = "\
 usage: check [--cpus N] [--contexts N] [--bits N] [--generations N] [--pins N]
              [--ballast N] [--order fixed|v1] [--exact-tlb] [--no-symmetry]
-             [--progress]
+             [--dfs] [--progress]
+
+--dfs searches depth-first: memory for the visited states only (about 40
+bytes each), where breadth-first holds a whole level of allocators, but the
+trace of a violation is not the shortest.
 
 Defaults: the test suite's (2 CPUs, 3 contexts, 3-bit IDs, 3 generations,
 1 pin, 3 ballast pins, fixed order). The ID_ALLOC_CHECK_* variables of the
@@ -54,6 +58,7 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
             }
             "--exact-tlb" => config.exact_tlb = true,
             "--no-symmetry" => config.symmetry = false,
+            "--dfs" => config.dfs = true,
             "--progress" => progress = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),

@@ -98,8 +98,12 @@
 //! runs the configuration given by `ID_ALLOC_CHECK_CPUS`, `_CONTEXTS`,
 //! `_GENERATIONS`, `_PINS`, `_BALLAST`, `_BITS`, `_ORDER` (`fixed`, `v1`),
 //! `_EXACT_TLB` and `_SYMMETRY` (`0`, `1`); `ID_ALLOC_CHECK_PROGRESS=1`
-//! prints each BFS level. `cargo run -p id-alloc --release --example check --
-//! --help` does the same from the command line.
+//! prints progress, `ID_ALLOC_CHECK_DFS=1` searches depth-first (the same
+//! states in far less memory, longer traces).
+//! `cargo run -p id-alloc --release --example check -- --help` does the same
+//! from the command line. Breadth-first, a state in the queue costs about
+//! 2 KB (a forked allocator and the ghost state), so configurations with
+//! more than about 10 million states want `--dfs`.
 //!
 //! [`IdAllocator::fast_path_load`]: id_alloc::IdAllocator::fast_path_load
 //! [`Switch::needs_flush`]: id_alloc::Switch::needs_flush

@@ -53,6 +53,10 @@ pub struct Config {
     /// Whether states that differ only by renumbering CPUs or contexts are
     /// explored once (see [`Canon`]).
     pub symmetry: bool,
+    /// Depth-first instead of breadth-first: the same states, with memory
+    /// for the visited set only instead of a whole BFS level of allocators,
+    /// but longer traces.
+    pub dfs: bool,
     /// Whether states that differ only in their ghost TLBs' contents are
     /// told apart. Not needed for completeness (see the file's doc, (4)),
     /// and costly: the TLBs record history.
@@ -73,12 +77,14 @@ impl Config {
         order: NewIdOrder::Fixed,
         caller_flushes: Flushes::All,
         symmetry: true,
+        dfs: false,
         exact_tlb: false,
     };
 
     /// The default with the fields named by `ID_ALLOC_CHECK_CPUS`,
     /// `_CONTEXTS`, `_BITS`, `_GENERATIONS`, `_PINS`, `_BALLAST`, `_ORDER`
-    /// (`fixed` or `v1`), `_SYMMETRY` and `_EXACT_TLB` (`0` or `1`) replaced.
+    /// (`fixed` or `v1`), `_SYMMETRY`, `_DFS` and `_EXACT_TLB` (`0` or `1`)
+    /// replaced.
     pub fn from_env() -> Result<Self, String> {
         fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
             let key = format!("ID_ALLOC_CHECK_{name}");
@@ -105,6 +111,7 @@ impl Config {
             order,
             caller_flushes: Flushes::All,
             symmetry: var::<u8>("SYMMETRY", 1)? != 0,
+            dfs: var::<u8>("DFS", 0)? != 0,
             exact_tlb: var::<u8>("EXACT_TLB", 0)? != 0,
         };
         config.validate()?;
@@ -477,11 +484,8 @@ impl Hasher for IdentityHasher {
     }
 }
 
-/// Fingerprint to discovery index, with [`EXPANDED`] set once a state of
-/// that fingerprint has been queued for expansion.
+/// Fingerprint to discovery index.
 type Seen = HashMap<u128, u32, BuildHasherDefault<IdentityHasher>>;
-
-const EXPANDED: u32 = 1 << 31;
 
 /// Symmetry reduction. CPUs are interchangeable (every operation treats
 /// them alike, a rollover's result does not depend on the order it visits
@@ -494,14 +498,17 @@ const EXPANDED: u32 = 1 << 31;
 /// only merge under orders that keep that CPU in place: less reduction,
 /// never a wrong merge.
 ///
-/// Generations are renumbered too, by rank among those the state names
-/// (current generation, active and reserved slots, records), when no probe
-/// is in flight. The allocator only ever compares generations for equality,
-/// takes the current one, or makes a new one above all others, so an
-/// order-preserving renumbering that keeps 0 (never allocated) and the
-/// deactivation sentinel (generation 1, ID 0, never compared with an ID)
-/// maps its behaviour onto itself. A probe's words cannot be renumbered, as
-/// they are private; states with one keep their generations as they are.
+/// Generations are renumbered too, when no probe is in flight: the current
+/// one stays and the older ones the state names (in active and reserved
+/// slots and records) become the ones just below it, in order, so that how
+/// long ago they were does not tell states apart. The allocator only ever
+/// compares generations for equality, takes the current one, or makes the
+/// next one, so an order-preserving renumbering that keeps the current
+/// generation, 0 (never allocated) and the deactivation sentinel (generation
+/// 1, ID 0, never compared with an ID) maps its behaviour onto itself; and
+/// as the current generation stays, so does which states the generation
+/// bound expands. A probe's words cannot be renumbered, as they are private;
+/// states with one keep their generations as they are.
 struct Canon {
     exact_tlb: bool,
     /// Whether generations are renumbered (see above).
@@ -555,15 +562,19 @@ fn pack_tags(tags: &[u8], relabel: &[u8], buf: &mut Vec<u64>) {
 }
 
 impl Canon {
-    /// A full ID (or active-slot value) with its generation replaced by
-    /// its rank among the state's generations, when renumbering; 0 and the
-    /// deactivation sentinel are no generation's and stay.
+    /// A full ID (or active-slot value) with its generation renumbered, if
+    /// renumbering: the current one (the last of `gens`) stays, the older
+    /// ones the state names become the ones just below it, in order. 0 and
+    /// the deactivation sentinel are no generation's and stay.
     fn value(&self, v: u64) -> u64 {
-        if self.gens.is_empty() || v == 0 || v == 1 << self.bits {
+        let Some(&current) = self.gens.last() else {
+            return v;
+        };
+        if v == 0 || v == 1 << self.bits {
             return v;
         }
-        let rank = self.gens.partition_point(|&g| g < v >> self.bits) as u64 + 1;
-        rank << self.bits | (v & ((1 << self.bits) - 1))
+        let below = self.gens.len() - 1 - self.gens.partition_point(|&g| g < v >> self.bits);
+        (current - below as u64) << self.bits | (v & ((1 << self.bits) - 1))
     }
 }
 
@@ -973,7 +984,7 @@ impl Node {
         let c = Context::<Vmid>::from_snapshot(ctxs[x]);
         let done = guarded("slow_path", || alloc.slow_path(&c, cpu.into()))?
             .map_err(|e| format!("(6) slow_path: {e}"))?;
-        Self::renewed(ghost, ctxs[x].id, c.snapshot().id, ctx, flags);
+        Self::renewed(ghost, ctxs[x].id, c.snapshot().id, ctx, Some(cpu), flags);
         ctxs[x] = c.snapshot();
         flags.slow = true;
         Self::booked(
@@ -989,14 +1000,14 @@ impl Node {
     }
 
     /// Notes (for coverage) a context moved into a new generation while
-    /// pinned or running somewhere.
-    fn renewed(ghost: &Ghost, old: u64, new: u64, ctx: u8, flags: &mut Flags) {
+    /// pinned or running on a CPU other than `on`, the one switching to it.
+    fn renewed(ghost: &Ghost, old: u64, new: u64, ctx: u8, on: Option<u8>, flags: &mut Flags) {
         if old != new && old != 0 {
             flags.pinned_renewed = ghost.pins[usize::from(ctx)] > 0;
-            flags.reserved_kept = ghost
-                .cpus
-                .iter()
-                .any(|c| c.running.is_some_and(|(r, _)| r == ctx));
+            flags.reserved_kept =
+                ghost.cpus.iter().enumerate().any(|(cpu, c)| {
+                    on != Some(cpu as u8) && c.running.is_some_and(|(r, _)| r == ctx)
+                });
         }
     }
 
@@ -1012,7 +1023,7 @@ impl Node {
         let x = usize::from(ctx);
         let c = Context::<Vmid>::from_snapshot(ctxs[x]);
         let result = guarded("pin", || alloc.pin(&c))?;
-        Self::renewed(ghost, ctxs[x].id, c.snapshot().id, ctx, flags);
+        Self::renewed(ghost, ctxs[x].id, c.snapshot().id, ctx, None, flags);
         ctxs[x] = c.snapshot();
         let nr_pinned =
             ghost.pins.iter().filter(|&&p| p > 0).count() as u32 + ghost.ballast.len() as u32;
@@ -1343,12 +1354,31 @@ pub fn check(config: &Config) -> Result<Report, Box<Violation>> {
     let mut depth = 0u16;
     let mut steps = Vec::new();
     let progress = std::env::var_os("ID_ALLOC_CHECK_PROGRESS").is_some();
-    let mut level = 0;
-    while let Some((node, index)) = frontier.pop_front() {
-        if progress && depths[index as usize] > level {
-            level = depths[index as usize];
+    // Progress: each BFS level, or each 2^20 states depth-first.
+    let mut level = 0u32;
+    loop {
+        let popped = if config.dfs {
+            frontier.pop_back()
+        } else {
+            frontier.pop_front()
+        };
+        let Some((node, index)) = popped else {
+            break;
+        };
+        let report = if config.dfs {
+            index >> 20 > level
+        } else {
+            u32::from(depths[index as usize]) > level
+        };
+        if progress && report {
+            level = if config.dfs {
+                index >> 20
+            } else {
+                depths[index as usize].into()
+            };
             eprintln!(
-                "depth {level}: {} states, {} queued, {:.1?}",
+                "{} {level}: {} states, {} queued, {:.1?}",
+                if config.dfs { "million" } else { "depth" },
                 seen.len(),
                 frontier.len(),
                 start.elapsed()
@@ -1375,28 +1405,15 @@ pub fn check(config: &Config) -> Result<Report, Box<Violation>> {
             coverage.add(flags);
             let generation = Node::generation(&next_snap);
             coverage.max_generation = coverage.max_generation.max(generation);
-            let next_index = u32::try_from(parents.len()).expect("under 2^31 states");
-            let expand = generation <= config.generations;
-            // Past the bound a state is checked (above) but not expanded.
-            // Renumbering generations can merge a state within the bound
-            // into one found past it: that one's own path then expands it.
-            let fresh = match seen.entry(next.fingerprint(&next_snap, &mut canon)) {
-                Entry::Vacant(slot) => {
-                    slot.insert(next_index | if expand { EXPANDED } else { 0 });
-                    true
-                }
-                Entry::Occupied(mut slot) if expand && *slot.get() & EXPANDED == 0 => {
-                    *slot.get_mut() |= EXPANDED;
-                    true
-                }
-                Entry::Occupied(_) => false,
-            };
-            if fresh {
+            let next_index = u32::try_from(parents.len()).expect("under 2^32 states");
+            if let Entry::Vacant(slot) = seen.entry(next.fingerprint(&next_snap, &mut canon)) {
+                slot.insert(next_index);
                 parents.push((index, step));
                 let d = depths[index as usize] + 1;
                 depths.push(d);
                 depth = depth.max(d);
-                if expand {
+                // Past the bound a state is checked (above) but not expanded.
+                if generation <= config.generations {
                     frontier.push_back((next, next_index));
                 }
             }
