@@ -206,7 +206,7 @@ fn interrupt(spec: &[u8]) -> Option<Interrupt> {
 
 /// Interrupt specifiers of a node whose interrupt parent is the GIC.
 fn interrupts(value: &[u8]) -> Option<impl Iterator<Item = Option<Interrupt>> + '_> {
-    (value.len() % 12 == 0).then(|| value.chunks_exact(12).map(interrupt))
+    value.len().is_multiple_of(12).then(|| value.chunks_exact(12).map(interrupt))
 }
 
 /// Pushes onto a bounded list, counting what does not fit so the error can
@@ -650,7 +650,7 @@ fn pcie(node: FdtNode<'_, '_>, props: &Props, bus: &Bus) -> Result<PcieEcam, DtE
     let pa = bus.address_cells as usize * 4;
     let entry = 12 + pa + sc as usize * 4;
     let ranges = props.ranges.unwrap_or_default();
-    if ranges.len() % entry != 0 {
+    if !ranges.len().is_multiple_of(entry) {
         return Err(bad_ranges());
     }
     let mut windows = heapless::Vec::new();
