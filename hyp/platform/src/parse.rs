@@ -206,7 +206,10 @@ fn interrupt(spec: &[u8]) -> Option<Interrupt> {
 
 /// Interrupt specifiers of a node whose interrupt parent is the GIC.
 fn interrupts(value: &[u8]) -> Option<impl Iterator<Item = Option<Interrupt>> + '_> {
-    value.len().is_multiple_of(12).then(|| value.chunks_exact(12).map(interrupt))
+    value
+        .len()
+        .is_multiple_of(12)
+        .then(|| value.chunks_exact(12).map(interrupt))
 }
 
 /// Pushes onto a bounded list, counting what does not fit so the error can
