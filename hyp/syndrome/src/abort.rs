@@ -142,6 +142,32 @@ impl fmt::Display for FaultStatus {
     }
 }
 
+/// The fields data and instruction aborts share (ISS bits 10:7 and 5:0);
+/// `$fsc` names the status field (DFSC or IFSC) in the docs.
+macro_rules! abort_fields {
+    ($fsc:literal) => {
+        /// S1PTW, bit 7: a stage-2 fault on a stage-1 table walk.
+        pub const fn s1ptw(self) -> bool {
+            bit(self.0, 7)
+        }
+
+        /// EA, bit 9: IMPLEMENTATION DEFINED classification of external aborts.
+        pub const fn external_abort_type(self) -> bool {
+            bit(self.0, 9)
+        }
+
+        /// FnV, bit 10: FAR_EL2 does not hold the faulting address.
+        pub const fn far_not_valid(self) -> bool {
+            bit(self.0, 10)
+        }
+
+        #[doc = concat!($fsc, ", bits 5:0: the fault status.")]
+        pub const fn fault_status(self) -> FaultStatus {
+            FaultStatus::from_raw((self.0 & 0x3f) as u8)
+        }
+    };
+}
+
 /// The ISS of a data abort.
 ///
 /// The instruction-syndrome fields (access size, register, sign extension,
@@ -225,31 +251,13 @@ impl DataAbort {
         }
     }
 
-    /// S1PTW, bit 7: a stage-2 fault on a stage-1 table walk.
-    pub const fn s1ptw(self) -> bool {
-        bit(self.0, 7)
-    }
-
     /// CM, bit 8: caused by a cache maintenance or address translation
     /// instruction.
     pub const fn cache_maintenance(self) -> bool {
         bit(self.0, 8)
     }
 
-    /// EA, bit 9: IMPLEMENTATION DEFINED classification of external aborts.
-    pub const fn external_abort_type(self) -> bool {
-        bit(self.0, 9)
-    }
-
-    /// FnV, bit 10: FAR_EL2 does not hold the faulting address.
-    pub const fn far_not_valid(self) -> bool {
-        bit(self.0, 10)
-    }
-
-    /// DFSC, bits 5:0.
-    pub const fn fault_status(self) -> FaultStatus {
-        FaultStatus::from_raw((self.0 & 0x3f) as u8)
-    }
+    abort_fields!("DFSC");
 }
 
 impl fmt::Debug for DataAbort {
@@ -304,25 +312,7 @@ impl InstructionAbort {
         self.0
     }
 
-    /// S1PTW, bit 7: a stage-2 fault on a stage-1 table walk.
-    pub const fn s1ptw(self) -> bool {
-        bit(self.0, 7)
-    }
-
-    /// EA, bit 9: IMPLEMENTATION DEFINED classification of external aborts.
-    pub const fn external_abort_type(self) -> bool {
-        bit(self.0, 9)
-    }
-
-    /// FnV, bit 10: FAR_EL2 does not hold the faulting address.
-    pub const fn far_not_valid(self) -> bool {
-        bit(self.0, 10)
-    }
-
-    /// IFSC, bits 5:0.
-    pub const fn fault_status(self) -> FaultStatus {
-        FaultStatus::from_raw((self.0 & 0x3f) as u8)
-    }
+    abort_fields!("IFSC");
 }
 
 impl fmt::Debug for InstructionAbort {
