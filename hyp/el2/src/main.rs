@@ -30,7 +30,7 @@ use core::fmt;
 use core::panic::PanicInfo;
 use layout::ImageLayout;
 use log::{error, info, warn, LevelFilter};
-use platform::{DtError, Platform};
+use platform::{DtError, Platform, PsciConduit};
 use tock_registers::interfaces::Readable;
 
 /// MPIDR_EL1 affinity fields Aff3..Aff0, the form device trees use in `reg`.
@@ -202,7 +202,19 @@ fn report_platform(p: &Platform) {
     for ram in &p.memory {
         info!("  memory  {ram} ({} MiB)", ram.size() >> 20);
     }
-    info!("  cpus    {} (PSCI {:?})", p.cpus.len(), p.psci);
+    match p.psci {
+        Some(PsciConduit::Smc) => info!("  cpus    {}, PSCI over SMC", p.cpus.len()),
+        // The hypervisor is the HVC handler: only firmware behind SMC can
+        // start CPUs, so secondaries will fail to start (each with a warning).
+        Some(other) => warn!(
+            "  cpus    {}, but PSCI over {other}; the hypervisor can only call PSCI over SMC",
+            p.cpus.len()
+        ),
+        None => warn!(
+            "  cpus    {}, but no /psci node; trying PSCI over SMC",
+            p.cpus.len()
+        ),
+    }
     info!(
         "  gicv3   distributor {}, redistributors {}",
         p.gic.distributor, p.gic.redistributors

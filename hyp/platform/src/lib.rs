@@ -271,6 +271,15 @@ pub enum PsciConduit {
     Hvc,
 }
 
+impl fmt::Display for PsciConduit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Smc => "SMC",
+            Self::Hvc => "HVC",
+        })
+    }
+}
+
 /// The architected timer's interrupts (`compatible = "arm,armv8-timer"`),
 /// in the binding's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
