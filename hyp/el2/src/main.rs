@@ -105,7 +105,9 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
     report_platform(&platform);
 
     let image = ImageLayout::get();
-    let dtb_range = PhysRange::new(dtb_pa, dtb.len() as u64).ok_or(BootError::NoFreeMemory)?;
+    // A blob that wraps past the top of the address space is no device tree.
+    let dtb_range =
+        PhysRange::new(dtb_pa, dtb.len() as u64).ok_or(BootError::NoDeviceTree(dtb_pa))?;
     let mut excluded: heapless::Vec<PhysRange, { platform::MAX_RESERVED + 3 }> =
         heapless::Vec::new();
     // Capacity covers the three fixed exclusions plus every reserved range.
@@ -125,14 +127,12 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
     // SAFETY: `free` is RAM from the device tree minus the image, the DTB, the
     // boot bundle and reserved memory; the boot map covers it as normal memory.
     let bytes = unsafe { heap::add_ranges(&free) };
+    // The boot bundle, if any, was reported with the platform.
     info!(
-        "heap: {} MiB in {} range(s) (image {}, boot bundle {})",
+        "heap: {} MiB in {} range(s), outside the image {}",
         bytes >> 20,
         free.len(),
-        image.whole(),
-        platform
-            .initrd
-            .map_or_else(|| display(&"none"), |r| display(&r)),
+        image.whole()
     );
 
     let secondaries = smp::prepare(&platform, mpidr);
@@ -141,8 +141,7 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
         .map(smp::Secondary::guard)
         .chain(stacks::exception_stacks().map(|s| s.guard))
         .chain([stacks::boot_stack().guard]);
-    mmu::build(&platform, &image, guards).map_err(BootError::PageTables)?;
-    let tables = mmu::translation().ok_or(BootError::NoFreeMemory)?;
+    let tables = mmu::build(&platform, &image, guards).map_err(BootError::PageTables)?;
     // SAFETY: The final tables map the image, all RAM and the console.
     unsafe { mmu::switch_to_final(tables) };
     report_online();
@@ -164,13 +163,6 @@ fn start_console(dtb: &[u8]) {
         unsafe { console::init(uart.regs.start()) };
         console::init_logger(LevelFilter::Info);
     }
-}
-
-fn display(value: &dyn fmt::Display) -> heapless::String<48> {
-    let mut s = heapless::String::new();
-    // 48 bytes hold a range: two 18-character hex numbers and the brackets.
-    let _ = fmt::write(&mut s, format_args!("{value}"));
-    s
 }
 
 /// Builds a slice over the flattened device tree at `pa`, or `None` if there

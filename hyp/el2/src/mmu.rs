@@ -55,7 +55,8 @@ fn region(range: &PhysRange) -> MemoryRegion {
 
 /// Builds the identity map for everything the hypervisor uses: RAM, its own
 /// image with per-section permissions, and the MMIO regions of `platform`;
-/// the stack `guards` are left unmapped.
+/// the stack `guards` are left unmapped. Returns the register values that
+/// select the new tables, for [`switch_to_final`] on every CPU.
 ///
 /// # Errors
 ///
@@ -65,7 +66,7 @@ pub fn build(
     platform: &Platform,
     image: &ImageLayout,
     guards: impl IntoIterator<Item = PhysRange>,
-) -> Result<(), MapError> {
+) -> Result<Translation, MapError> {
     let mut map = IdMap::with_asid(0, ROOT_LEVEL, El2And0);
     for ram in &platform.memory {
         map.map_range(&region(ram), NORMAL | NEVER_EXECUTE)?;
@@ -86,19 +87,12 @@ pub fn build(
     for mmio in platform.mmio_regions() {
         map.map_range(&region(&mmio), DEVICE)?;
     }
-    HYP_MAP.call_once(|| spin::Mutex::new(map));
-    Ok(())
-}
-
-/// The register values that select the final tables.
-///
-/// Returns `None` before [`build`] ran.
-pub fn translation() -> Option<Translation> {
-    let map = HYP_MAP.get()?.lock();
-    Some(Translation {
+    let translation = Translation {
         ttbr0: map.root_address().0 as u64,
         tcr: FINAL_TCR | (TCR_EL2.get() & TCR_IPS_MASK),
-    })
+    };
+    HYP_MAP.call_once(|| spin::Mutex::new(map));
+    Ok(translation)
 }
 
 /// Moves the calling CPU from the boot map to the final tables.
@@ -142,7 +136,7 @@ pub unsafe fn switch_to_final(translation: Translation) {
     }
 }
 
-/// Writes back the cache lines holding `range` to the point of coherency,
+/// Writes back the cache lines holding `object` to the point of coherency,
 /// so that a CPU reading it with its MMU off sees the data.
 pub fn clean_to_poc<T>(object: &T) {
     const LINE: usize = 64;
