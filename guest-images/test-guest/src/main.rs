@@ -1,0 +1,3 @@
+//! Work in progress.
+#![no_std]
+#![no_main]
