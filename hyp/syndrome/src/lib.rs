@@ -18,6 +18,7 @@
 
 mod abort;
 mod class;
+pub mod inject;
 mod spsr;
 mod sysreg;
 
@@ -33,6 +34,11 @@ pub use sysreg::{Direction, SysReg, SysRegAccess};
 pub struct Esr(pub u64);
 
 impl Esr {
+    /// An ESR value with class `class` and syndrome `iss` (IL clear).
+    pub const fn encode(class: ExceptionClass, iss: u32) -> Self {
+        Self(((class.raw() as u64) << 26) | (iss as u64 & 0x1ff_ffff))
+    }
+
     /// EC, bits 31:26: why the exception was taken.
     pub const fn ec(self) -> ExceptionClass {
         ExceptionClass::from_raw(self.ec_raw())
