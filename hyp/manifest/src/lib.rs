@@ -1,2 +1,86 @@
-//! Work in progress.
+//! The boot bundle: the VM manifest's text format and the binary archive
+//! that carries it with the guest images.
+//!
+//! QEMU loads the bundle with `-initrd bundle.bin`; the host tool
+//! (`hyp-tools`) writes it with [`write_bundle`] and the hypervisor reads it
+//! with [`Bundle::parse`] and [`Manifest::parse`]. Both sides use this crate,
+//! so there is one parser. Everything here is `no_std` with `alloc`, never
+//! panics on bad input, and is tested on the host.
+//!
+//! # The manifest
+//!
+//! A strict subset of TOML: every manifest this crate accepts is valid TOML
+//! with the same meaning.
+//!
+//! ```toml
+//! # Comment lines and trailing comments.
+//! [[vm]]
+//! name = "alpha"            # required: 1..=32 characters of [A-Za-z0-9_-], unique
+//! vcpus = 2                 # required: 1..=MAX_VCPUS
+//! memory = "64M"            # required: K/M/G suffix (binary) or an integer of bytes;
+//!                           #   a multiple of 2 MiB, at least 2 MiB
+//! kernel = "test-guest.bin" # required: the name of an image in the bundle
+//! initrd = "rootfs.cpio"    # optional
+//! bootargs = "test=psci"    # optional, default ""
+//! devices = ["pl011"]       # optional, default ["pl011"]; kinds: see `Device`
+//! ```
+//!
+//! Values are basic strings (`"..."` with the escapes `\" \\ \n \t`),
+//! non-negative integers (decimal, `0x` hex, `_` between digits) and arrays
+//! of strings, each on one line. Everything else TOML has is refused with
+//! the line number.
+//!
+//! A problem inside a `[[vm]]` section (a syntax error, an unknown,
+//! duplicated or missing key, a bad value, too many vCPUs, a name already
+//! taken) refuses only that VM: the section's [`VmEntry`] holds the first
+//! [`VmError`], named by the VM's name (or `vm #N` when it has none), and
+//! the other sections parse as if it were not there. Only problems that
+//! belong to no VM refuse the whole manifest ([`ManifestError`]). Whether the
+//! named images exist and are valid kernels, and whether VMs fit in memory,
+//! is for the hypervisor to check with the bundle and the host's memory map.
+//!
+//! # The bundle
+//!
+//! All integers little-endian:
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0x00   | 8    | magic `b"HYPBNDL1"` ([`MAGIC`]) |
+//! | 0x08   | 4    | version, 1 ([`VERSION`]) |
+//! | 0x0c   | 4    | entry count, at most [`MAX_ENTRIES`] (64) |
+//! | 0x10   | 8    | total size of the bundle in bytes |
+//! | 0x18   | 64 × count | the entry table |
+//!
+//! Each 64-byte entry:
+//!
+//! | offset | size | field |
+//! |--------|------|-------|
+//! | 0x00   | 48   | name: UTF-8, NUL-padded (or filling all 48 bytes), non-empty, unique |
+//! | 0x30   | 8    | offset of the data from the bundle's start |
+//! | 0x38   | 8    | size of the data in bytes |
+//!
+//! Each entry's data starts at a multiple of 4096 ([`DATA_ALIGN`]), after
+//! the entry table and after the previous entry's data ends (so in table
+//! order and without overlap), and ends within the total size. The entry
+//! named `manifest` ([`MANIFEST_ENTRY`]) holds the manifest text and is
+//! required. The bytes given to [`Bundle::parse`] may extend past the total
+//! size (QEMU's initrd region is rounded up to pages); only the total size
+//! is used.
+
 #![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+mod bundle;
+mod lex;
+mod vm;
+
+pub use bundle::{
+    write_bundle, Bundle, BundleError, NameProblem, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC,
+    MANIFEST_ENTRY, MAX_ENTRIES, MAX_NAME_LEN, VERSION,
+};
+pub use vm::{
+    Device, Manifest, ManifestError, VmEntry, VmError, VmSpec, MAX_BOOTARGS_LEN, MAX_MANIFEST_LEN,
+    MAX_VCPUS, MAX_VMS, MAX_VM_NAME_LEN, MEMORY_GRANULE,
+};

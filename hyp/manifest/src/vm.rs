@@ -1,0 +1,1175 @@
+//! The manifest: which VMs to start, parsed from its text into [`Manifest`].
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::bundle::{MANIFEST_ENTRY, MAX_NAME_LEN};
+use crate::lex::{self, Line, Value};
+
+/// The most vCPUs one VM may have.
+pub const MAX_VCPUS: u32 = 8;
+
+/// The most VMs one manifest may start; sections past this one are refused.
+pub const MAX_VMS: usize = 64;
+
+/// The longest manifest text accepted, in bytes. It keeps the parser's work
+/// and allocations bounded whatever the bundle holds.
+pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
+
+/// The longest VM name, in characters (all ASCII).
+pub const MAX_VM_NAME_LEN: usize = 32;
+
+/// The longest `bootargs`, in bytes: Linux arm64's `COMMAND_LINE_SIZE` is
+/// 2048 including the terminating NUL.
+pub const MAX_BOOTARGS_LEN: usize = 2047;
+
+/// Guest memory comes in multiples of this: stage-2 maps it with 2 MiB
+/// blocks (a level-2 block with the 4 KiB granule).
+pub const MEMORY_GRANULE: u64 = 2 << 20;
+
+/// A parsed manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// One entry per `[[vm]]` section, in file order, good or bad.
+    pub vms: Vec<VmEntry>,
+}
+
+/// One `[[vm]]` section: either a VM to start or the reason not to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmEntry {
+    /// The VM's name from its `name` key, or `vm #N` (N counting sections
+    /// from 1) when the section has no valid name. A fallback name is never
+    /// a valid VM name, so the two cannot be confused.
+    pub name: String,
+    /// The line of the section's `[[vm]]` header (counting from 1).
+    pub line: u32,
+    /// The VM, or the first problem found in its section.
+    pub spec: Result<VmSpec, VmError>,
+}
+
+/// A VM to start, every field validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    /// 1 to [`MAX_VM_NAME_LEN`] characters of `[A-Za-z0-9_-]`, unique in the
+    /// manifest.
+    pub name: String,
+    /// 1 to [`MAX_VCPUS`].
+    pub vcpus: u32,
+    /// Guest RAM in bytes: a non-zero multiple of [`MEMORY_GRANULE`].
+    pub memory: u64,
+    /// The name of the kernel image in the bundle.
+    pub kernel: String,
+    /// The name of the initrd image in the bundle, if any.
+    pub initrd: Option<String>,
+    /// The kernel command line; empty by default.
+    pub bootargs: String,
+    /// The devices the VM gets, each kind at most once; a console UART by
+    /// default.
+    pub devices: Vec<Device>,
+}
+
+/// A device kind a VM may be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// A PL011 UART: the VM's console.
+    Pl011,
+}
+
+impl Device {
+    /// Every kind, in the order the manifest documentation lists them.
+    pub const ALL: [Device; 1] = [Device::Pl011];
+
+    /// The kind as written in a manifest.
+    pub const fn kind(self) -> &'static str {
+        match self {
+            Device::Pl011 => "pl011",
+        }
+    }
+
+    /// The kind named `kind` in a manifest, if there is one.
+    pub fn from_kind(kind: &str) -> Option<Device> {
+        Device::ALL.into_iter().find(|d| d.kind() == kind)
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+/// Why one VM's section is refused. Every variant carries the line it is
+/// about; its `Display` starts with `line N: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmError {
+    /// The line is not in the supported TOML subset, or is a table header
+    /// other than `[[vm]]`.
+    Syntax {
+        /// The offending line.
+        line: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A key the manifest does not define (usually a typo).
+    UnknownKey {
+        /// The line of the key.
+        line: u32,
+        /// The key as written.
+        key: String,
+    },
+    /// A key given a second time in the same section.
+    DuplicateKey {
+        /// The line of the second occurrence.
+        line: u32,
+        /// The key.
+        key: &'static str,
+    },
+    /// A required key is absent.
+    MissingKey {
+        /// The line of the section's `[[vm]]` header.
+        line: u32,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A known key with a value of the wrong type or out of range.
+    BadValue {
+        /// The line of the key.
+        line: u32,
+        /// The key.
+        key: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
+    /// `vcpus` above [`MAX_VCPUS`].
+    TooManyVcpus {
+        /// The line of the `vcpus` key.
+        line: u32,
+        /// The number asked for.
+        requested: u64,
+        /// The limit, [`MAX_VCPUS`].
+        max: u32,
+    },
+    /// A `devices` entry naming no known [`Device`] kind.
+    UnknownDevice {
+        /// The line of the `devices` key.
+        line: u32,
+        /// The kind as written.
+        kind: String,
+    },
+    /// The VM's name is already taken by an earlier section.
+    DuplicateName {
+        /// The line of this section's `name` key.
+        line: u32,
+        /// The name.
+        name: String,
+        /// The `[[vm]]` line of the earlier section with that name.
+        first_line: u32,
+    },
+    /// The section comes after [`MAX_VMS`] others.
+    TooManyVms {
+        /// The section's `[[vm]]` line.
+        line: u32,
+        /// The limit, [`MAX_VMS`].
+        max: usize,
+    },
+}
+
+impl VmError {
+    /// The manifest line the error is about (counting from 1).
+    pub fn line(&self) -> u32 {
+        match *self {
+            VmError::Syntax { line, .. }
+            | VmError::UnknownKey { line, .. }
+            | VmError::DuplicateKey { line, .. }
+            | VmError::MissingKey { line, .. }
+            | VmError::BadValue { line, .. }
+            | VmError::TooManyVcpus { line, .. }
+            | VmError::UnknownDevice { line, .. }
+            | VmError::DuplicateName { line, .. }
+            | VmError::TooManyVms { line, .. } => line,
+        }
+    }
+}
+
+impl fmt::Display for VmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: ", self.line())?;
+        match self {
+            VmError::Syntax { reason, .. } => write!(f, "syntax error: {reason}"),
+            VmError::UnknownKey { key, .. } => {
+                write!(f, "unknown key \"{key}\" (known keys: ")?;
+                for (i, known) in Key::ALL.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { ", " };
+                    write!(f, "{separator}{}", known.as_str())?;
+                }
+                f.write_str(")")
+            }
+            VmError::DuplicateKey { key, .. } => {
+                write!(f, "key \"{key}\" appears twice in this [[vm]] section")
+            }
+            VmError::MissingKey { key, .. } => {
+                write!(f, "[[vm]] section lacks the required key \"{key}\"")
+            }
+            VmError::BadValue { key, reason, .. } => write!(f, "bad \"{key}\": {reason}"),
+            VmError::TooManyVcpus {
+                requested, max, ..
+            } => write!(f, "{requested} vCPUs requested; at most {max} are supported"),
+            VmError::UnknownDevice { kind, .. } => {
+                write!(f, "unknown device kind {kind:?} (known kinds: ")?;
+                for (i, known) in Device::ALL.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { ", " };
+                    write!(f, "{separator}\"{known}\"")?;
+                }
+                f.write_str(")")
+            }
+            VmError::DuplicateName {
+                name, first_line, ..
+            } => write!(
+                f,
+                "name \"{name}\" is already used by the VM whose section starts on line {first_line}"
+            ),
+            VmError::TooManyVms { max, .. } => {
+                write!(f, "too many VMs; a manifest may start at most {max}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for VmError {}
+
+/// Why the manifest as a whole is refused: problems no VM can be blamed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestError {
+    /// The text is longer than [`MAX_MANIFEST_LEN`].
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// [`MAX_MANIFEST_LEN`].
+        max: usize,
+    },
+    /// Something other than comments and blank lines before the first
+    /// `[[vm]]` header.
+    OutsideVm {
+        /// The first such line.
+        line: u32,
+    },
+    /// No `[[vm]]` section at all.
+    NoVms,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::TooLarge { len, max } => {
+                write!(f, "manifest: {len} bytes, more than the {max} allowed")
+            }
+            ManifestError::OutsideVm { line } => write!(
+                f,
+                "manifest line {line}: only comments and blank lines may come before the first [[vm]] section"
+            ),
+            ManifestError::NoVms => f.write_str("manifest: no [[vm]] sections"),
+        }
+    }
+}
+
+impl core::error::Error for ManifestError {}
+
+impl Manifest {
+    /// Parses a manifest.
+    ///
+    /// A problem inside a `[[vm]]` section refuses only that VM: it becomes
+    /// the entry's `Err` (the first problem in the section), and every other
+    /// section is parsed as if it were not there. Sections end at the next
+    /// table header, well formed or not.
+    ///
+    /// # Errors
+    ///
+    /// Only problems that belong to no VM: [`ManifestError::TooLarge`],
+    /// [`ManifestError::OutsideVm`] and [`ManifestError::NoVms`].
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        if text.len() > MAX_MANIFEST_LEN {
+            return Err(ManifestError::TooLarge {
+                len: text.len(),
+                max: MAX_MANIFEST_LEN,
+            });
+        }
+        // Editors on some systems start UTF-8 files with a byte-order mark;
+        // it is not part of the first line's text.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
+        let mut sections: Vec<Section> = Vec::new();
+        // The length limit keeps the line count far below u32::MAX.
+        for (line_number, line) in (1u32..).zip(text.split('\n')) {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let lexed = lex::lex_line(line);
+            match (lexed, sections.last_mut()) {
+                (Ok(Line::Blank), _) => {}
+                (Ok(Line::Header(header)), _) => {
+                    let mut section = Section::new(sections.len() + 1, line_number);
+                    if let Err(reason) = header {
+                        section.fail(VmError::Syntax {
+                            line: line_number,
+                            reason,
+                        });
+                    }
+                    sections.push(section);
+                }
+                (_, None) => return Err(ManifestError::OutsideVm { line: line_number }),
+                (Ok(Line::KeyValue { key, value }), Some(section)) => {
+                    section.key_value(line_number, key, value);
+                }
+                (Err(reason), Some(section)) => section.fail(VmError::Syntax {
+                    line: line_number,
+                    reason,
+                }),
+            }
+        }
+        if sections.is_empty() {
+            return Err(ManifestError::NoVms);
+        }
+
+        let mut vms: Vec<VmEntry> = Vec::with_capacity(sections.len());
+        let mut name_lines: Vec<Option<u32>> = Vec::with_capacity(sections.len());
+        for (index, section) in sections.into_iter().enumerate() {
+            let name_line = section.name.as_ref().map(|(_, line)| *line);
+            let mut entry = section.finish();
+            if let (Ok(spec), Some(line)) = (&entry.spec, name_line) {
+                let first = vms
+                    .iter()
+                    .zip(&name_lines)
+                    .find(|(earlier, named)| named.is_some() && earlier.name == spec.name);
+                if let Some((earlier, _)) = first {
+                    entry.spec = Err(VmError::DuplicateName {
+                        line,
+                        name: spec.name.clone(),
+                        first_line: earlier.line,
+                    });
+                }
+            }
+            if index >= MAX_VMS && entry.spec.is_ok() {
+                entry.spec = Err(VmError::TooManyVms {
+                    line: entry.line,
+                    max: MAX_VMS,
+                });
+            }
+            vms.push(entry);
+            name_lines.push(name_line);
+        }
+        Ok(Manifest { vms })
+    }
+
+    /// The VMs that parsed, in file order.
+    pub fn good_vms(&self) -> impl Iterator<Item = &VmSpec> {
+        self.vms.iter().filter_map(|vm| vm.spec.as_ref().ok())
+    }
+}
+
+impl VmEntry {
+    /// The VM as messages name it: `vm "alpha"`, or `vm #2` for a section
+    /// without a valid name.
+    pub fn label(&self) -> impl fmt::Display + '_ {
+        Label(&self.name)
+    }
+
+    /// The entry's error with the VM named, e.g.
+    /// `vm "beta": line 7: unknown key "memroy" ...`; `None` if it parsed.
+    pub fn error_message(&self) -> Option<impl fmt::Display + '_> {
+        self.spec.as_ref().err().map(|error| EntryError {
+            label: Label(&self.name),
+            error,
+        })
+    }
+}
+
+/// See [`VmEntry::label`].
+struct Label<'a>(&'a str);
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if check_vm_name(self.0).is_ok() {
+            write!(f, "vm \"{}\"", self.0)
+        } else {
+            // The fallback `vm #N`.
+            f.write_str(self.0)
+        }
+    }
+}
+
+/// See [`VmEntry::error_message`].
+struct EntryError<'a> {
+    label: Label<'a>,
+    error: &'a VmError,
+}
+
+impl fmt::Display for EntryError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.label, self.error)
+    }
+}
+
+/// The keys of a `[[vm]]` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Name,
+    Vcpus,
+    Memory,
+    Kernel,
+    Initrd,
+    Bootargs,
+    Devices,
+}
+
+impl Key {
+    const ALL: [Key; 7] = [
+        Key::Name,
+        Key::Vcpus,
+        Key::Memory,
+        Key::Kernel,
+        Key::Initrd,
+        Key::Bootargs,
+        Key::Devices,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Key::Name => "name",
+            Key::Vcpus => "vcpus",
+            Key::Memory => "memory",
+            Key::Kernel => "kernel",
+            Key::Initrd => "initrd",
+            Key::Bootargs => "bootargs",
+            Key::Devices => "devices",
+        }
+    }
+
+    fn from_str(key: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.as_str() == key)
+    }
+
+    /// This key's bit in [`Section::seen`].
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A `[[vm]]` section while its lines are read.
+struct Section {
+    /// 1-based position among the sections, for the fallback name.
+    index: usize,
+    /// The `[[vm]]` line.
+    line: u32,
+    /// The first problem; later ones are not recorded.
+    error: Option<VmError>,
+    /// The keys met so far, one [`Key::bit`] each, valid or not.
+    seen: u8,
+    /// The valid name and its line. Kept even when the section has an error,
+    /// so the error message can name the VM.
+    name: Option<(String, u32)>,
+    vcpus: Option<u32>,
+    memory: Option<u64>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    bootargs: Option<String>,
+    devices: Option<Vec<Device>>,
+}
+
+impl Section {
+    fn new(index: usize, line: u32) -> Section {
+        Section {
+            index,
+            line,
+            error: None,
+            seen: 0,
+            name: None,
+            vcpus: None,
+            memory: None,
+            kernel: None,
+            initrd: None,
+            bootargs: None,
+            devices: None,
+        }
+    }
+
+    fn fail(&mut self, error: VmError) {
+        self.error.get_or_insert(error);
+    }
+
+    fn key_value(&mut self, line: u32, key: &str, value: Value) {
+        let Some(known) = Key::from_str(key) else {
+            self.fail(VmError::UnknownKey {
+                line,
+                key: key.to_string(),
+            });
+            return;
+        };
+        if self.seen & known.bit() != 0 {
+            self.fail(VmError::DuplicateKey {
+                line,
+                key: known.as_str(),
+            });
+            return;
+        }
+        self.seen |= known.bit();
+        if let Err(error) = self.set(line, known, value) {
+            self.fail(error);
+        }
+    }
+
+    /// Validates one value and stores it.
+    fn set(&mut self, line: u32, key: Key, value: Value) -> Result<(), VmError> {
+        let bad = |reason| VmError::BadValue {
+            line,
+            key: key.as_str(),
+            reason,
+        };
+        match key {
+            Key::Name => {
+                let name = expect_string(value).map_err(bad)?;
+                check_vm_name(&name).map_err(bad)?;
+                self.name = Some((name, line));
+            }
+            Key::Vcpus => {
+                let Value::Int(count) = value else {
+                    return Err(bad("expected an integer"));
+                };
+                if count == 0 {
+                    return Err(bad("a VM needs at least one vCPU"));
+                }
+                self.vcpus = Some(
+                    u32::try_from(count)
+                        .ok()
+                        .filter(|&c| c <= MAX_VCPUS)
+                        .ok_or(VmError::TooManyVcpus {
+                            line,
+                            requested: count,
+                            max: MAX_VCPUS,
+                        })?,
+                );
+            }
+            Key::Memory => {
+                let bytes = match value {
+                    Value::Int(bytes) => bytes,
+                    Value::Str(size) => parse_size(&size).map_err(bad)?,
+                    Value::StrArray(_) => {
+                        return Err(bad("expected a size such as \"64M\" or a byte count"))
+                    }
+                };
+                if bytes < MEMORY_GRANULE {
+                    return Err(bad("a VM needs at least 2 MiB of memory"));
+                }
+                if bytes % MEMORY_GRANULE != 0 {
+                    return Err(bad("memory must be a multiple of 2 MiB"));
+                }
+                self.memory = Some(bytes);
+            }
+            Key::Kernel | Key::Initrd => {
+                let image = expect_string(value).map_err(bad)?;
+                check_image_name(&image).map_err(bad)?;
+                if key == Key::Kernel {
+                    self.kernel = Some(image);
+                } else {
+                    self.initrd = Some(image);
+                }
+            }
+            Key::Bootargs => {
+                let args = expect_string(value).map_err(bad)?;
+                if args.len() > MAX_BOOTARGS_LEN {
+                    return Err(bad("longer than Linux's 2047-byte command line"));
+                }
+                self.bootargs = Some(args);
+            }
+            Key::Devices => {
+                let Value::StrArray(kinds) = value else {
+                    return Err(bad("expected an array of strings such as [\"pl011\"]"));
+                };
+                let mut devices = Vec::with_capacity(kinds.len());
+                for kind in kinds {
+                    let device =
+                        Device::from_kind(&kind).ok_or(VmError::UnknownDevice { line, kind })?;
+                    if devices.contains(&device) {
+                        return Err(bad("a device kind is listed twice"));
+                    }
+                    devices.push(device);
+                }
+                self.devices = Some(devices);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> VmEntry {
+        let name = match &self.name {
+            Some((name, _)) => name.clone(),
+            None => format!("vm #{}", self.index),
+        };
+        let line = self.line;
+        let spec = match self.error {
+            Some(error) => Err(error),
+            None => self.spec(),
+        };
+        VmEntry { name, line, spec }
+    }
+
+    /// The spec of an error-free section, if no required key is missing.
+    fn spec(self) -> Result<VmSpec, VmError> {
+        let missing = |key: Key| VmError::MissingKey {
+            line: self.line,
+            key: key.as_str(),
+        };
+        Ok(VmSpec {
+            name: self.name.ok_or(missing(Key::Name))?.0,
+            vcpus: self.vcpus.ok_or(missing(Key::Vcpus))?,
+            memory: self.memory.ok_or(missing(Key::Memory))?,
+            kernel: self.kernel.ok_or(missing(Key::Kernel))?,
+            initrd: self.initrd,
+            bootargs: self.bootargs.unwrap_or_default(),
+            devices: self.devices.unwrap_or_else(|| vec![Device::Pl011]),
+        })
+    }
+}
+
+fn expect_string(value: Value) -> Result<String, &'static str> {
+    match value {
+        Value::Str(s) => Ok(s),
+        Value::Int(_) => Err("expected a string, found an integer"),
+        Value::StrArray(_) => Err("expected a string, found an array"),
+    }
+}
+
+/// A VM name: 1 to [`MAX_VM_NAME_LEN`] characters of `[A-Za-z0-9_-]`, so it
+/// is safe in console lines and device-tree node names.
+fn check_vm_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("a VM name must not be empty");
+    }
+    if name.len() > MAX_VM_NAME_LEN {
+        return Err("a VM name has at most 32 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("a VM name may hold only letters, digits, `_` and `-`");
+    }
+    Ok(())
+}
+
+/// An image name must be storable as a bundle entry name and must not be the
+/// manifest's own entry.
+fn check_image_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("an image name must not be empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("an image name has at most 48 bytes (the bundle's name field)");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("an image name must not contain control characters");
+    }
+    if name == MANIFEST_ENTRY {
+        return Err("\"manifest\" is the bundle entry of the manifest itself");
+    }
+    Ok(())
+}
+
+/// A size such as `"64M"`: an integer (TOML syntax, decimal or hex) with an
+/// optional binary suffix `K`, `M` or `G`; without one it counts bytes.
+fn parse_size(size: &str) -> Result<u64, &'static str> {
+    const SYNTAX: &str = "expected a size such as \"64M\" (suffix K, M or G, binary units)";
+    let (digits, shift) = match size.as_bytes().last() {
+        Some(b'K') => (size.get(..size.len() - 1), 10),
+        Some(b'M') => (size.get(..size.len() - 1), 20),
+        Some(b'G') => (size.get(..size.len() - 1), 30),
+        _ => (Some(size), 0),
+    };
+    let number = lex::parse_integer(digits.ok_or(SYNTAX)?).map_err(|_| SYNTAX)?;
+    number
+        .checked_mul(1 << shift)
+        .ok_or("size too large for 64 bits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALPHA: &str = r#"
+# Two VMs.
+[[vm]]
+name = "alpha"            # trailing comment
+vcpus = 2
+memory = "64M"
+kernel = "test-guest.bin"
+initrd = "rootfs.cpio"
+bootargs = "test=psci console=\"x\""
+devices = ["pl011"]
+
+[[vm]]
+name = "beta"
+vcpus = 0x1
+memory = 0x20_0000
+kernel = "test-guest.bin"
+devices = []
+"#;
+
+    fn only(text: &str) -> VmEntry {
+        let manifest = Manifest::parse(text).unwrap();
+        assert_eq!(manifest.vms.len(), 1, "{manifest:?}");
+        manifest.vms.into_iter().next().unwrap()
+    }
+
+    fn error_of(text: &str) -> VmError {
+        only(text).spec.unwrap_err()
+    }
+
+    /// A complete section with `extra` lines after the required keys.
+    fn vm_with(extra: &str) -> String {
+        format!("[[vm]]\nname = \"v\"\nvcpus = 1\nmemory = \"2M\"\nkernel = \"k\"\n{extra}\n")
+    }
+
+    #[test]
+    fn good_manifest_parses_in_file_order_with_defaults() {
+        let manifest = Manifest::parse(ALPHA).unwrap();
+        assert_eq!(
+            manifest.vms,
+            vec![
+                VmEntry {
+                    name: "alpha".into(),
+                    line: 3,
+                    spec: Ok(VmSpec {
+                        name: "alpha".into(),
+                        vcpus: 2,
+                        memory: 64 << 20,
+                        kernel: "test-guest.bin".into(),
+                        initrd: Some("rootfs.cpio".into()),
+                        bootargs: "test=psci console=\"x\"".into(),
+                        devices: vec![Device::Pl011],
+                    }),
+                },
+                VmEntry {
+                    name: "beta".into(),
+                    line: 12,
+                    spec: Ok(VmSpec {
+                        name: "beta".into(),
+                        vcpus: 1,
+                        memory: 2 << 20,
+                        kernel: "test-guest.bin".into(),
+                        initrd: None,
+                        bootargs: String::new(),
+                        devices: vec![],
+                    }),
+                },
+            ]
+        );
+        assert_eq!(manifest.good_vms().count(), 2);
+    }
+
+    #[test]
+    fn defaults_when_optional_keys_are_absent() {
+        let spec = only(&vm_with("")).spec.unwrap();
+        assert_eq!(spec.initrd, None);
+        assert_eq!(spec.bootargs, "");
+        assert_eq!(spec.devices, vec![Device::Pl011]);
+    }
+
+    #[test]
+    fn memory_sizes() {
+        for (value, bytes) in [
+            ("\"2M\"", 2u64 << 20),
+            ("\"2048K\"", 2 << 20),
+            ("\"1G\"", 1 << 30),
+            ("\"0x400M\"", 1 << 30),
+            ("\"2_097_152\"", 2 << 20),
+            ("4194304", 4 << 20),
+            ("\"16G\"", 16 << 30),
+        ] {
+            let text = format!("[[vm]]\nname=\"v\"\nvcpus=1\nkernel=\"k\"\nmemory={value}\n");
+            assert_eq!(only(&text).spec.unwrap().memory, bytes, "{value}");
+        }
+    }
+
+    #[test]
+    fn crlf_line_endings_and_byte_order_mark() {
+        let text = "\u{feff}# c\r\n[[vm]]\r\nname = \"v\"\r\nvcpus = 1\r\nmemory = \"2M\"\r\nkernel = \"k\"\r\n";
+        let entry = only(text);
+        assert_eq!(entry.line, 2);
+        assert_eq!(entry.spec.unwrap().kernel, "k");
+    }
+
+    #[test]
+    fn unknown_key_names_the_line_and_the_vm() {
+        let text = "[[vm]]\nname = \"beta\"\nvcpus = 1\nmemroy = \"64M\"\nkernel = \"k\"\n";
+        let entry = only(text);
+        assert_eq!(entry.name, "beta");
+        assert_eq!(
+            entry.spec,
+            Err(VmError::UnknownKey {
+                line: 4,
+                key: "memroy".into()
+            })
+        );
+        let message = entry.error_message().unwrap().to_string();
+        assert!(
+            message.starts_with("vm \"beta\": line 4: unknown key \"memroy\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn name_after_the_error_still_names_the_vm() {
+        let entry = only("[[vm]]\nbogus = 1\nname = \"late\"\n");
+        assert_eq!(entry.name, "late");
+        assert!(matches!(
+            entry.spec,
+            Err(VmError::UnknownKey { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn syntax_errors_carry_their_line() {
+        assert!(matches!(
+            error_of(&vm_with("bootargs = 'single'")),
+            VmError::Syntax { line: 6, .. }
+        ));
+        assert!(matches!(
+            error_of("[[vm]]\nname = \"v\"\nvcpus = [1]\n"),
+            VmError::Syntax { line: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn duplicate_key() {
+        assert_eq!(
+            error_of(&vm_with("vcpus = 2")),
+            VmError::DuplicateKey {
+                line: 6,
+                key: "vcpus"
+            }
+        );
+    }
+
+    #[test]
+    fn each_missing_required_key_is_reported_at_the_header() {
+        let keys = [
+            ("name", "name = \"v\""),
+            ("vcpus", "vcpus = 1"),
+            ("memory", "memory = \"2M\""),
+            ("kernel", "kernel = \"k\""),
+        ];
+        for (missing, _) in keys {
+            let mut text = String::from("\n[[vm]]\n");
+            for (key, line) in keys {
+                if key != missing {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            let entry = only(&text);
+            assert_eq!(
+                entry.spec,
+                Err(VmError::MissingKey {
+                    line: 2,
+                    key: missing
+                }),
+                "{missing}"
+            );
+            if missing == "name" {
+                assert_eq!(entry.name, "vm #1");
+                let message = entry.error_message().unwrap().to_string();
+                assert!(message.starts_with("vm #1: line 2: "), "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_vcpus() {
+        let text = "[[vm]]\nname = \"v\"\nvcpus = 9\nmemory = \"2M\"\nkernel = \"k\"\n";
+        assert_eq!(
+            error_of(text),
+            VmError::TooManyVcpus {
+                line: 3,
+                requested: 9,
+                max: MAX_VCPUS
+            }
+        );
+        let huge = "[[vm]]\nvcpus = 0x1_0000_0001\n";
+        assert_eq!(
+            error_of(huge),
+            VmError::TooManyVcpus {
+                line: 2,
+                requested: 0x1_0000_0001,
+                max: MAX_VCPUS
+            }
+        );
+        let eight = text.replace("vcpus = 9", "vcpus = 8");
+        assert_eq!(only(&eight).spec.unwrap().vcpus, 8);
+    }
+
+    #[test]
+    fn bad_values() {
+        let cases = [
+            ("name = \"\"", "name"),
+            ("name = \"has space\"", "name"),
+            ("name = \"abcdefghijklmnopqrstuvwxyz0123456\"", "name"),
+            ("name = 3", "name"),
+            ("vcpus = 0", "vcpus"),
+            ("vcpus = \"2\"", "vcpus"),
+            ("memory = \"1M\"", "memory"),
+            ("memory = \"3M\"", "memory"),
+            ("memory = 0", "memory"),
+            ("memory = \"64m\"", "memory"),
+            ("memory = \"64MiB\"", "memory"),
+            ("memory = \"M\"", "memory"),
+            ("memory = \"\"", "memory"),
+            ("memory = \"-2M\"", "memory"),
+            ("memory = \"99999999999G\"", "memory"),
+            ("memory = [\"2M\"]", "memory"),
+            ("kernel = \"\"", "kernel"),
+            ("kernel = \"manifest\"", "kernel"),
+            ("kernel = [\"k\"]", "kernel"),
+            (
+                "kernel = \"a-very-long-image-name-that-does-not-fit-in-48-bytes.bin\"",
+                "kernel",
+            ),
+            ("initrd = \"tab\\there\"", "initrd"),
+            ("bootargs = 1", "bootargs"),
+            ("devices = \"pl011\"", "devices"),
+            ("devices = [\"pl011\", \"pl011\"]", "devices"),
+        ];
+        for (line, key) in cases {
+            // The bad line replaces the section's own occurrence of the key.
+            let base = "[[vm]]\nname = \"v\"\nvcpus = 1\nmemory = \"2M\"\nkernel = \"k\"\n";
+            let text = base
+                .lines()
+                .map(|l| {
+                    if l.starts_with(key) {
+                        line.to_string()
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let text = if text.contains(line) {
+                text
+            } else {
+                format!("{text}\n{line}")
+            };
+            let expected_line = text.lines().position(|l| l == line).unwrap() as u32 + 1;
+            match error_of(&text) {
+                VmError::BadValue {
+                    line: at, key: k, ..
+                } => {
+                    assert_eq!((at, k), (expected_line, key), "{line}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let name = "a".repeat(MAX_VM_NAME_LEN);
+        let image = "i".repeat(MAX_NAME_LEN);
+        let args = "x".repeat(MAX_BOOTARGS_LEN);
+        let text = format!(
+            "[[vm]]\nname = \"{name}\"\nvcpus = 1\nmemory = \"2M\"\nkernel = \"{image}\"\nbootargs = \"{args}\"\n"
+        );
+        let spec = only(&text).spec.unwrap();
+        assert_eq!(spec.name, name);
+        let too_long = text.replace(&args, &format!("{args}x"));
+        assert!(matches!(
+            error_of(&too_long),
+            VmError::BadValue {
+                line: 6,
+                key: "bootargs",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_device() {
+        let error = error_of(&vm_with("devices = [\"pl011\", \"virtio-net\"]"));
+        assert_eq!(
+            error,
+            VmError::UnknownDevice {
+                line: 6,
+                kind: "virtio-net".into()
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "line 6: unknown device kind \"virtio-net\" (known kinds: \"pl011\")"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_refuse_the_later_vm() {
+        let text = format!("{}{}{}", vm_with(""), vm_with(""), vm_with(""));
+        let manifest = Manifest::parse(&text).unwrap();
+        assert!(manifest.vms[0].spec.is_ok());
+        for (i, vm) in manifest.vms.iter().enumerate().skip(1) {
+            assert_eq!(
+                vm.spec,
+                Err(VmError::DuplicateName {
+                    line: 1 + 6 * i as u32 + 1,
+                    name: "v".into(),
+                    first_line: 1
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_vm_with_a_name_still_claims_it() {
+        let text = format!("{}{}", vm_with("oops = 1"), vm_with(""));
+        let manifest = Manifest::parse(&text).unwrap();
+        assert!(matches!(
+            manifest.vms[1].spec,
+            Err(VmError::DuplicateName { first_line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn one_bad_vm_among_good_ones_leaves_the_others_ok() {
+        let text = r#"
+[[vm]]
+name = "one"
+vcpus = 1
+memory = "2M"
+kernel = "k"
+
+[[vm]]
+name = "two"
+vcpus = 1
+memory = "2M" "oops"
+kernel = "k"
+devices = [ "pl011"
+
+[vms]
+name = "three"
+vcpus = 1
+
+[[vm]]
+name = "four"
+vcpus = 1
+memory = "2M"
+kernel = "k"
+"#;
+        let manifest = Manifest::parse(text).unwrap();
+        let summary: Vec<_> = manifest
+            .vms
+            .iter()
+            .map(|vm| {
+                (
+                    vm.name.as_str(),
+                    vm.line,
+                    vm.spec.as_ref().err().map(VmError::line),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("one", 2, None),
+                ("two", 8, Some(11)),
+                ("three", 15, Some(15)),
+                ("four", 19, None),
+            ]
+        );
+        assert!(matches!(
+            manifest.vms[2].spec,
+            Err(VmError::Syntax { line: 15, .. })
+        ));
+    }
+
+    #[test]
+    fn vms_past_the_limit_are_refused() {
+        let mut text = String::new();
+        for i in 0..=MAX_VMS {
+            text.push_str(&format!(
+                "[[vm]]\nname = \"v{i}\"\nvcpus = 1\nmemory = \"2M\"\nkernel = \"k\"\n"
+            ));
+        }
+        let manifest = Manifest::parse(&text).unwrap();
+        assert_eq!(manifest.good_vms().count(), MAX_VMS);
+        assert_eq!(
+            manifest.vms[MAX_VMS].spec,
+            Err(VmError::TooManyVms {
+                line: 5 * MAX_VMS as u32 + 1,
+                max: MAX_VMS
+            })
+        );
+    }
+
+    #[test]
+    fn manifest_wide_errors() {
+        assert_eq!(Manifest::parse(""), Err(ManifestError::NoVms));
+        assert_eq!(
+            Manifest::parse("# only\n\n  # comments\n"),
+            Err(ManifestError::NoVms)
+        );
+        assert_eq!(
+            Manifest::parse("# c\nname = \"x\"\n[[vm]]\n"),
+            Err(ManifestError::OutsideVm { line: 2 })
+        );
+        assert_eq!(
+            Manifest::parse("garbage\n[[vm]]\n"),
+            Err(ManifestError::OutsideVm { line: 1 })
+        );
+        let big = " ".repeat(MAX_MANIFEST_LEN + 1);
+        assert_eq!(
+            Manifest::parse(&big),
+            Err(ManifestError::TooLarge {
+                len: MAX_MANIFEST_LEN + 1,
+                max: MAX_MANIFEST_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_header_before_any_vm_is_a_vm_in_error() {
+        let manifest = Manifest::parse("[settings]\nverbose = 1\n").unwrap();
+        assert_eq!(manifest.vms[0].name, "vm #1");
+        assert!(matches!(
+            manifest.vms[0].spec,
+            Err(VmError::Syntax { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn messages() {
+        assert_eq!(
+            VmError::DuplicateKey {
+                line: 3,
+                key: "memory"
+            }
+            .to_string(),
+            "line 3: key \"memory\" appears twice in this [[vm]] section"
+        );
+        assert_eq!(
+            VmError::TooManyVcpus {
+                line: 4,
+                requested: 9,
+                max: 8
+            }
+            .to_string(),
+            "line 4: 9 vCPUs requested; at most 8 are supported"
+        );
+        assert_eq!(
+            VmError::UnknownKey {
+                line: 7,
+                key: "memroy".into()
+            }
+            .to_string(),
+            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices)"
+        );
+        assert_eq!(
+            ManifestError::OutsideVm { line: 2 }.to_string(),
+            "manifest line 2: only comments and blank lines may come before the first [[vm]] section"
+        );
+    }
+}
