@@ -604,3 +604,382 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
     read_array(bytes, at).map(u64::from_le_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    const TEXT: &str = "[[vm]]\nname = \"a\"\n";
+
+    fn sample() -> Vec<u8> {
+        write_bundle(
+            TEXT,
+            &[
+                ("kernel.bin", &[0xaa; 5000]),
+                ("empty", &[]),
+                ("rootfs.cpio", b"cpio"),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Where entry `index`'s fields are in a bundle.
+    fn entry_at(index: usize) -> usize {
+        HEADER_LEN + index * ENTRY_LEN
+    }
+
+    fn put_u64(bytes: &mut [u8], at: usize, value: u64) {
+        bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn get_u64(bytes: &[u8], at: usize) -> u64 {
+        read_u64(bytes, at).unwrap()
+    }
+
+    fn set_name(bytes: &mut [u8], index: usize, name: &[u8]) {
+        let at = entry_at(index) + NAME_AT;
+        bytes[at..at + MAX_NAME_LEN].fill(0);
+        bytes[at..at + name.len()].copy_from_slice(name);
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.manifest(), Ok(TEXT));
+        assert_eq!(bundle.get("kernel.bin"), Some(&[0xaa; 5000][..]));
+        assert_eq!(bundle.get("empty"), Some(&[][..]));
+        assert_eq!(bundle.get("rootfs.cpio"), Some(&b"cpio"[..]));
+        assert_eq!(bundle.get("missing"), None);
+        let names: Vec<_> = bundle.entries().map(|(name, _)| name).collect();
+        assert_eq!(names, ["manifest", "kernel.bin", "empty", "rootfs.cpio"]);
+        assert_eq!(bundle.len(), 4);
+        assert_eq!(bundle.total_size(), bytes.len());
+    }
+
+    #[test]
+    fn layout_is_aligned_and_in_order() {
+        let bytes = sample();
+        assert_eq!(&bytes[..8], b"HYPBNDL1");
+        assert_eq!(read_u32(&bytes, VERSION_AT), Some(1));
+        assert_eq!(read_u32(&bytes, COUNT_AT), Some(4));
+        let offsets: Vec<_> = (0..4)
+            .map(|i| get_u64(&bytes, entry_at(i) + OFFSET_AT))
+            .collect();
+        assert_eq!(offsets, [0x1000, 0x2000, 0x4000, 0x4000]);
+        // The total ends at the last byte of the last entry.
+        assert_eq!(get_u64(&bytes, TOTAL_AT), 0x4004);
+        assert_eq!(bytes.len(), 0x4004);
+    }
+
+    #[test]
+    fn a_longer_region_is_fine_and_only_the_total_is_used() {
+        let mut bytes = sample();
+        let total = bytes.len();
+        bytes.resize(total.next_multiple_of(DATA_ALIGN), 0xff);
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.total_size(), total);
+        assert_eq!(bundle.get("rootfs.cpio"), Some(&b"cpio"[..]));
+    }
+
+    #[test]
+    fn manifest_only_and_full_names() {
+        let bytes = write_bundle("", &[]).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.manifest(), Ok(""));
+        let long = "n".repeat(MAX_NAME_LEN);
+        let bytes = write_bundle("", &[(&long, b"x")]).unwrap();
+        assert_eq!(Bundle::parse(&bytes).unwrap().get(&long), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn truncated() {
+        let bytes = sample();
+        for len in [0, 7, HEADER_LEN - 1] {
+            assert_eq!(
+                Bundle::parse(&bytes[..len]).unwrap_err(),
+                BundleError::Truncated {
+                    needed: HEADER_LEN as u64,
+                    available: len
+                }
+            );
+        }
+        for len in [HEADER_LEN, 0x1000, bytes.len() - 1] {
+            assert_eq!(
+                Bundle::parse(&bytes[..len]).unwrap_err(),
+                BundleError::Truncated {
+                    needed: bytes.len() as u64,
+                    available: len
+                }
+            );
+        }
+        let mut huge = sample();
+        put_u64(&mut huge, TOTAL_AT, u64::MAX);
+        assert!(matches!(
+            Bundle::parse(&huge),
+            Err(BundleError::Truncated {
+                needed: u64::MAX,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_magic_and_version() {
+        let mut bytes = sample();
+        bytes[7] = b'2';
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::BadMagic {
+                found: *b"HYPBNDL2"
+            }
+        );
+        let mut bytes = sample();
+        put_u32(&mut bytes, VERSION_AT, 2);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::UnsupportedVersion { found: 2 }
+        );
+    }
+
+    #[test]
+    fn entry_counts() {
+        let mut bytes = sample();
+        put_u32(&mut bytes, COUNT_AT, 65);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::TooManyEntries { count: 65, max: 64 }
+        );
+        put_u32(&mut bytes, COUNT_AT, u32::MAX);
+        assert!(matches!(
+            Bundle::parse(&bytes),
+            Err(BundleError::TooManyEntries { .. })
+        ));
+        // Zero entries: nothing overlaps, but there is no manifest.
+        put_u32(&mut bytes, COUNT_AT, 0);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::MissingManifest
+        );
+        // Fewer entries than written: the rest are simply not listed.
+        put_u32(&mut bytes, COUNT_AT, 2);
+        assert_eq!(Bundle::parse(&bytes).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn total_smaller_than_the_table() {
+        let mut bytes = sample();
+        put_u64(&mut bytes, TOTAL_AT, 0x20);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::TotalTooSmall {
+                total: 0x20,
+                table_end: (HEADER_LEN + 4 * ENTRY_LEN) as u64
+            }
+        );
+    }
+
+    #[test]
+    fn entry_out_of_bounds() {
+        let mut bytes = sample();
+        put_u64(&mut bytes, entry_at(3) + SIZE_AT, 5);
+        let error = Bundle::parse(&bytes).unwrap_err();
+        assert_eq!(
+            error,
+            BundleError::OutOfBounds {
+                index: 3,
+                name: "rootfs.cpio".into(),
+                end: 0x4005,
+                total: 0x4004
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "boot bundle: entry 3 (\"rootfs.cpio\") ends at 0x4005 past the bundle's 0x4004 bytes"
+        );
+        // Total shrunk below the last entry: caught the same way.
+        let mut bytes = sample();
+        put_u64(&mut bytes, TOTAL_AT, 0x4000);
+        assert!(matches!(
+            Bundle::parse(&bytes),
+            Err(BundleError::OutOfBounds { index: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn overflowing_offset_plus_size() {
+        let mut bytes = sample();
+        put_u64(&mut bytes, entry_at(1) + SIZE_AT, u64::MAX - 0x1000);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::SizeOverflow {
+                index: 1,
+                name: "kernel.bin".into(),
+                offset: 0x2000,
+                size: u64::MAX - 0x1000
+            }
+        );
+    }
+
+    #[test]
+    fn overlapping_and_out_of_order_entries() {
+        let mut bytes = sample();
+        // kernel.bin (0x2000, 5000 bytes) and empty (0x4000) are fine; move
+        // empty into the kernel.
+        put_u64(&mut bytes, entry_at(2) + OFFSET_AT, 0x3000);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::Overlap {
+                index: 2,
+                name: "empty".into(),
+                offset: 0x3000,
+                previous_end: 0x2000 + 5000
+            }
+        );
+        let mut bytes = sample();
+        // rootfs before the manifest.
+        put_u64(&mut bytes, entry_at(0) + OFFSET_AT, 0x2000);
+        put_u64(&mut bytes, entry_at(1) + OFFSET_AT, 0x1000);
+        put_u64(&mut bytes, entry_at(1) + SIZE_AT, 4);
+        assert!(matches!(
+            Bundle::parse(&bytes),
+            Err(BundleError::Overlap { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn data_inside_the_table() {
+        let mut bytes = sample();
+        put_u64(&mut bytes, entry_at(0) + OFFSET_AT, 0);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::OverlapsTable {
+                index: 0,
+                name: "manifest".into(),
+                offset: 0,
+                table_end: (HEADER_LEN + 4 * ENTRY_LEN) as u64
+            }
+        );
+    }
+
+    #[test]
+    fn misaligned() {
+        let mut bytes = sample();
+        put_u64(&mut bytes, entry_at(3) + OFFSET_AT, 0x4001);
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::Misaligned {
+                index: 3,
+                name: "rootfs.cpio".into(),
+                offset: 0x4001
+            }
+        );
+    }
+
+    #[test]
+    fn bad_names() {
+        let cases: [(&[u8], NameProblem); 3] = [
+            (b"", NameProblem::Empty),
+            (b"ab\0c", NameProblem::JunkAfterNul),
+            (b"\xff\xfe", NameProblem::NotUtf8),
+        ];
+        for (name, problem) in cases {
+            let mut bytes = sample();
+            set_name(&mut bytes, 2, name);
+            match Bundle::parse(&bytes) {
+                Err(BundleError::BadName {
+                    index: 2,
+                    problem: found,
+                    ..
+                }) => assert_eq!(found, problem),
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_names() {
+        let mut bytes = sample();
+        set_name(&mut bytes, 3, b"kernel.bin");
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::DuplicateName {
+                index: 3,
+                first: 1,
+                name: "kernel.bin".into()
+            }
+        );
+    }
+
+    #[test]
+    fn missing_manifest_and_non_utf8_manifest() {
+        let mut bytes = sample();
+        set_name(&mut bytes, 0, b"manifesto");
+        assert_eq!(
+            Bundle::parse(&bytes).unwrap_err(),
+            BundleError::MissingManifest
+        );
+        let mut bytes = sample();
+        bytes[0x1000 + 3] = 0xff;
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(
+            bundle.manifest(),
+            Err(BundleError::ManifestNotUtf8 { valid_up_to: 3 })
+        );
+    }
+
+    #[test]
+    fn writer_refuses_bad_names_and_too_many_entries() {
+        let long = "n".repeat(MAX_NAME_LEN + 1);
+        let cases = [
+            ("", NameProblem::Empty),
+            (long.as_str(), NameProblem::TooLong),
+            ("a\0b", NameProblem::ContainsNul),
+            ("manifest", NameProblem::Reserved),
+        ];
+        for (name, problem) in cases {
+            assert_eq!(
+                write_bundle("", &[("ok", b""), (name, b"")]),
+                Err(BundleError::BadName {
+                    index: 2,
+                    name: name.into(),
+                    problem
+                })
+            );
+        }
+        assert_eq!(
+            write_bundle("", &[("a", b""), ("b", b""), ("a", b"")]),
+            Err(BundleError::DuplicateName {
+                index: 3,
+                first: 1,
+                name: "a".into()
+            })
+        );
+        let names: Vec<String> = (0..MAX_ENTRIES).map(|i| i.to_string()).collect();
+        let images: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        assert_eq!(
+            write_bundle("", &images),
+            Err(BundleError::TooManyEntries {
+                count: 65,
+                max: MAX_ENTRIES
+            })
+        );
+        let bytes = write_bundle("", &images[1..]).unwrap();
+        assert_eq!(Bundle::parse(&bytes).unwrap().len(), MAX_ENTRIES);
+    }
+
+    #[test]
+    fn debug_shows_sizes_not_data() {
+        let bytes = sample();
+        let debug = alloc::format!("{:?}", Bundle::parse(&bytes).unwrap());
+        assert_eq!(
+            debug,
+            "Bundle { total_size: 16388, entries: {\"manifest\": 18, \"kernel.bin\": 5000, \"empty\": 0, \"rootfs.cpio\": 4} }"
+        );
+    }
+}
