@@ -223,9 +223,9 @@ impl Stage2Table {
     }
 
     /// The VTTBR_EL2 value that selects this table for `vmid`: BADDR = the
-    /// root table's address, VMID in bits [63:48] (16-bit VMIDs) or [55:48]
-    /// (8-bit VMIDs, bits [63:56] then being RES0), CnP = 0 (the table is
-    /// not shared between CPUs' TLBs as Common).
+    /// root table's address, VMID in bits 63:48 (16-bit VMIDs) or 55:48
+    /// (8-bit VMIDs, bits 63:56 then being RES0), CnP = 0 (TLB entries are
+    /// not marked Common between CPUs).
     ///
     /// # Errors
     ///
@@ -758,6 +758,13 @@ mod tests {
         assert_eq!(v & 0x0000_ffff_ffff_fffe, root, "BADDR");
         assert_eq!(v >> 48, 0xbeef, "VMID[15:0]");
         assert_eq!(t.vttbr(Vmid::new(0)).unwrap(), root);
+    }
+
+    /// The hypervisor keeps each VM's table behind a lock shared by CPUs.
+    #[test]
+    fn table_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Stage2Table>();
     }
 
     #[test]
