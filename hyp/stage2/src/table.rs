@@ -84,7 +84,9 @@ pub struct Translation {
 /// that a CPU may be using, the caller must invalidate the VM's stage-2 TLB
 /// entries by VMID (for example `TLBI VMALLS12E1IS` with the VM's VTTBR_EL2
 /// loaded, then `DSB ISH`) before the unmapped memory is given to anyone
-/// else. Adding mappings to an unmapped range needs no invalidation.
+/// else. Adding mappings to an unmapped range needs no invalidation (TLBs
+/// never hold faulting translations), only a `DSB ISHST` before a vCPU may
+/// use them.
 ///
 /// Two more consequences of that choice:
 ///
