@@ -4,6 +4,8 @@
 //! hypervisor image, boots it under QEMU and runs every test (host unit tests
 //! and QEMU system tests). See [`cli::USAGE`] for the subcommands.
 
+#[allow(dead_code)] // Not called yet: `run` and the system tests will build bundles with it.
+mod bundle;
 mod cargo;
 mod cli;
 mod dtb;
