@@ -1,4 +1,5 @@
-//! Where the workspace is, and building the hypervisor with cargo.
+//! Where the workspace is, and building the hypervisor and the test guest
+//! with cargo.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,9 @@ pub const HYP_TARGET: &str = "aarch64-unknown-none";
 
 /// The hypervisor's package name.
 const HYP_PACKAGE: &str = "hyp";
+
+/// The bare-metal test guest's package (and binary) name.
+const TEST_GUEST_PACKAGE: &str = "test-guest";
 
 /// A cargo build profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,23 +87,49 @@ pub fn cargo_command() -> Command {
 ///
 /// The build fails, or the ELF cannot be converted (see [`image::elf_to_flat`]).
 pub fn build_hypervisor(profile: Profile) -> Result<PathBuf> {
+    build_flat_image(HYP_PACKAGE, profile, "hyp.bin")
+}
+
+/// Builds the bare-metal test guest (always optimised: it is a workload,
+/// not something to debug) and returns its flat image,
+/// `<target>/guest-images/test-guest.bin`, where manifests find it.
+///
+/// # Errors
+///
+/// As for [`build_hypervisor`].
+pub fn build_test_guest() -> Result<PathBuf> {
+    let built = build_flat_image(TEST_GUEST_PACKAGE, Profile::Release, "test-guest.bin")?;
+    let dir = guest_images_dir()?;
+    let bin = dir.join("test-guest.bin");
+    std::fs::copy(&built, &bin)
+        .with_context(|| format!("copying {} to {}", built.display(), bin.display()))?;
+    Ok(bin)
+}
+
+/// Where built guest images go; manifests name them relative to it.
+pub fn guest_images_dir() -> Result<PathBuf> {
+    let dir = target_dir().join("guest-images");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Builds `package`'s binary of the same name for the bare-metal target and
+/// converts it to a flat image named `flat_name` next to the ELF.
+fn build_flat_image(package: &str, profile: Profile, flat_name: &str) -> Result<PathBuf> {
     let mut command = cargo_command();
-    command.args(["build", "-p", HYP_PACKAGE, "--target", HYP_TARGET]);
+    command.args(["build", "-p", package, "--target", HYP_TARGET]);
     if profile == Profile::Release {
         command.arg("--release");
     }
     println!("build: {}", describe(&command));
     let status = command.status().context("running cargo build")?;
-    ensure!(
-        status.success(),
-        "building the hypervisor failed ({status})"
-    );
+    ensure!(status.success(), "building {package} failed ({status})");
 
     let elf = target_dir()
         .join(HYP_TARGET)
         .join(profile.dir_name())
-        .join(HYP_PACKAGE);
-    let bin = elf.with_file_name("hyp.bin");
+        .join(package);
+    let bin = elf.with_file_name(flat_name);
     image::convert_file(&elf, &bin)?;
     Ok(bin)
 }

@@ -4,7 +4,6 @@
 //! hypervisor image, boots it under QEMU and runs every test (host unit tests
 //! and QEMU system tests). See [`cli::USAGE`] for the subcommands.
 
-#[allow(dead_code)] // Not called yet: `run` and the system tests will build bundles with it.
 mod bundle;
 mod cargo;
 mod cli;
@@ -64,6 +63,7 @@ fn run(options: &RunOptions) -> Result<bool> {
         smp: options.smp,
         append: options.append.clone(),
         dtb: options.dtb.as_deref().map(cargo::from_invocation_dir),
+        initrd: None,
         extra_args: options.qemu_args.clone(),
     };
     qemu::run_interactive(&config, options.timeout)

@@ -44,6 +44,8 @@ pub struct QemuConfig {
     pub append: Option<String>,
     /// A device tree to use instead of QEMU's own (`-dtb`).
     pub dtb: Option<PathBuf>,
+    /// The boot bundle (`-initrd`): the manifest and the guest images.
+    pub initrd: Option<PathBuf>,
     /// Extra arguments, appended last.
     pub extra_args: Vec<String>,
 }
@@ -59,6 +61,9 @@ impl QemuConfig {
         }
         if let Some(dtb) = &self.dtb {
             command.arg("-dtb").arg(dtb);
+        }
+        if let Some(initrd) = &self.initrd {
+            command.arg("-initrd").arg(initrd);
         }
         // A reset (or a triple-fault-like wedge) ends the run instead of looping.
         command.arg("-no-reboot");
@@ -364,6 +369,7 @@ mod tests {
             smp: 2,
             append: Some("hyp.fault=data-abort".into()),
             dtb: Some("/t/broken.dtb".into()),
+            initrd: Some("/t/bundle.bin".into()),
             extra_args: vec!["-s".into()],
         };
         let args: Vec<_> = config
@@ -389,6 +395,8 @@ mod tests {
                 "hyp.fault=data-abort",
                 "-dtb",
                 "/t/broken.dtb",
+                "-initrd",
+                "/t/bundle.bin",
                 "-no-reboot",
                 "-s",
             ]
@@ -396,11 +404,14 @@ mod tests {
         let plain = QemuConfig {
             append: None,
             dtb: None,
+            initrd: None,
             extra_args: vec![],
             ..config
         };
         let args: Vec<_> = plain.command().get_args().map(|a| a.to_owned()).collect();
-        assert!(!args.iter().any(|a| a == "-append" || a == "-dtb"));
+        assert!(!args
+            .iter()
+            .any(|a| a == "-append" || a == "-dtb" || a == "-initrd"));
     }
 
     #[test]

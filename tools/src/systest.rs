@@ -12,11 +12,14 @@ use anyhow::{bail, Context, Result};
 use regex::Regex;
 
 use crate::cargo::{self, Profile};
-use crate::dtb;
+use crate::{bundle, dtb};
 use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig};
 
 /// Generous for TCG on a 2-core host, where a boot takes a few seconds.
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Wall-clock limit for the tests that run many VMs or many operations.
+const LONG_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Never acceptable on the console.
 const PANIC: &str = "panicked";
@@ -53,6 +56,9 @@ pub struct SystemTest {
     pub append: Option<&'static str>,
     /// Device tree to boot with.
     pub dtb: Dtb,
+    /// The manifest (path from the workspace root) whose boot bundle QEMU
+    /// loads with `-initrd`; its `test-guest.bin` is the built test guest.
+    pub manifest: Option<&'static str>,
     /// Regexes that must match console lines: the groups in order (every
     /// pattern of one group before any of the next), the patterns inside a
     /// group in any order. A line may satisfy several patterns of its group.
@@ -73,6 +79,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         profile: Profile::Debug,
         append: None,
         dtb: Dtb::Qemu,
+        manifest: None,
         expect: &[
             // The CPUs come up in any order, but all before the summary.
             &[
@@ -82,7 +89,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
                 r"^\[cpu3\] INFO  online at EL2: VHE on, MMU on, caches on",
             ],
             &[r"^\[cpu0\] INFO  all 4 CPUs online$"],
-            &[r"^\[cpu0\] INFO  no VMs to run yet; powering off$"],
+            &[r"^\[cpu0\] INFO  no VMs to run; powering off$"],
         ],
         forbid: &[PANIC],
         exit: ExpectExit::Success,
@@ -94,6 +101,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         profile: Profile::Debug,
         append: None,
         dtb: Dtb::WithoutCompatible("arm,gic-v3"),
+        manifest: None,
         expect: &[&[
             r#"^\[cpu0\] ERROR device tree: no GICv3 interrupt controller \(compatible = "arm,gic-v3"\)"#,
         ]],
@@ -107,6 +115,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         profile: Profile::Debug,
         append: Some("hyp.fault=data-abort"),
         dtb: Dtb::Qemu,
+        manifest: None,
         expect: &[
             &[
                 r"^\[cpu0\] ERROR unexpected exception on cpu0: synchronous exception from current EL with SP_EL2$",
@@ -130,6 +139,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         profile: Profile::Debug,
         append: Some("hyp.fault=stack-overflow"),
         dtb: Dtb::Qemu,
+        manifest: None,
         // The report runs on the CPU's exception stack: the overflowed stack
         // has no room left for it.
         expect: &[
@@ -150,6 +160,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         profile: Profile::Debug,
         append: Some("hyp.fault=panic"),
         dtb: Dtb::Qemu,
+        manifest: None,
         expect: &[
             &[
                 r"^\[cpu0\] PANIC panicked at hyp/el2/src/main\.rs:\d+:\d+: hyp\.fault=panic: panicking on purpose$",
@@ -157,6 +168,170 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
             &[r"^\[cpu0\] PANIC stopping all CPUs$"],
         ],
         forbid: &[],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "guest_psci",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/psci.toml"),
+        expect: &[
+            &[r#"^\[cpu\d\] INFO  vm "psci": 3 vCPU\(s\), 16 MiB of RAM"#],
+            &[r#"^\[cpu\d\] INFO  vm "psci": VMID \d+$"#],
+            &[
+                r"^\[psci\] PASS psci: .*PSCI_VERSION",
+                r"^\[psci\] PASS psci: cpu1 started, context id 1",
+                r"^\[psci\] PASS psci: cpu2 started, context id 2",
+                r"^\[psci\] PASS psci: .*AFFINITY_INFO",
+                r"^\[psci\] PASS psci: .*ALREADY_ON",
+                r"^\[psci\] PASS psci: .*INVALID_PARAMETERS",
+                r"^\[psci\] PASS psci: .*NOT_SUPPORTED",
+                r"^\[psci\] PASS psci: .*SMC",
+            ],
+            &[r"^\[psci\] DONE psci: \d+ passed, 0 failed$"],
+            &[r#"^\[cpu\d\] INFO  vm "psci": PSCI SYSTEM_OFF; stopped$"#],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "guest_abort_on_unowned_ipa",
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/abort.toml"),
+        expect: &[
+            &[
+                r#"^\[cpu\d\] WARN  vm "abort" vcpu0: read of IPA 0x20000000 it does not own, PC 0x[0-9a-f]+; injecting a synchronous external abort$"#,
+                r#"^\[cpu\d\] WARN  vm "abort" vcpu0: write to IPA 0x20000000 it does not own"#,
+                r#"^\[cpu\d\] WARN  vm "abort" vcpu0: instruction fetch from IPA 0x20000000 it does not own"#,
+                r"^\[abort\] PASS abort: .*read.*0x20000000",
+                r"^\[abort\] PASS abort: .*write.*0x20000000",
+                r"^\[abort\] PASS abort: .*fetch",
+            ],
+            &[r"^\[abort\] DONE abort: \d+ passed, 0 failed$"],
+            &[r#"^\[cpu\d\] INFO  vm "abort": PSCI SYSTEM_OFF; stopped$"#],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "two_vms_isolated",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/two-vms.toml"),
+        expect: &[
+            &[
+                r#"^\[cpu\d\] INFO  vm "red": VMID \d+$"#,
+                r#"^\[cpu\d\] INFO  vm "blue": VMID \d+$"#,
+                r"^\[red\] PASS isolation: cpu0 slice was zero",
+                r"^\[red\] PASS isolation: cpu1 pattern intact after 100 rounds",
+                r"^\[blue\] PASS isolation: cpu0 slice was zero",
+                r"^\[blue\] PASS isolation: cpu1 pattern intact after 100 rounds",
+                r"^\[red\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[blue\] DONE isolation: \d+ passed, 0 failed$",
+                r#"^\[cpu\d\] INFO  vm "red": PSCI SYSTEM_OFF; stopped$"#,
+                r#"^\[cpu\d\] INFO  vm "blue": PSCI SYSTEM_OFF; stopped$"#,
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "vmid_rollover_ten_vms_three_bits",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.vmid-bits=3"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/rollover.toml"),
+        expect: &[
+            &[r"^\[cpu0\] INFO  VMIDs: 3 bits, forced by hyp.vmid-bits"],
+            &[
+                r#"^\[cpu\d\] INFO  vm "vm\d": VMID \d+ -> \d+ \(rollover\)$"#,
+                r"^\[vm0\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm1\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm2\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm3\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm4\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm5\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm6\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm7\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm8\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[vm9\] DONE isolation: \d+ passed, 0 failed$",
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: LONG_TIMEOUT,
+    },
+    SystemTest {
+        name: "fuzzing_guest_leaves_others_running",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/fuzz.toml"),
+        expect: &[
+            &[
+                r"^\[fuzzer\] PASS fuzz: 4000 operations, \d+ aborts injected, hypervisor still answering$",
+                r"^\[fuzzer\] DONE fuzz: \d+ passed, 0 failed$",
+                r"^\[bystander\] DONE isolation: \d+ passed, 0 failed$",
+                r#"^\[cpu\d\] WARN  vm "fuzzer": \d+ abort\(s\) injected in all"#,
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: LONG_TIMEOUT,
+    },
+    SystemTest {
+        name: "guest_system_reset_reboots",
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/reset.toml"),
+        expect: &[
+            &[r"^\[reset\] reset: first boot, asking for SYSTEM_RESET"],
+            &[r#"^\[cpu\d\] INFO  vm "reset": PSCI SYSTEM_RESET: restarting$"#],
+            &[r"^\[reset\] PASS reset: rebooted with memory kept"],
+            &[r"^\[reset\] DONE reset: \d+ passed, 0 failed$"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "manifest_errors_stop_only_that_vm",
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/broken.toml"),
+        expect: &[
+            &[
+                r#"^\[cpu0\] ERROR vm "typo": manifest line \d+: .*unknown key "memroy".*; not started$"#,
+                r#"^\[cpu0\] ERROR vm "greedy": manifest line \d+: .*64 vCPUs.*; not started$"#,
+                r#"^\[cpu0\] ERROR vm "ghost": kernel image "no-such-kernel.bin" is not in the boot bundle; not started$"#,
+                r#"^\[cpu0\] ERROR vm "notlinux": kernel: .*magic.*; not started$"#,
+                r#"^\[cpu0\] ERROR vm "cramped": memory layout: .*; not started$"#,
+            ],
+            &[r"^\[good\] DONE hello: \d+ passed, 0 failed$"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
     },
@@ -293,6 +468,11 @@ pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Re
     if selected.is_empty() {
         return Ok(totals);
     }
+    // The test guest, if any test boots VMs: built once, like each profile.
+    let guest = selected
+        .iter()
+        .any(|test| test.manifest.is_some())
+        .then(|| cargo::build_test_guest().map_err(|e| format!("{e:#}")));
     // Build each needed profile once. A failed build fails the tests that
     // need it (and is reported), but the run goes on to the final count.
     let mut images = BTreeMap::new();
@@ -307,12 +487,15 @@ pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Re
     let plural = if selected.len() == 1 { "" } else { "s" };
     println!("\nrunning {} system test{plural}", selected.len());
     for test in selected {
-        let outcome = match &images[&test.profile] {
-            Ok(image) => run_one(test, image.clone(), verbose),
-            Err(build_error) => Err(anyhow::anyhow!(
+        let outcome = match (&images[&test.profile], &guest) {
+            (Err(build_error), _) => Err(anyhow::anyhow!(
                 "no {} build of the hypervisor: {build_error}",
                 test.profile.dir_name()
             )),
+            (_, Some(Err(build_error))) if test.manifest.is_some() => Err(anyhow::anyhow!(
+                "no build of the test guest: {build_error}"
+            )),
+            (Ok(image), _) => run_one(test, image.clone(), verbose),
         };
         let passed = outcome.unwrap_or_else(|error| {
             println!("system test {} ... FAILED\n  {error:#}", test.name);
@@ -339,11 +522,26 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
             Some(path)
         }
     };
+    let mut warnings = Vec::new();
+    let initrd = match test.manifest {
+        None => None,
+        Some(manifest) => {
+            let out = cargo::scratch_dir(test.name)?.join("bundle.bin");
+            let assembled = bundle::assemble(
+                &cargo::workspace_root().join(manifest),
+                &[cargo::guest_images_dir()?],
+                &out,
+            )?;
+            warnings = assembled.warnings;
+            Some(assembled.path)
+        }
+    };
     let config = QemuConfig {
         kernel,
         smp: test.smp,
         append: test.append.map(str::to_owned),
         dtb,
+        initrd,
         extra_args: Vec::new(),
     };
     let mut checker = Checker::new(test.expect, test.forbid)?;
@@ -378,6 +576,9 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
         return Ok(true);
     }
     println!("system test {} ... FAILED ({seconds:.1} s)", test.name);
+    for warning in &warnings {
+        println!("bundle: {warning}");
+    }
     println!("---- {} console ({} lines) ----", test.name, log.len());
     for line in &log {
         println!("{line}");
@@ -439,7 +640,7 @@ mod tests {
 [cpu1] INFO  online at EL2: VHE on, MMU on, caches on, MPIDR 0x80000001
 [cpu3] INFO  online at EL2: VHE on, MMU on, caches on
 [cpu0] INFO  all 4 CPUs online
-[cpu0] INFO  no VMs to run yet; powering off";
+[cpu0] INFO  no VMs to run; powering off";
 
     #[test]
     fn the_table_is_well_formed() {
@@ -474,7 +675,7 @@ mod tests {
 [cpu2] INFO  online at EL2: VHE on, MMU on, caches on
 [cpu0] INFO  all 4 CPUs online
 [cpu3] INFO  online at EL2: VHE on, MMU on, caches on
-[cpu0] INFO  no VMs to run yet; powering off";
+[cpu0] INFO  no VMs to run; powering off";
         let checker = feed_all(test_named("boot_smp4"), log);
         assert!(!checker.all_seen());
         assert!(checker.problems()[0].contains("all 4 CPUs online"));

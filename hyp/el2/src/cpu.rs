@@ -3,7 +3,7 @@
 //! The number of CPUs running hypervisor code is tracked so that when the
 //! last one stops, the machine powers off instead of hanging silently.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use log::{error, info};
 use smccc::{psci, Smc};
 
@@ -29,6 +29,21 @@ pub fn park_idle_cpu() -> ! {
     let cpu = crate::percpu::current_index();
     info!("cpu{cpu} has nothing to run; parked with PSCI CPU_OFF");
     leave(false)
+}
+
+/// Every VM has stopped: powers the machine off. Several idle CPUs may
+/// notice at once; one of them reports it.
+pub fn all_vms_stopped() -> ! {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if !REPORTED.swap(true, Ordering::AcqRel) {
+        let (used, total) = crate::heap::usage();
+        info!(
+            "all VMs have stopped (heap in use: {} KiB of {} MiB); powering off",
+            used >> 10,
+            total >> 20
+        );
+    }
+    power_off()
 }
 
 /// Powers the whole machine off (PSCI `SYSTEM_OFF`).

@@ -1,11 +1,11 @@
 //! EL2 exception vectors and the report printed for an exception nobody
 //! expected.
 //!
-//! Every vector saves the full register state into a [`Frame`] on the current
-//! stack and calls [`handle_exception`]. Nothing is expected yet: guests come
-//! later, and the hypervisor itself must never fault. So every exception is
-//! reported in full (class decoded from ESR_EL2, FAR, ELR, SPSR, registers)
-//! and the CPU that took it is stopped cleanly.
+//! Exceptions from a lower EL are guest exits and go to the world switch
+//! (`vcpu`). Exceptions from EL2 itself are never expected: the hypervisor
+//! must not fault. Those vectors save the full register state into a
+//! [`Frame`] and call [`handle_exception`], which reports it in full (class
+//! decoded from ESR_EL2, FAR, ELR, SPSR, registers) and stops the CPU cleanly.
 
 use crate::{cpu, percpu};
 use aarch64_cpu::registers::{CurrentEL, HCR_EL2, SCTLR_EL2};
@@ -91,14 +91,13 @@ global_asm!(
     b       exception_common
 .endm
 
-// An exception from a lower EL runs on the normal stack.
+// An exception from a lower EL is a guest exit: only guests run below EL2.
+// It runs on SP_EL2 as `vcpu::guest_enter` left it.
 .macro from_lower_el index
     .balign 0x80
-    sub     sp, sp, #{frame_size}
-    stp     x0, x1, [sp, #0]
+    stp     x0, x1, [sp, #-16]!
     mov     x0, #\index
-    add     x1, sp, #{frame_size}
-    b       exception_common
+    b       guest_exit
 .endm
 
 // EL2 only runs on SP_EL0 while handling an exception; a second one there

@@ -16,15 +16,24 @@ mod boot;
 mod console;
 mod cpu;
 mod exceptions;
+mod exits;
 mod heap;
+mod launch;
 mod layout;
+mod mmio;
 mod mmu;
 mod percpu;
+mod sched;
 mod smp;
 mod stacks;
 mod timer;
+mod vcpu;
+mod vm;
+mod vuart;
 
-use aarch64_cpu::registers::{CurrentEL, HCR_EL2, MPIDR_EL1, SCTLR_EL2};
+use aarch64_cpu::registers::{
+    CurrentEL, HCR_EL2, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, MPIDR_EL1, SCTLR_EL2,
+};
 use addr::{PhysAddr, PhysRange};
 use core::fmt;
 use core::panic::PanicInfo;
@@ -49,6 +58,8 @@ enum BootError {
     FreeMemory(platform::FreeMemoryError),
     /// The final page tables could not be built.
     PageTables(aarch64_paging::MapError),
+    /// The VMID allocator could not be set up.
+    Vmids(id_alloc::AllocError),
 }
 
 impl fmt::Display for BootError {
@@ -59,6 +70,7 @@ impl fmt::Display for BootError {
             Self::NoFreeMemory => write!(f, "no free RAM left for the heap"),
             Self::FreeMemory(e) => write!(f, "{e}"),
             Self::PageTables(e) => write!(f, "page tables: {e}"),
+            Self::Vmids(e) => write!(f, "VMID allocator: {e}"),
         }
     }
 }
@@ -71,10 +83,11 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     let _ = percpu::init_this_cpu(0, mpidr, stacks::boot_stack());
     cpu::mark_running();
     match boot(PhysAddr(dtb), mpidr) {
-        Ok(()) => {
-            info!("no VMs to run yet; powering off");
+        Ok(0) => {
+            info!("no VMs to run; powering off");
             cpu::power_off()
         }
+        Ok(_) => sched::run(0),
         Err(e) => {
             error!("{e}");
             error!("boot failed; powering off");
@@ -83,7 +96,8 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     }
 }
 
-fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
+/// Boots the hypervisor and starts the VMs; returns how many started.
+fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     // SAFETY: QEMU (and any arm64 boot loader) passes the DTB's address in
     // x0; `dtb_slice` checks the header before trusting the size, and the
     // boot map covers all of RAM.
@@ -146,12 +160,55 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<(), BootError> {
     unsafe { mmu::switch_to_final(tables) };
     report_online();
 
-    debug_hooks(&platform);
+    let options = apply_options(&platform);
+    let hw = hardware(options.vmid_bits);
+    info!(
+        "VMIDs: {} bits{} (hardware: {}), IPA space up to {} bits",
+        hw.1,
+        if options.vmid_bits.is_some() { ", forced by hyp.vmid-bits" } else { "" },
+        hw.0.vmid_bits,
+        pa_bits(hw.0.pa_range)
+    );
+    sched::init(hw.1, platform.cpus.len()).map_err(BootError::Vmids)?;
 
     smp::start(&secondaries, tables);
     let (used, total) = heap::usage();
     info!("heap in use: {} KiB of {} MiB", used >> 10, total >> 20);
-    Ok(())
+    let Some(bundle) = platform.initrd else {
+        info!("no boot bundle (QEMU -initrd)");
+        return Ok(0);
+    };
+    // SAFETY: The bundle region is mapped (it is RAM) and was kept out of
+    // the heap above.
+    let started = unsafe { launch::start_all(bundle, hw.0) };
+    sched::all_created();
+    Ok(started)
+}
+
+/// What the CPU offers guests, and the VMID width the allocator will use
+/// (the hardware's, unless `hyp.vmid-bits` asks for fewer).
+fn hardware(forced_vmid_bits: Option<u32>) -> (vm::Hardware, u32) {
+    let pa_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) as u8;
+    let vmid_bits = if ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::VMIDBits) == 2 {
+        16
+    } else {
+        8
+    };
+    let bits = forced_vmid_bits.map_or(u32::from(vmid_bits), |b| b.min(u32::from(vmid_bits)));
+    (vm::Hardware { pa_range, vmid_bits }, bits)
+}
+
+/// Bits of physical address for an ID_AA64MMFR0_EL1.PARange value.
+fn pa_bits(pa_range: u8) -> u8 {
+    match pa_range {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
+    }
 }
 
 /// Starts the console on the device tree's UART, if it names one. Without
@@ -247,11 +304,25 @@ fn report_online() {
     );
 }
 
-/// Test switches from the bootargs (`hyp.fault=data-abort`), honoured only
-/// in debug builds so a release hypervisor cannot be crashed on purpose.
-fn debug_hooks(platform: &Platform) {
+/// The hypervisor's options from the bootargs.
+#[derive(Debug, Default)]
+struct Options {
+    /// `hyp.vmid-bits=N`: use only N bits of VMID (2..=16), so rollovers
+    /// come after a few VMs. For tests; harmless in production.
+    vmid_bits: Option<u32>,
+}
+
+/// Reads the `hyp.` options from the bootargs. The test switches
+/// (`hyp.fault=data-abort` ...) are honoured only in debug builds so a
+/// release hypervisor cannot be crashed on purpose.
+fn apply_options(platform: &Platform) -> Options {
+    let mut options = Options::default();
     for option in platform::bootargs::hyp_options(&platform.bootargs) {
         match (option.key, option.value) {
+            ("vmid-bits", Some(value)) => match value.parse::<u32>() {
+                Ok(bits @ 2..=16) => options.vmid_bits = Some(bits),
+                _ => warn!("hyp.vmid-bits={value} ignored: expected a number from 2 to 16"),
+            },
             ("fault", Some("data-abort")) if cfg!(debug_assertions) => {
                 warn!("hyp.fault=data-abort: reading an unmapped address on purpose");
                 // An address above every RAM and MMIO region yet below 2^48.
@@ -276,6 +347,7 @@ fn debug_hooks(platform: &Platform) {
             (key, _) => warn!("unknown option hyp.{key} ignored"),
         }
     }
+    options
 }
 
 /// Recurses without end (each frame keeps a live buffer, so nothing can be
@@ -308,7 +380,7 @@ extern "C" fn secondary_main(record: &boot::SecondaryBoot) -> ! {
     cpu::mark_running();
     report_online();
     smp::report_in();
-    cpu::park_idle_cpu()
+    sched::run(percpu::current_index())
 }
 
 #[panic_handler]

@@ -139,14 +139,28 @@ pub unsafe fn switch_to_final(translation: Translation) {
 /// Writes back the cache lines holding `object` to the point of coherency,
 /// so that a CPU reading it with its MMU off sees the data.
 pub fn clean_to_poc<T>(object: &T) {
-    const LINE: usize = 64;
-    let start = core::ptr::from_ref(object) as usize & !(LINE - 1);
-    let end = core::ptr::from_ref(object) as usize + core::mem::size_of::<T>();
-    for line in (start..end).step_by(LINE) {
+    clean_range_to_poc(
+        core::ptr::from_ref(object) as u64,
+        core::mem::size_of::<T>() as u64,
+    );
+}
+
+/// Cleans `size` bytes from `start` (mapped memory) to the point of
+/// coherency, for an observer that does not use the caches.
+pub fn clean_range_to_poc(start: u64, size: u64) {
+    const LINE: u64 = 64;
+    for line in (start & !(LINE - 1)..start + size).step_by(LINE as usize) {
         // SAFETY: Cleaning a mapped line changes no data and no architectural
         // state other than the cache's.
         unsafe { asm!("dc cvac, {}", in(reg) line, options(nostack, preserves_flags)) };
     }
     // SAFETY: A barrier has no memory-safety effects.
     unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Invalidates every instruction cache in the inner shareable domain, so
+/// code just written to memory is what executes.
+pub fn invalidate_icache() {
+    // SAFETY: Invalidation only costs refills.
+    unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }

@@ -1,0 +1,280 @@
+//! What happens on each guest exit, by exception class.
+//!
+//! Nothing a guest does stops the hypervisor: an access it may not make gets
+//! an exception injected (and a log line, rate-limited per VM), a call it
+//! may not make gets an error code.
+
+use crate::mmio;
+use crate::vcpu::{GuestRegs, VcpuState};
+use crate::vm::{Power, Stop, Vm};
+use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
+use alloc::sync::Arc;
+use core::arch::asm;
+use core::sync::atomic::Ordering;
+use log::{error, warn};
+use syndrome::inject::{self, Injected};
+use syndrome::{Direction, Esr, ExceptionClass, SysReg};
+use tock_registers::interfaces::Readable;
+use vpsci::{Call, Outcome};
+
+/// What the physical CPU does after an exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Re-enter the guest.
+    Resume,
+    /// Let another vCPU run; this one stays runnable.
+    Yield,
+    /// This vCPU is off (PSCI `CPU_OFF`).
+    Off,
+    /// The VM is stopping.
+    Stop,
+}
+
+/// ACTLR_EL1, trapped by HCR_EL2.TACR: reads as zero, writes are ignored.
+const ACTLR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 1);
+
+/// A synchronous exception from the guest.
+pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
+    let esr = Esr(ESR_EL2.get());
+    let regs = &mut state.regs;
+    match esr.ec() {
+        // The preferred return address of HVC is the next instruction.
+        ExceptionClass::Hvc64 => firmware_call(vm, vcpu, regs, esr),
+        // SMC traps before it executes: step over it.
+        ExceptionClass::Smc64 => {
+            regs.pc += 4;
+            firmware_call(vm, vcpu, regs, esr)
+        }
+        ExceptionClass::Wfx => {
+            regs.pc += 4;
+            Next::Yield
+        }
+        ExceptionClass::DataAbortLower => data_abort(vm, vcpu, regs, esr),
+        ExceptionClass::InstructionAbortLower => {
+            let ipa = fault_ipa();
+            refuse(vm, vcpu, regs, Injected::InstructionAbort, |pc| {
+                warn!(
+                    "vm \"{}\" vcpu{vcpu}: instruction fetch from IPA {ipa:#x} it does not own, PC {:#x}; injecting an abort",
+                    vm.name, pc
+                )
+            })
+        }
+        ExceptionClass::SysReg64 => system_register(vm, vcpu, regs, esr),
+        _ => refuse(vm, vcpu, regs, Injected::Undefined, |pc| {
+            warn!(
+                "vm \"{}\" vcpu{vcpu}: {esr} at PC {:#x} is not emulated; injecting UNDEFINED",
+                vm.name, pc
+            )
+        }),
+    }
+}
+
+/// An SError from the guest: it cannot be attributed to one access, so the
+/// VM is stopped rather than trusted further.
+pub fn serror(vm: &Arc<Vm>, regs: &GuestRegs) -> Next {
+    error!(
+        "vm \"{}\": SError (ESR_EL2 {:#x}) near PC {:#x}; stopping the VM",
+        vm.name,
+        ESR_EL2.get(),
+        regs.pc
+    );
+    vm.request_stop(Stop::Off("SError"));
+    Next::Stop
+}
+
+/// An exception from AArch32, which a guest can only reach by setting up
+/// AArch32 EL0 itself.
+pub fn aarch32(vm: &Arc<Vm>, vector: u64) -> Next {
+    error!(
+        "vm \"{}\": exception from AArch32 (vector {vector}), which is not supported; stopping the VM",
+        vm.name
+    );
+    vm.request_stop(Stop::Off("AArch32 is not supported"));
+    Next::Stop
+}
+
+/// The IPA of a stage-2 fault: HPFAR_EL2 has the page, FAR_EL2 the offset.
+fn fault_ipa() -> u64 {
+    (HPFAR_EL2.read(HPFAR_EL2::FIPA) << 12) | (FAR_EL2.get() & 0xfff)
+}
+
+fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
+    let ipa = fault_ipa();
+    let Some(abort) = esr.data_abort() else {
+        return Next::Resume;
+    };
+    let write = abort.is_write().unwrap_or(false);
+    if !abort.s1ptw() {
+        if let Some((region, offset)) = vm
+            .mmio
+            .iter()
+            .find_map(|r| r.offset_of(ipa).map(|off| (r, off)))
+        {
+            return match mmio::emulate(&*region.device, offset, abort, regs) {
+                Ok(()) => {
+                    regs.pc += 4;
+                    Next::Resume
+                }
+                Err(mmio::NotEmulated::NoSyndrome) => {
+                    refuse(vm, vcpu, regs, Injected::DataAbort { write }, |pc| {
+                        warn!(
+                            "vm \"{}\" vcpu{vcpu}: access to device register IPA {ipa:#x} by an instruction without syndrome (PC {:#x}); injecting an abort",
+                            vm.name, pc
+                        )
+                    })
+                }
+            };
+        }
+    }
+    let what = match (abort.s1ptw(), vm.owns_ram(ipa)) {
+        (true, _) => "stage-1 table walk at",
+        (false, true) => "unexpected fault on its own RAM at",
+        (false, false) if write => "write to",
+        (false, false) => "read of",
+    };
+    refuse(vm, vcpu, regs, Injected::DataAbort { write }, |pc| {
+        warn!(
+            "vm \"{}\" vcpu{vcpu}: {what} IPA {ipa:#x} it does not own, PC {:#x}; injecting a synchronous external abort",
+            vm.name, pc
+        )
+    })
+}
+
+fn system_register(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
+    let Some(access) = esr.sys_reg_access() else {
+        return Next::Resume;
+    };
+    if access.reg == ACTLR_EL1 {
+        if access.direction == Direction::Read {
+            regs.write(access.rt, 0);
+        }
+        regs.pc += 4;
+        return Next::Resume;
+    }
+    refuse(vm, vcpu, regs, Injected::Undefined, |pc| {
+        warn!(
+            "vm \"{}\" vcpu{vcpu}: {esr} at PC {:#x} is not emulated; injecting UNDEFINED",
+            vm.name, pc
+        )
+    })
+}
+
+/// HVC or SMC: SMCCC and PSCI.
+fn firmware_call(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
+    // SMCCC: only immediate 0 is a call; anything else is not supported.
+    let call = if esr.imm16() == Some(0) {
+        Call::decode([regs.x[0], regs.x[1], regs.x[2], regs.x[3]])
+    } else {
+        Call::Unknown {
+            function: regs.x[0] as u32,
+        }
+    };
+    match vpsci::handle(call, &PsciView(vm)) {
+        Outcome::Return(value) => {
+            regs.x[0] = value;
+            Next::Resume
+        }
+        Outcome::StartVcpu {
+            vcpu: target,
+            entry,
+            context,
+        } => {
+            regs.x[0] = if vm.start_vcpu(target, entry, context) {
+                vpsci::SUCCESS
+            } else {
+                vpsci::error_code(smccc::psci::error::ALREADY_ON)
+            };
+            Next::Resume
+        }
+        Outcome::StopCaller => Next::Off,
+        Outcome::Suspend => {
+            regs.x[0] = vpsci::SUCCESS;
+            Next::Yield
+        }
+        Outcome::SystemOff => {
+            vm.request_stop(Stop::Off(if vcpu == 0 {
+                "PSCI SYSTEM_OFF"
+            } else {
+                "PSCI SYSTEM_OFF from a secondary vCPU"
+            }));
+            Next::Stop
+        }
+        Outcome::SystemReset => {
+            vm.request_stop(Stop::Reset);
+            Next::Stop
+        }
+    }
+}
+
+/// The VM as PSCI sees it.
+struct PsciView<'a>(&'a Arc<Vm>);
+
+impl vpsci::Vcpus for PsciView<'_> {
+    fn count(&self) -> usize {
+        self.0.vcpus.len()
+    }
+
+    fn mpidr(&self, index: usize) -> u64 {
+        guest_boot::mpidr_of(index as u32)
+    }
+
+    fn power(&self, index: usize) -> vpsci::Power {
+        match self.0.vcpus[index].power() {
+            Power::Off => vpsci::Power::Off,
+            Power::OnPending => vpsci::Power::OnPending,
+            Power::On => vpsci::Power::On,
+        }
+    }
+
+    fn is_valid_entry(&self, entry: u64) -> bool {
+        self.0.owns_ram(entry)
+    }
+}
+
+/// Injects `what` into the guest at its current PC. `log` runs for the
+/// first few refusals of the VM and then at powers of two, so a hostile
+/// guest cannot flood the console. A guest in a state that cannot take the
+/// exception is stopped.
+fn refuse(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, what: Injected, log: impl FnOnce(u64)) -> Next {
+    let count = vm.aborts.fetch_add(1, Ordering::Relaxed) + 1;
+    if count <= 8 || count.is_power_of_two() {
+        log(regs.pc);
+        if count == 8 {
+            warn!(
+                "vm \"{}\": further refusals are logged at powers of two only",
+                vm.name
+            );
+        }
+    }
+    let vbar: u64;
+    // SAFETY: Reading a system register has no side effects.
+    unsafe { asm!(".arch armv8.1-a", "mrs {}, vbar_el12", out(reg) vbar, options(nomem, nostack, preserves_flags)) };
+    match inject::synchronous(what, regs.pc, regs.pstate, vbar) {
+        Ok(entry) => {
+            // SAFETY: These are the guest's live EL1 registers; writing them
+            // is exactly what taking the exception would have done.
+            unsafe {
+                asm!(
+                    ".arch armv8.1-a",
+                    "msr esr_el12, {esr}",
+                    "msr far_el12, {far}",
+                    "msr elr_el12, {elr}",
+                    "msr spsr_el12, {spsr}",
+                    esr = in(reg) entry.esr,
+                    far = in(reg) FAR_EL2.get(),
+                    elr = in(reg) entry.elr,
+                    spsr = in(reg) entry.spsr,
+                    options(nomem, nostack, preserves_flags),
+                );
+            }
+            regs.pc = entry.pc;
+            regs.pstate = entry.pstate;
+            Next::Resume
+        }
+        Err(e) => {
+            error!("vm \"{}\" vcpu{vcpu}: {e}; stopping the VM", vm.name);
+            vm.request_stop(Stop::Off("a fault it could not take"));
+            Next::Stop
+        }
+    }
+}

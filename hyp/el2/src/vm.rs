@@ -1,0 +1,524 @@
+//! Virtual machines: creation from a manifest entry, guest RAM, stage 2,
+//! vCPUs and their power states, reset and shutdown.
+//!
+//! A VM is shared (`Arc`) by the run queue and the physical CPUs running its
+//! vCPUs; it is freed, its RAM returned to the heap, when the last of them
+//! lets go after it stopped.
+
+use crate::mmio::MmioRegion;
+use crate::vcpu::VcpuState;
+use crate::vuart::VirtualPl011;
+use crate::{mmu, sched};
+use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use addr::{IntermediatePhysAddr, PhysAddr};
+use core::fmt;
+use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use guest_boot::{GuestMachine, ImageHeader, LoadPlan};
+use id_alloc::{Context, Vmid};
+use log::{info, warn};
+use manifest::{Bundle, Device, VmSpec};
+use platform::MAX_CPUS;
+use spin::mutex::SpinMutex;
+use stage2::{Stage2Config, Stage2Table};
+
+/// Alignment of guest RAM in host memory: 2 MiB, so stage 2 can use blocks.
+const RAM_ALIGN: usize = 2 << 20;
+
+/// What the hardware offers every VM, read once at boot.
+#[derive(Clone, Copy, Debug)]
+pub struct Hardware {
+    /// ID_AA64MMFR0_EL1.PARange.
+    pub pa_range: u8,
+    /// VMID width in bits (8 or 16).
+    pub vmid_bits: u8,
+}
+
+/// Why a VM could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The manifest names an image the boot bundle does not hold.
+    MissingImage {
+        /// "kernel" or "initrd".
+        what: &'static str,
+        /// The name the manifest gives.
+        name: String,
+    },
+    /// The kernel has no valid arm64 image header.
+    Kernel(guest_boot::ImageError),
+    /// The images do not fit the VM's memory map.
+    Layout(guest_boot::PlanError),
+    /// The device tree could not be written.
+    DeviceTree(guest_boot::DtbError),
+    /// The stage-2 tables could not be built.
+    Stage2(stage2::Stage2Error),
+    /// Not enough free memory for the VM's RAM.
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: u64,
+    },
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingImage { what, name } => {
+                write!(f, "{what} image \"{name}\" is not in the boot bundle")
+            }
+            Self::Kernel(e) => write!(f, "kernel: {e}"),
+            Self::Layout(e) => write!(f, "memory layout: {e}"),
+            Self::DeviceTree(e) => write!(f, "device tree: {e}"),
+            Self::Stage2(e) => write!(f, "stage 2: {e}"),
+            Self::OutOfMemory { bytes } => write!(
+                f,
+                "not enough free memory for {} MiB of guest RAM",
+                bytes >> 20
+            ),
+        }
+    }
+}
+
+/// Guest RAM: a 2 MiB-aligned allocation from the heap, zeroed, owned by
+/// exactly one VM and returned to the heap when the VM is freed.
+#[derive(Debug)]
+struct GuestRam {
+    ptr: *mut u8,
+    layout: Layout,
+}
+
+// SAFETY: The allocation is only accessed through `&self`/`&mut self` of the
+// owning VM (for loading, under its reset discipline) and by the guest.
+unsafe impl Send for GuestRam {}
+// SAFETY: As above; shared access never writes.
+unsafe impl Sync for GuestRam {}
+
+impl GuestRam {
+    fn new(bytes: u64) -> Result<Self, CreateError> {
+        let layout = usize::try_from(bytes)
+            .ok()
+            .and_then(|size| Layout::from_size_align(size, RAM_ALIGN).ok())
+            .ok_or(CreateError::OutOfMemory { bytes })?;
+        // SAFETY: The layout has a non-zero size (the manifest requires at
+        // least 2 MiB).
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(CreateError::OutOfMemory { bytes });
+        }
+        Ok(Self { ptr, layout })
+    }
+
+    fn pa(&self) -> u64 {
+        // The heap is identity-mapped: the address is the physical one.
+        self.ptr as u64
+    }
+
+    fn size(&self) -> u64 {
+        self.layout.size() as u64
+    }
+
+    /// Copies `bytes` to `offset` in guest RAM; the caller checked the range.
+    fn write(&mut self, offset: u64, bytes: &[u8]) {
+        let fits = offset
+            .checked_add(bytes.len() as u64)
+            .is_some_and(|end| end <= self.size());
+        assert!(fits, "load plan checked by guest_boot");
+        // SAFETY: The range is inside the allocation (checked above) and the
+        // guest is not running while its images are loaded.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.ptr.add(offset as usize),
+                bytes.len(),
+            );
+        }
+    }
+}
+
+impl Drop for GuestRam {
+    fn drop(&mut self) {
+        // SAFETY: Allocated in `new` with this layout; the guest is gone.
+        unsafe { dealloc(self.ptr, self.layout) };
+    }
+}
+
+/// PSCI's view of a vCPU's power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Power {
+    /// Off; `CPU_ON` may start it.
+    Off = 0,
+    /// Started, waiting for its first run.
+    OnPending = 1,
+    /// On (running or runnable).
+    On = 2,
+}
+
+/// One virtual CPU.
+#[derive(Debug)]
+pub struct Vcpu {
+    power: AtomicU8,
+    /// Its registers; locked by the physical CPU running it.
+    pub state: SpinMutex<VcpuState>,
+    /// Physical CPU it last ran on (`usize::MAX` before its first run).
+    pub last_cpu: AtomicUsize,
+    /// How often it moved to another physical CPU.
+    pub migrations: AtomicU64,
+}
+
+impl Vcpu {
+    /// Its power state.
+    pub fn power(&self) -> Power {
+        match self.power.load(Ordering::Acquire) {
+            0 => Power::Off,
+            1 => Power::OnPending,
+            _ => Power::On,
+        }
+    }
+
+    /// Sets its power state.
+    pub fn set_power(&self, power: Power) {
+        self.power.store(power as u8, Ordering::Release);
+    }
+
+    /// Moves it from off to on-pending; false if it was not off.
+    pub fn claim_start(&self) -> bool {
+        self.power
+            .compare_exchange(
+                Power::Off as u8,
+                Power::OnPending as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+}
+
+/// Why a VM stops or restarts all its vCPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// It ends; the reason is logged.
+    Off(&'static str),
+    /// It restarts from its images (PSCI `SYSTEM_RESET`).
+    Reset,
+}
+
+/// Run-state shared by a VM's vCPUs, under one lock.
+#[derive(Debug)]
+struct Control {
+    /// vCPUs on a physical CPU right now.
+    running: usize,
+    /// A stop asked for and not yet carried out.
+    pending: Option<Stop>,
+    /// Bumped on every reset; run-queue entries of older epochs are dropped.
+    epoch: u64,
+    /// Whether the VM has ended.
+    ended: bool,
+}
+
+/// A virtual machine.
+#[derive(Debug)]
+pub struct Vm {
+    /// Its name from the manifest.
+    pub name: String,
+    /// The allocator's context for its VMID.
+    pub vmid: Context<Vmid>,
+    /// The VMID its vCPUs last entered with (0 before the first entry).
+    pub last_vmid: AtomicU16,
+    stage2: Stage2Table,
+    /// VTCR_EL2 for its stage 2.
+    pub vtcr: u64,
+    ram: SpinMutex<GuestRam>,
+    ram_ipa: u64,
+    /// Its vCPUs.
+    pub vcpus: Vec<Vcpu>,
+    /// Its emulated devices.
+    pub mmio: Vec<MmioRegion>,
+    /// Which of its vCPUs each physical CPU ran last (`usize::MAX`: none).
+    pub last_vcpu_ran: [AtomicUsize; MAX_CPUS],
+    /// Aborts injected for accesses to IPAs it does not own.
+    pub aborts: AtomicU64,
+    control: SpinMutex<Control>,
+    images: Images,
+}
+
+/// What a (re)boot loads into guest RAM.
+#[derive(Debug)]
+struct Images {
+    kernel: &'static [u8],
+    initrd: Option<&'static [u8]>,
+    dtb: Vec<u8>,
+    plan: LoadPlan,
+}
+
+impl Vm {
+    /// Builds the VM `spec` describes with images from `bundle`: RAM,
+    /// stage 2, device tree, images loaded, vCPU 0 ready at the kernel's
+    /// entry. Nothing runs until [`start`](Self::start).
+    pub fn create(
+        spec: &VmSpec,
+        bundle: &Bundle<'static>,
+        hw: Hardware,
+    ) -> Result<Arc<Self>, CreateError> {
+        let image = |what: &'static str, name: &str| {
+            bundle.get(name).ok_or_else(|| CreateError::MissingImage {
+                what,
+                name: String::from(name),
+            })
+        };
+        let kernel = image("kernel", &spec.kernel)?;
+        let initrd = spec
+            .initrd
+            .as_deref()
+            .map(|name| image("initrd", name))
+            .transpose()?;
+        let header = ImageHeader::parse(kernel).map_err(CreateError::Kernel)?;
+        let ram_ipa = guest_boot::virt::RAM_BASE;
+        let ram_end = ram_ipa
+            .checked_add(spec.memory)
+            .ok_or(CreateError::OutOfMemory { bytes: spec.memory })?;
+        let config = Stage2Config::new(ram_end, hw.pa_range, hw.vmid_bits)
+            .map_err(CreateError::Stage2)?;
+        let plan = LoadPlan::new(
+            (ram_ipa, spec.memory),
+            u32::from(config.ipa_bits()),
+            &header,
+            kernel.len(),
+            initrd.map(<[u8]>::len),
+            guest_boot::GUEST_DTB_MAX,
+        )
+        .map_err(CreateError::Layout)?;
+        let uart = spec.devices.contains(&Device::Pl011);
+        let dtb = guest_boot::write_dtb(&GuestMachine {
+            ram: plan.ram(),
+            vcpus: spec.vcpus,
+            bootargs: &spec.bootargs,
+            initrd: plan.initrd(),
+            uart,
+        })
+        .map_err(CreateError::DeviceTree)?;
+
+        let ram = GuestRam::new(spec.memory)?;
+        let mut stage2 = Stage2Table::new(&config);
+        stage2
+            .map_ram(ram_ipa, PhysAddr(ram.pa()), ram.size())
+            .map_err(CreateError::Stage2)?;
+
+        let mut mmio = Vec::new();
+        if uart {
+            let uart = guest_boot::virt::UART;
+            mmio.push(MmioRegion {
+                base: uart.start().get(),
+                size: uart.size(),
+                device: Box::new(VirtualPl011::new(&spec.name)),
+            });
+        }
+        let vcpus = (0..spec.vcpus as usize)
+            .map(|_| Vcpu {
+                power: AtomicU8::new(Power::Off as u8),
+                state: SpinMutex::new(VcpuState::default()),
+                last_cpu: AtomicUsize::new(usize::MAX),
+                migrations: AtomicU64::new(0),
+            })
+            .collect();
+        let vm = Self {
+            name: spec.name.clone(),
+            vmid: Context::new(),
+            last_vmid: AtomicU16::new(0),
+            stage2,
+            vtcr: config.vtcr(),
+            ram: SpinMutex::new(ram),
+            ram_ipa: ram_ipa.get(),
+            vcpus,
+            mmio,
+            last_vcpu_ran: [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS],
+            aborts: AtomicU64::new(0),
+            control: SpinMutex::new(Control {
+                running: 0,
+                pending: None,
+                epoch: 0,
+                ended: false,
+            }),
+            images: Images {
+                kernel,
+                initrd,
+                dtb,
+                plan,
+            },
+        };
+        vm.load_images();
+        Ok(Arc::new(vm))
+    }
+
+    /// Copies the kernel, initrd and device tree into guest RAM where the
+    /// load plan puts them, and makes them visible to a guest running with
+    /// its MMU and caches off.
+    fn load_images(&self) {
+        let mut ram = self.ram.lock();
+        let plan = &self.images.plan;
+        let at = |ipa: IntermediatePhysAddr| ipa.get() - self.ram_ipa;
+        ram.write(at(plan.kernel_load()), self.images.kernel);
+        if let (Some(initrd), Some(range)) = (self.images.initrd, plan.initrd()) {
+            ram.write(at(range.start()), initrd);
+        }
+        ram.write(at(plan.dtb().start()), &self.images.dtb);
+        // The guest starts with its MMU off, so its accesses are
+        // non-cacheable: everything written through the cache (the zeroing
+        // too) must reach memory first, and no stale instructions may stay.
+        mmu::clean_range_to_poc(ram.pa(), ram.size());
+        mmu::invalidate_icache();
+    }
+
+    /// The stage-2 table's VTTBR_EL2 value with `vmid`.
+    pub fn vttbr(&self, vmid: Vmid) -> Result<u64, stage2::Stage2Error> {
+        self.stage2.vttbr(vmid)
+    }
+
+    /// Guest RAM as (first IPA, size).
+    pub fn ram(&self) -> (u64, u64) {
+        (self.ram_ipa, self.ram.lock().size())
+    }
+
+    /// Host physical range of guest RAM, for logs.
+    pub fn ram_pa(&self) -> (u64, u64) {
+        let ram = self.ram.lock();
+        (ram.pa(), ram.size())
+    }
+
+    /// Whether `ipa` is guest RAM.
+    pub fn owns_ram(&self, ipa: u64) -> bool {
+        let (base, size) = self.ram();
+        ipa.checked_sub(base).is_some_and(|off| off < size)
+    }
+
+    /// Makes vCPU 0 runnable at the kernel's entry with x0 = the device tree.
+    pub fn start(self: &Arc<Self>) {
+        let epoch = {
+            let control = self.control.lock();
+            control.epoch
+        };
+        let plan = &self.images.plan;
+        *self.vcpus[0].state.lock() =
+            VcpuState::at_reset(plan.entry().get(), plan.dtb().start().get());
+        self.vcpus[0].set_power(Power::OnPending);
+        sched::enqueue(self.clone(), 0, epoch);
+    }
+
+    /// Starts vCPU `index` at `entry` with x0 = `context` (PSCI `CPU_ON`);
+    /// false if it was not off.
+    pub fn start_vcpu(self: &Arc<Self>, index: usize, entry: u64, context: u64) -> bool {
+        let Some(vcpu) = self.vcpus.get(index) else {
+            return false;
+        };
+        if !vcpu.claim_start() {
+            return false;
+        }
+        *vcpu.state.lock() = VcpuState::at_reset(entry, context);
+        let epoch = self.control.lock().epoch;
+        sched::enqueue(self.clone(), index, epoch);
+        true
+    }
+
+    /// Asks every vCPU to stop for `stop`; carried out when the last running
+    /// one leaves its physical CPU (see [`leave`](Self::leave)). The first
+    /// request wins.
+    pub fn request_stop(&self, stop: Stop) {
+        let mut control = self.control.lock();
+        if control.pending.is_none() && !control.ended {
+            control.pending = Some(stop);
+        }
+    }
+
+    /// Called by a physical CPU about to run vCPU `index` queued in `epoch`:
+    /// false if that vCPU must not run (the VM stops or was reset since).
+    pub fn enter(&self, epoch: u64) -> bool {
+        let mut control = self.control.lock();
+        if control.ended || control.pending.is_some() || control.epoch != epoch {
+            return false;
+        }
+        control.running += 1;
+        true
+    }
+
+    /// Whether a stop is pending: running vCPUs leave at their next exit.
+    pub fn stopping(&self) -> bool {
+        self.control.lock().pending.is_some()
+    }
+
+    /// Called by a physical CPU when a vCPU of this VM stops running. The
+    /// last one out carries out a pending stop.
+    pub fn leave(self: &Arc<Self>) {
+        let stop = {
+            let mut control = self.control.lock();
+            control.running -= 1;
+            if control.running > 0 {
+                return;
+            }
+            let Some(stop) = control.pending.take() else {
+                return;
+            };
+            match stop {
+                Stop::Off(_) => control.ended = true,
+                Stop::Reset => control.epoch += 1,
+            }
+            stop
+        };
+        for vcpu in &self.vcpus {
+            vcpu.set_power(Power::Off);
+        }
+        match stop {
+            Stop::Off(reason) => {
+                self.flush_devices();
+                info!("vm \"{}\": {reason}; stopped", self.name);
+            }
+            Stop::Reset => {
+                info!("vm \"{}\": PSCI SYSTEM_RESET: restarting", self.name);
+                self.load_images();
+                self.start();
+            }
+        }
+    }
+
+    fn flush_devices(&self) {
+        for region in &self.mmio {
+            region.device.flush();
+        }
+    }
+
+    /// The run-queue epoch, for entries made now.
+    pub fn epoch(&self) -> u64 {
+        self.control.lock().epoch
+    }
+}
+
+impl Drop for Vm {
+    /// The last reference is gone: nothing can run the VM any more (it
+    /// stopped, or every vCPU is off and none can be started).
+    fn drop(&mut self) {
+        if !self.control.get_mut().ended {
+            self.flush_devices();
+            info!("vm \"{}\": every vCPU is off; stopped", self.name);
+        }
+        let aborts = self.aborts.load(Ordering::Relaxed);
+        let migrations: u64 = self
+            .vcpus
+            .iter()
+            .map(|v| v.migrations.load(Ordering::Relaxed))
+            .sum();
+        let ram = self.ram.get_mut().size();
+        if aborts > 0 {
+            warn!(
+                "vm \"{}\": {aborts} abort(s) injected in all for accesses outside its memory map",
+                self.name
+            );
+        }
+        info!(
+            "vm \"{}\": freed ({} MiB of RAM returned; {migrations} vCPU migration(s))",
+            self.name,
+            ram >> 20
+        );
+        sched::vm_freed();
+    }
+}
