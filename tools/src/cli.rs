@@ -26,6 +26,10 @@ run options:
   --debug          boot the debug build (has the debug-only test switches)
   --append ARGS    hypervisor command line, e.g. --append \"hyp.fault=data-abort\"
   --dtb FILE       boot with this device tree instead of QEMU's own
+  --manifest FILE  the VMs to boot (default guest-images/manifests/demo.toml);
+                   its images are looked up next to it, then among the built
+                   guest images (target/guest-images)
+  --no-vms         boot the hypervisor without a boot bundle
   --kernel FILE    boot FILE (an ELF, converted, or a flat image) instead of
                    building the hypervisor
   --timeout SECS   kill QEMU after SECS seconds (default 120)
@@ -69,6 +73,10 @@ pub struct RunOptions {
     pub append: Option<String>,
     /// Device tree to pass instead of QEMU's generated one.
     pub dtb: Option<PathBuf>,
+    /// The manifest of the VMs to boot (None: no boot bundle). The default is
+    /// relative to the workspace root; one given by the user to their
+    /// working directory.
+    pub manifest: Option<Manifest>,
     /// Image to boot instead of building the hypervisor.
     pub kernel: Option<PathBuf>,
     /// Wall-clock limit after which QEMU is killed.
@@ -84,12 +92,25 @@ impl Default for RunOptions {
             profile: Profile::Release,
             append: None,
             dtb: None,
+            manifest: Some(Manifest::Default),
             kernel: None,
             timeout: DEFAULT_RUN_TIMEOUT,
             qemu_args: Vec::new(),
         }
     }
 }
+
+/// Where the manifest for `run` comes from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Manifest {
+    /// The project's demo.
+    Default,
+    /// A file the user named.
+    User(PathBuf),
+}
+
+/// The demo manifest, from the workspace root.
+pub const DEFAULT_MANIFEST: &str = "guest-images/manifests/demo.toml";
 
 /// Options of `test`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -143,6 +164,11 @@ fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
             "--append" => options.append = Some(value_of(&arg, args.next())?),
             "--dtb" => options.dtb = Some(PathBuf::from(value_of(&arg, args.next())?)),
             "--kernel" => options.kernel = Some(PathBuf::from(value_of(&arg, args.next())?)),
+            "--manifest" => {
+                options.manifest =
+                    Some(Manifest::User(PathBuf::from(value_of(&arg, args.next())?)));
+            }
+            "--no-vms" => options.manifest = None,
             "--timeout" => {
                 let value = value_of(&arg, args.next())?;
                 let secs: u64 = value

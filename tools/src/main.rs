@@ -58,12 +58,30 @@ fn run(options: &RunOptions) -> Result<bool> {
         Some(path) => image::prepare_kernel(&cargo::from_invocation_dir(path))?,
         None => cargo::build_hypervisor(options.profile)?,
     };
+    let initrd = match &options.manifest {
+        None => None,
+        Some(manifest) => {
+            let path = match manifest {
+                cli::Manifest::Default => cargo::workspace_root().join(cli::DEFAULT_MANIFEST),
+                cli::Manifest::User(path) => cargo::from_invocation_dir(path),
+            };
+            let guests = cargo::guest_images_dir()?;
+            cargo::build_test_guest()?;
+            let out = cargo::scratch_dir("run")?.join("bundle.bin");
+            let assembled = bundle::assemble(&path, &[guests], &out)?;
+            for warning in &assembled.warnings {
+                println!("bundle: {warning}");
+            }
+            println!("bundle: {} from {}", out.display(), path.display());
+            Some(assembled.path)
+        }
+    };
     let config = qemu::QemuConfig {
         kernel,
         smp: options.smp,
         append: options.append.clone(),
         dtb: options.dtb.as_deref().map(cargo::from_invocation_dir),
-        initrd: None,
+        initrd,
         extra_args: options.qemu_args.clone(),
     };
     qemu::run_interactive(&config, options.timeout)

@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use regex::Regex;
 
 use crate::cargo::{self, Profile};
-use crate::{bundle, dtb};
 use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig};
+use crate::{bundle, dtb};
 
 /// Generous for TCG on a 2-core host, where a boot takes a few seconds.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -492,9 +492,9 @@ pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Re
                 "no {} build of the hypervisor: {build_error}",
                 test.profile.dir_name()
             )),
-            (_, Some(Err(build_error))) if test.manifest.is_some() => Err(anyhow::anyhow!(
-                "no build of the test guest: {build_error}"
-            )),
+            (_, Some(Err(build_error))) if test.manifest.is_some() => {
+                Err(anyhow::anyhow!("no build of the test guest: {build_error}"))
+            }
             (Ok(image), _) => run_one(test, image.clone(), verbose),
         };
         let passed = outcome.unwrap_or_else(|error| {

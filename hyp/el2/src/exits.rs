@@ -235,7 +235,13 @@ impl vpsci::Vcpus for PsciView<'_> {
 /// first few refusals of the VM and then at powers of two, so a hostile
 /// guest cannot flood the console. A guest in a state that cannot take the
 /// exception is stopped.
-fn refuse(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, what: Injected, log: impl FnOnce(u64)) -> Next {
+fn refuse(
+    vm: &Arc<Vm>,
+    vcpu: usize,
+    regs: &mut GuestRegs,
+    what: Injected,
+    log: impl FnOnce(u64),
+) -> Next {
     let count = vm.aborts.fetch_add(1, Ordering::Relaxed) + 1;
     if count <= 8 || count.is_power_of_two() {
         log(regs.pc);
@@ -248,7 +254,9 @@ fn refuse(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, what: Injected, log: 
     }
     let vbar: u64;
     // SAFETY: Reading a system register has no side effects.
-    unsafe { asm!(".arch armv8.1-a", "mrs {}, vbar_el12", out(reg) vbar, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!(".arch armv8.1-a", "mrs {}, vbar_el12", out(reg) vbar, options(nomem, nostack, preserves_flags))
+    };
     match inject::synchronous(what, regs.pc, regs.pstate, vbar) {
         Ok(entry) => {
             // SAFETY: These are the guest's live EL1 registers; writing them

@@ -165,7 +165,11 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     info!(
         "VMIDs: {} bits{} (hardware: {}), IPA space up to {} bits",
         hw.1,
-        if options.vmid_bits.is_some() { ", forced by hyp.vmid-bits" } else { "" },
+        if options.vmid_bits.is_some() {
+            ", forced by hyp.vmid-bits"
+        } else {
+            ""
+        },
         hw.0.vmid_bits,
         pa_bits(hw.0.pa_range)
     );
@@ -195,7 +199,13 @@ fn hardware(forced_vmid_bits: Option<u32>) -> (vm::Hardware, u32) {
         8
     };
     let bits = forced_vmid_bits.map_or(u32::from(vmid_bits), |b| b.min(u32::from(vmid_bits)));
-    (vm::Hardware { pa_range, vmid_bits }, bits)
+    (
+        vm::Hardware {
+            pa_range,
+            vmid_bits,
+        },
+        bits,
+    )
 }
 
 /// Bits of physical address for an ID_AA64MMFR0_EL1.PARange value.

@@ -58,7 +58,11 @@ pub fn emulate(
         return Err(NotEmulated::NoSyndrome);
     };
     let bits = u32::from(size) * 8;
-    let mask = if bits == 64 { u64::MAX } else { (1 << bits) - 1 };
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    };
     if write {
         device.write(offset, size, regs.read(rt) & mask);
     } else {

@@ -162,5 +162,12 @@ pub fn clean_range_to_poc(start: u64, size: u64) {
 /// code just written to memory is what executes.
 pub fn invalidate_icache() {
     // SAFETY: Invalidation only costs refills.
-    unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }

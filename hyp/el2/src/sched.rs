@@ -183,7 +183,14 @@ struct AllVmids;
 impl LocalTlbFlush<Vmid> for AllVmids {
     fn flush_local_all(&mut self) {
         // SAFETY: TLB invalidation changes no memory and only costs refills.
-        unsafe { asm!("tlbi alle1", "dsb nsh", "isb", options(nostack, preserves_flags)) };
+        unsafe {
+            asm!(
+                "tlbi alle1",
+                "dsb nsh",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
     }
 }
 

@@ -9,12 +9,12 @@ use crate::mmio::MmioRegion;
 use crate::vcpu::VcpuState;
 use crate::vuart::VirtualPl011;
 use crate::{mmu, sched};
+use addr::{IntermediatePhysAddr, PhysAddr};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use addr::{IntermediatePhysAddr, PhysAddr};
 use core::fmt;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use guest_boot::{GuestMachine, ImageHeader, LoadPlan};
@@ -279,8 +279,8 @@ impl Vm {
         let ram_end = ram_ipa
             .checked_add(spec.memory)
             .ok_or(CreateError::OutOfMemory { bytes: spec.memory })?;
-        let config = Stage2Config::new(ram_end, hw.pa_range, hw.vmid_bits)
-            .map_err(CreateError::Stage2)?;
+        let config =
+            Stage2Config::new(ram_end, hw.pa_range, hw.vmid_bits).map_err(CreateError::Stage2)?;
         let plan = LoadPlan::new(
             (ram_ipa, spec.memory),
             u32::from(config.ipa_bits()),
