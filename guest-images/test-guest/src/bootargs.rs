@@ -1,0 +1,194 @@
+//! The bootargs: space-separated `key=value` words. `test=<mode>` picks the
+//! mode (default `hello`); the other keys are the modes' parameters. Unknown
+//! keys are ignored, so the hypervisor or a test runner may add its own.
+
+use core::fmt;
+
+/// Rounds of the isolation test when `rounds=` is not given.
+const DEFAULT_ROUNDS: u32 = 200;
+/// Seed of the fuzz test when `seed=` is not given.
+const DEFAULT_SEED: u64 = 1;
+/// Operations of the fuzz test when `ops=` is not given.
+const DEFAULT_OPS: u64 = 10_000;
+
+/// What the guest is to test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Print a greeting and stop.
+    Hello,
+    /// PSCI and SMCCC calls, starting and stopping vCPUs.
+    Psci,
+    /// Accesses outside the VM must raise synchronous external aborts.
+    Abort,
+    /// Fill RAM with a pattern and check that nothing else changes it.
+    Isolation {
+        /// This VM's pattern.
+        pattern: u64,
+        /// The other VM's pattern, which must never show up here.
+        peer: Option<u64>,
+        /// How many times to yield and check.
+        rounds: u32,
+    },
+    /// Random hypercalls and accesses; the hypervisor must keep answering.
+    Fuzz {
+        /// PRNG seed.
+        seed: u64,
+        /// Number of operations.
+        ops: u64,
+    },
+    /// SYSTEM_RESET must restart the VM with its RAM kept.
+    Reset,
+}
+
+impl Mode {
+    /// The mode's name, as in `test=<name>`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Hello => "hello",
+            Self::Psci => "psci",
+            Self::Abort => "abort",
+            Self::Isolation { .. } => "isolation",
+            Self::Fuzz { .. } => "fuzz",
+            Self::Reset => "reset",
+        }
+    }
+}
+
+/// Everything the bootargs select.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The test mode.
+    pub mode: Mode,
+    /// `idle=wfe`: wait with WFE instead of WFI (for plain QEMU).
+    pub idle_wfe: bool,
+}
+
+/// Why the bootargs were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootargsError<'a> {
+    /// `test=` names no mode.
+    UnknownMode(&'a str),
+    /// The mode needs a parameter that is missing.
+    Missing {
+        /// The mode.
+        mode: &'static str,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A value is malformed.
+    BadValue {
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: &'a str,
+        /// What it should be.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for BootargsError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownMode(mode) => write!(f, "unknown test mode \"{mode}\""),
+            Self::Missing { mode, key } => write!(f, "test={mode} needs {key}="),
+            Self::BadValue {
+                key,
+                value,
+                expected,
+            } => write!(f, "{key}=\"{value}\" is not {expected}"),
+        }
+    }
+}
+
+/// The value of the last `key=` in `bootargs`.
+fn value<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
+    bootargs
+        .split_ascii_whitespace()
+        .filter_map(|word| word.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .next_back()
+}
+
+/// A hex number, with or without `0x`.
+fn hex<'a>(key: &'static str, value: &'a str) -> Result<u64, BootargsError<'a>> {
+    let digits = value.strip_prefix("0x").unwrap_or(value);
+    u64::from_str_radix(digits, 16).map_err(|_| BootargsError::BadValue {
+        key,
+        value,
+        expected: "a hex number",
+    })
+}
+
+/// A decimal number, or a hex one with `0x`.
+fn number<'a>(key: &'static str, value: &'a str) -> Result<u64, BootargsError<'a>> {
+    match value.strip_prefix("0x") {
+        Some(digits) => u64::from_str_radix(digits, 16),
+        None => value.parse(),
+    }
+    .map_err(|_| BootargsError::BadValue {
+        key,
+        value,
+        expected: "a number",
+    })
+}
+
+/// `key`'s value as a number, or `default`.
+fn number_or<'a>(
+    bootargs: &'a str,
+    key: &'static str,
+    default: u64,
+) -> Result<u64, BootargsError<'a>> {
+    value(bootargs, key).map_or(Ok(default), |v| number(key, v))
+}
+
+/// Reads the options from `bootargs`.
+///
+/// # Errors
+///
+/// [`BootargsError::UnknownMode`] for an unknown `test=`,
+/// [`BootargsError::Missing`] for an isolation test without `pattern=`, and
+/// [`BootargsError::BadValue`] for a malformed number or `idle=` value.
+pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
+    let mode = match value(bootargs, "test").unwrap_or("hello") {
+        "hello" => Mode::Hello,
+        "psci" => Mode::Psci,
+        "abort" => Mode::Abort,
+        "reset" => Mode::Reset,
+        "isolation" => {
+            let pattern = value(bootargs, "pattern").ok_or(BootargsError::Missing {
+                mode: "isolation",
+                key: "pattern",
+            })?;
+            let rounds = number_or(bootargs, "rounds", DEFAULT_ROUNDS.into())?;
+            Mode::Isolation {
+                pattern: hex("pattern", pattern)?,
+                peer: value(bootargs, "peer")
+                    .map(|v| hex("peer", v))
+                    .transpose()?,
+                rounds: u32::try_from(rounds).map_err(|_| BootargsError::BadValue {
+                    key: "rounds",
+                    value: value(bootargs, "rounds").unwrap_or(""),
+                    expected: "a 32-bit number",
+                })?,
+            }
+        }
+        "fuzz" => Mode::Fuzz {
+            seed: number_or(bootargs, "seed", DEFAULT_SEED)?,
+            ops: number_or(bootargs, "ops", DEFAULT_OPS)?,
+        },
+        other => return Err(BootargsError::UnknownMode(other)),
+    };
+    let idle_wfe = match value(bootargs, "idle") {
+        None | Some("wfi") => false,
+        Some("wfe") => true,
+        Some(other) => {
+            return Err(BootargsError::BadValue {
+                key: "idle",
+                value: other,
+                expected: "wfi or wfe",
+            })
+        }
+    };
+    Ok(Options { mode, idle_wfe })
+}

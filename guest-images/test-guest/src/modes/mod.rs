@@ -1,0 +1,8 @@
+//! The test modes, one module each; the bootargs' `test=` picks one.
+
+pub mod abort;
+pub mod fuzz;
+pub mod hello;
+pub mod isolation;
+pub mod psci;
+pub mod reset;

@@ -1,0 +1,93 @@
+//! vCPUs: their indices, waiting, and starting and stopping secondaries
+//! through PSCI.
+
+use crate::exceptions::Fault;
+use crate::firmware::{self, Status};
+use aarch64_cpu::asm::{wfe, wfi};
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, MPIDR_EL1, TPIDR_EL1};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Most vCPUs the guest runs on: one stack and one probe slot each.
+pub const MAX_VCPUS: usize = 8;
+
+/// MPIDR_EL1 affinity fields Aff3..Aff0, the form the device tree's `reg` uses.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// How long to wait for another vCPU to change state.
+pub const WAIT_TIMEOUT_MS: u64 = 10_000;
+
+/// Counter frequency assumed if CNTFRQ_EL0 reads 0: high, so a timeout is
+/// late rather than early.
+const FALLBACK_COUNTER_HZ: u64 = 1_000_000_000;
+
+/// This vCPU's index, which the entry code keeps in TPIDR_EL1.
+pub fn current_index() -> usize {
+    // The entry code only ever stores an index below MAX_VCPUS.
+    (TPIDR_EL1.get() as usize).min(MAX_VCPUS - 1)
+}
+
+/// This vCPU's MPIDR affinity fields.
+pub fn current_mpidr() -> u64 {
+    MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
+}
+
+/// Whether to wait with WFE instead of WFI (bootarg `idle=wfe`).
+static IDLE_WFE: AtomicBool = AtomicBool::new(false);
+
+/// Selects WFE for waiting. Under plain QEMU, WFI halts a vCPU until an
+/// interrupt, which this guest never enables, while WFE just yields.
+pub fn set_idle_wfe(wfe: bool) {
+    IDLE_WFE.store(wfe, Ordering::Relaxed);
+}
+
+/// Waits a little: WFI, which under the hypervisor returns at once after
+/// giving the physical CPU to others (or WFE, see [`set_idle_wfe`]).
+pub fn idle() {
+    if IDLE_WFE.load(Ordering::Relaxed) {
+        wfe();
+    } else {
+        wfi();
+    }
+}
+
+/// Stops this vCPU for good.
+pub fn park() -> ! {
+    loop {
+        wfi();
+    }
+}
+
+/// Idles until `condition` holds, for at most `timeout_ms` of counter time.
+/// Returns whether it held.
+pub fn wait_until(timeout_ms: u64, mut condition: impl FnMut() -> bool) -> bool {
+    let hz = match CNTFRQ_EL0.get() {
+        0 => FALLBACK_COUNTER_HZ,
+        hz => hz,
+    };
+    let ticks = timeout_ms.saturating_mul(hz) / 1000;
+    let start = CNTVCT_EL0.get();
+    loop {
+        if condition() {
+            return true;
+        }
+        if CNTVCT_EL0.get().wrapping_sub(start) > ticks {
+            return condition();
+        }
+        idle();
+    }
+}
+
+/// Waits until `AFFINITY_INFO(mpidr)` says OFF. Returns the last status seen
+/// if it never does.
+pub fn wait_until_off(mpidr: u64) -> Result<(), Result<Status, Fault>> {
+    let mut last = Ok(Status::SUCCESS);
+    let off = wait_until(WAIT_TIMEOUT_MS, || {
+        last = firmware::affinity_info(mpidr);
+        last == Ok(Status::OFF)
+    });
+    if off {
+        Ok(())
+    } else {
+        Err(last)
+    }
+}
