@@ -39,16 +39,23 @@ const _: () = assert!(
     FRAME_SIZE.is_multiple_of(16),
     "the stack stays 16-byte aligned"
 );
-/// Offset of `elr` in [`Frame`].
-const FRAME_ELR: usize = 31 * 8;
-/// Offset of `fp` in [`Frame`].
-const FRAME_FP: usize = 36 * 8;
+/// Offset of `elr` in [`Frame`]; the vector code stores `elr` and `spsr`,
+/// then `esr` and `far`, as pairs from here.
+const FRAME_ELR: usize = core::mem::offset_of!(Frame, elr);
+const _: () = assert!(
+    core::mem::offset_of!(Frame, spsr) == FRAME_ELR + 8
+        && core::mem::offset_of!(Frame, esr) == FRAME_ELR + 16
+        && core::mem::offset_of!(Frame, far) == FRAME_ELR + 24
+);
+/// Offset of `fp` in [`Frame`], 16-byte aligned for `stp q`.
+const FRAME_FP: usize = core::mem::offset_of!(Frame, fp);
+const _: () = assert!(FRAME_FP.is_multiple_of(16));
 
 /// Vector index (Arm ARM D1.3.1): the synchronous exception from the current
 /// EL with SP_ELx, the only kind a probe may cause.
 const SYNC_CURRENT_EL_SPX: u64 = 4;
 
-/// Exception classes this module needs (ESR_ELx.EC, Arm ARM D24.2.43).
+/// Exception classes the tests expect (ESR_ELx.EC, Arm ARM D24.2.43).
 pub mod ec {
     /// Instruction abort taken without a change in EL.
     pub const INSTRUCTION_ABORT_SAME: u8 = 0x21;

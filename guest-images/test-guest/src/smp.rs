@@ -13,8 +13,9 @@ pub const MAX_VCPUS: usize = 8;
 /// MPIDR_EL1 affinity fields Aff3..Aff0, the form the device tree's `reg` uses.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 
-/// How long to wait for another vCPU to change state.
-pub const WAIT_TIMEOUT_MS: u64 = 10_000;
+/// How long to wait for another vCPU to change state: generous, since TCG
+/// on a loaded host is slow, and it only matters when something is wrong.
+pub const WAIT_TIMEOUT_MS: u64 = 30_000;
 
 /// Counter frequency assumed if CNTFRQ_EL0 reads 0: high, so a timeout is
 /// late rather than early.
