@@ -270,6 +270,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
                 r"^\[vm8\] DONE isolation: \d+ passed, 0 failed$",
                 r"^\[vm9\] DONE isolation: \d+ passed, 0 failed$",
             ],
+            &[r"^\[cpu\d\] INFO  VMID allocator: .*after [1-9]\d* rollovers"],
             &[r"^\[cpu\d\] INFO  all VMs have stopped"],
         ],
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],

@@ -32,10 +32,11 @@ pub fn park_idle_cpu() -> ! {
 }
 
 /// Every VM has stopped: powers the machine off. Several idle CPUs may
-/// notice at once; one of them reports it.
-pub fn all_vms_stopped() -> ! {
+/// notice at once; one of them reports it, after `report`.
+pub fn all_vms_stopped(report: impl FnOnce()) -> ! {
     static REPORTED: AtomicBool = AtomicBool::new(false);
     if !REPORTED.swap(true, Ordering::AcqRel) {
+        report();
         let (used, total) = crate::heap::usage();
         info!(
             "all VMs have stopped (heap in use: {} KiB of {} MiB); powering off",

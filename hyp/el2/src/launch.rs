@@ -47,7 +47,10 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
         manifest.vms.len(),
         bundle.entries().count().saturating_sub(1)
     );
-    let mut started = 0;
+    // Create them all, then start them all: they run side by side from
+    // the start instead of the first ones finishing while the last are
+    // still being loaded.
+    let mut created = alloc::vec::Vec::new();
     for entry in &manifest.vms {
         let spec = match &entry.spec {
             Ok(spec) => spec,
@@ -76,14 +79,16 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
                         alloc::format!(", bootargs \"{}\"", spec.bootargs)
                     }
                 );
-                vm.start();
-                started += 1;
+                created.push(vm);
             }
             Err(e) => error!("vm \"{}\": {e}; not started", spec.name),
         }
     }
-    if started == 0 {
+    if created.is_empty() {
         warn!("no VM could be started");
     }
-    started
+    for vm in &created {
+        vm.start();
+    }
+    created.len()
 }

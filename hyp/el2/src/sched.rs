@@ -136,7 +136,7 @@ pub fn run(cpu: usize) -> ! {
             None if ALL_CREATED.load(Ordering::Acquire)
                 && LIVE_VMS.load(Ordering::Acquire) == 0 =>
             {
-                cpu::all_vms_stopped()
+                cpu::all_vms_stopped(|| info!("VMID allocator: {}", vmids.stats()))
             }
             None => wfe(),
         }
