@@ -32,18 +32,20 @@ pub fn park_idle_cpu() -> ! {
 }
 
 /// Every VM has stopped: powers the machine off. Several idle CPUs may
-/// notice at once; one of them reports it, after `report`.
+/// notice at once; the first reports it (after `report`) and powers off,
+/// the others wait, so none cuts the report short.
 pub fn all_vms_stopped(report: impl FnOnce()) -> ! {
     static REPORTED: AtomicBool = AtomicBool::new(false);
-    if !REPORTED.swap(true, Ordering::AcqRel) {
-        report();
-        let (used, total) = crate::heap::usage();
-        info!(
-            "all VMs have stopped (heap in use: {} KiB of {} MiB); powering off",
-            used >> 10,
-            total >> 20
-        );
+    if REPORTED.swap(true, Ordering::AcqRel) {
+        halt()
     }
+    report();
+    let (used, total) = crate::heap::usage();
+    info!(
+        "all VMs have stopped (heap in use: {} KiB of {} MiB); powering off",
+        used >> 10,
+        total >> 20
+    );
     power_off()
 }
 
