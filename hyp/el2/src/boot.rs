@@ -60,20 +60,19 @@ const BOOT_TCR: u64 = TCR_BASE | TCR_EL1::T0SZ.val(25).value;
 /// TCR_EL2 of the final tables, IPS aside: a 48-bit VA space starting at level 0.
 pub const FINAL_TCR: u64 = TCR_BASE | TCR_EL1::T0SZ.val(16).value;
 
+/// The SCTLR_EL1-layout bits that are RES1 in the base architecture: 11, 20,
+/// 22, 23, 28 and 29 (EOS, TSCXT, EIS, SPAN, nTLSMD, LSMAOE in later
+/// versions, where 1 keeps the base behaviour).
+pub const SCTLR_RES1: u64 = (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
+
 /// SCTLR_EL2 with the MMU and both caches on. With E2H = 1 it has the
-/// SCTLR_EL1 layout. Bits 11, 20, 22, 23, 28 and 29 are RES1 in the base
-/// architecture (EOS, TSCXT, EIS, SPAN, nTLSMD, LSMAOE in later versions).
+/// SCTLR_EL1 layout.
 pub const SCTLR_MMU_ON: u64 = SCTLR_EL1::M::Enable.value
     | SCTLR_EL1::C::Cacheable.value
     | SCTLR_EL1::I::Cacheable.value
     | SCTLR_EL1::SA::Enable.value
     | SCTLR_EL1::SA0::Enable.value
-    | (1 << 11)
-    | (1 << 20)
-    | (1 << 22)
-    | (1 << 23)
-    | (1 << 28)
-    | (1 << 29);
+    | SCTLR_RES1;
 
 /// CPTR_EL2 (CPACR_EL1 layout under VHE) with FPEN = 0b11: Rust code may use
 /// FP/SIMD registers, so EL2 must not trap them.

@@ -16,10 +16,6 @@ use core::mem::offset_of;
 /// arm64 boot protocol asks for all four masked).
 pub const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 
-/// SCTLR_EL1 at reset with the MMU and caches off: only the RES1 bits
-/// (11, 20, 22, 23, 28, 29) set.
-const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
-
 /// The registers the world switch saves and loads, laid out for the assembly.
 #[repr(C, align(16))]
 #[derive(Clone, Debug, Default)]
@@ -141,7 +137,8 @@ impl VcpuState {
         state.regs.pc = pc;
         state.regs.pstate = PSTATE_EL1H_MASKED;
         state.regs.x[0] = x0;
-        state.el1.sctlr = SCTLR_EL1_RESET;
+        // MMU and caches off: only the RES1 bits set.
+        state.el1.sctlr = crate::boot::SCTLR_RES1;
         state
     }
 }
