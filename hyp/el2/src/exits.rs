@@ -144,6 +144,14 @@ fn system_register(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) ->
     let Some(access) = esr.sys_reg_access() else {
         return Next::Resume;
     };
+    let reg = access.reg;
+    if let Some(id) = idregs::IdReg::from_encoding(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2) {
+        if access.direction == Direction::Read {
+            regs.write(access.rt, idregs::sanitise(id, read_id_register(id)));
+            regs.pc += 4;
+            return Next::Resume;
+        }
+    }
     if access.reg == ACTLR_EL1 {
         if access.direction == Direction::Read {
             regs.write(access.rt, 0);
@@ -157,6 +165,39 @@ fn system_register(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) ->
             vm.name, pc
         )
     })
+}
+
+/// Reads the hardware's value of an ID register (HCR_EL2.TID3 traps the
+/// guest's reads of these; EL2's own reads do not trap).
+fn read_id_register(id: idregs::IdReg) -> u64 {
+    macro_rules! by_encoding {
+        ($($crm:literal: [$($op2:literal),*]),*) => {
+            match (id.crm, id.op2) {
+                $($(
+                    ($crm, $op2) => {
+                        let value: u64;
+                        // SAFETY: Reading an ID register has no side
+                        // effects; unallocated ones read as zero.
+                        unsafe {
+                            asm!(concat!("mrs {}, S3_0_C0_C", $crm, "_", $op2), out(reg) value,
+                                options(nomem, nostack, preserves_flags));
+                        }
+                        value
+                    }
+                )*)*
+                _ => 0,
+            }
+        };
+    }
+    by_encoding!(
+        1: [0, 1, 2, 3, 4, 5, 6, 7],
+        2: [0, 1, 2, 3, 4, 5, 6, 7],
+        3: [0, 1, 2, 3, 4, 5, 6, 7],
+        4: [0, 1, 2, 3, 4, 5, 6, 7],
+        5: [0, 1, 2, 3, 4, 5, 6, 7],
+        6: [0, 1, 2, 3, 4, 5, 6, 7],
+        7: [0, 1, 2, 3, 4, 5, 6, 7]
+    )
 }
 
 /// HVC or SMC: SMCCC and PSCI.

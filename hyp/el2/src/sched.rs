@@ -40,6 +40,9 @@ use tock_registers::interfaces::{Readable, Writeable};
 ///   to another vCPU;
 /// - `TIDCP`, `TACR`: implementation-defined registers and ACTLR_EL1 trap
 ///   (they could reach physical-CPU behaviour) and read as zero or UNDEFINED;
+/// - `TID3`: the feature ID registers trap, so a guest sees only features
+///   whose state is switched (`idregs` hides SVE, SME, MTE, pointer
+///   authentication, the PMU and others);
 /// - `PTW`: a stage-1 walk that hits device memory in stage 2 faults;
 /// - `FB`, `BSU` inner shareable: TLB and cache maintenance by the guest
 ///   broadcasts to every physical CPU, because its vCPUs migrate;
@@ -48,8 +51,8 @@ use tock_registers::interfaces::{Readable, Writeable};
 ///
 /// Left clear on purpose: `TSW` (set/way maintenance runs natively, made
 /// safe by SWIO), `TVM`/`TRVM` (the guest's MMU registers are its own),
-/// `TID3` (ID registers read natively for now), `API`/`APK` (pointer
-/// authentication traps to EL2 and is refused: its keys are not switched).
+/// `API`/`APK` (pointer authentication, hidden by `TID3`, traps to EL2 and
+/// is refused: its keys are not switched).
 pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::RW::EL1IsAarch64.value
     | HCR_EL2::E2H::EnableOsAtEl2.value
@@ -61,6 +64,7 @@ pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
     | HCR_EL2::TWE::SET.value
     | HCR_EL2::TIDCP::SET.value
     | HCR_EL2::TACR::SET.value
+    | HCR_EL2::TID3::SET.value
     | HCR_EL2::PTW::SET.value
     | HCR_EL2::FB::SET.value
     | HCR_EL2::BSU::InnerShareable.value

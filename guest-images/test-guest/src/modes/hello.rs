@@ -2,7 +2,7 @@
 
 use crate::dt::Machine;
 use crate::{boot, println, report};
-use aarch64_cpu::registers::{CurrentEL, Readable, SCTLR_EL1};
+use aarch64_cpu::registers::{CurrentEL, Readable, ID_AA64ISAR1_EL1, ID_AA64PFR0_EL1, SCTLR_EL1};
 
 /// Prints the greeting and checks where and how the guest runs.
 pub fn run(machine: &Machine) {
@@ -27,6 +27,29 @@ pub fn run(machine: &Machine) {
                 "got EL{el}, MMU and caches {}, image at {image_start:#x}; expected EL1, on, {:#x}",
                 if mmu_and_caches { "on" } else { "off" },
                 boot::LINK_ADDRESS
+            ),
+        );
+    }
+    check_hidden_features();
+}
+
+/// Features whose state the hypervisor does not switch must read as absent
+/// (it traps the ID registers): SVE (ID_AA64PFR0_EL1 bits 35:32) and
+/// pointer authentication (ID_AA64ISAR1_EL1 APA, API, GPA, GPI). QEMU's
+/// `-cpu max` has both, so this fails on a hypervisor that does not hide them.
+fn check_hidden_features() {
+    let sve = (ID_AA64PFR0_EL1.get() >> 32) & 0xf;
+    let pauth = ID_AA64ISAR1_EL1.get() & 0xff00_0ff0;
+    if sve == 0 && pauth == 0 {
+        report::pass(
+            "hello",
+            format_args!("SVE and pointer authentication are hidden"),
+        );
+    } else {
+        report::fail(
+            "hello",
+            format_args!(
+                "got SVE field {sve:#x}, pointer-authentication fields {pauth:#x}; expected both 0"
             ),
         );
     }
