@@ -10,6 +10,8 @@ mod cli;
 mod dtb;
 mod hosttest;
 mod image;
+#[allow(dead_code)] // wired up by the Linux guest system tests
+mod linux;
 mod qemu;
 mod setup;
 mod systest;
