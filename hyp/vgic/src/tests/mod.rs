@@ -10,10 +10,12 @@ use crate::{Effects, FlushResult, IntId, VcpuSet, Vgic};
 
 mod dist;
 mod flow;
+mod linux;
 mod lr;
 mod prop;
 mod redist;
 mod sgi;
+mod types;
 
 /// The SGI_base frame in a redistributor.
 const SGI_BASE: u64 = 0x1_0000;
