@@ -6,7 +6,7 @@
 
 use crate::mmio;
 use crate::vcpu::{GuestRegs, VcpuState};
-use crate::vm::{Power, Stop, Vm};
+use crate::vm::{Stop, Vm};
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
 use alloc::sync::Arc;
 use core::arch::asm;
@@ -60,13 +60,18 @@ pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
             })
         }
         ExceptionClass::SysReg64 => system_register(vm, vcpu, regs, esr),
-        _ => refuse(vm, vcpu, regs, Injected::Undefined, |pc| {
-            warn!(
-                "vm \"{}\" vcpu{vcpu}: {esr} at PC {:#x} is not emulated; injecting UNDEFINED",
-                vm.name, pc
-            )
-        }),
+        _ => not_emulated(vm, vcpu, regs, esr),
     }
+}
+
+/// An exception the hypervisor does not emulate: the guest gets UNDEFINED.
+fn not_emulated(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
+    refuse(vm, vcpu, regs, Injected::Undefined, |pc| {
+        warn!(
+            "vm \"{}\" vcpu{vcpu}: {esr} at PC {:#x} is not emulated; injecting UNDEFINED",
+            vm.name, pc
+        )
+    })
 }
 
 /// An SError from the guest: it cannot be attributed to one access, so the
@@ -159,12 +164,7 @@ fn system_register(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) ->
         regs.pc += 4;
         return Next::Resume;
     }
-    refuse(vm, vcpu, regs, Injected::Undefined, |pc| {
-        warn!(
-            "vm \"{}\" vcpu{vcpu}: {esr} at PC {:#x} is not emulated; injecting UNDEFINED",
-            vm.name, pc
-        )
-    })
+    not_emulated(vm, vcpu, regs, esr)
 }
 
 /// Reads the hardware's value of an ID register (HCR_EL2.TID3 traps the
@@ -260,11 +260,7 @@ impl vpsci::Vcpus for PsciView<'_> {
     }
 
     fn power(&self, index: usize) -> vpsci::Power {
-        match self.0.vcpus[index].power() {
-            Power::Off => vpsci::Power::Off,
-            Power::OnPending => vpsci::Power::OnPending,
-            Power::On => vpsci::Power::On,
-        }
+        self.0.vcpus[index].power()
     }
 
     fn is_valid_entry(&self, entry: u64) -> bool {

@@ -16,7 +16,7 @@
 
 use crate::exits::{self, Next};
 use crate::vcpu::{self, Exit};
-use crate::vm::{Power, Vm};
+use crate::vm::Vm;
 use crate::{boot, cpu};
 use aarch64_cpu::asm::{sev, wfe};
 use aarch64_cpu::registers::{HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
@@ -29,6 +29,7 @@ use log::{error, info};
 use spin::mutex::SpinMutex;
 use spin::Once;
 use tock_registers::interfaces::{Readable, Writeable};
+use vpsci::Power;
 
 /// HCR_EL2 while a guest runs. Each bit is chosen:
 /// - `VM`: stage 2 on; `RW`: EL1 is AArch64; `E2H`: the hypervisor stays in

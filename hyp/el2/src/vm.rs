@@ -24,6 +24,7 @@ use manifest::{Bundle, Device, VmSpec};
 use platform::MAX_CPUS;
 use spin::mutex::SpinMutex;
 use stage2::{Stage2Config, Stage2Table};
+use vpsci::Power;
 
 /// Alignment of guest RAM in host memory: 2 MiB, so stage 2 can use blocks.
 const RAM_ALIGN: usize = 2 << 20;
@@ -142,18 +143,6 @@ impl Drop for GuestRam {
         // SAFETY: Allocated in `new` with this layout; the guest is gone.
         unsafe { dealloc(self.ptr, self.layout) };
     }
-}
-
-/// PSCI's view of a vCPU's power.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Power {
-    /// Off; `CPU_ON` may start it.
-    Off = 0,
-    /// Started, waiting for its first run.
-    OnPending = 1,
-    /// On (running or runnable).
-    On = 2,
 }
 
 /// One virtual CPU.
@@ -395,10 +384,7 @@ impl Vm {
 
     /// Makes vCPU 0 runnable at the kernel's entry with x0 = the device tree.
     pub fn start(self: &Arc<Self>) {
-        let epoch = {
-            let control = self.control.lock();
-            control.epoch
-        };
+        let epoch = self.epoch();
         let plan = &self.images.plan;
         *self.vcpus[0].state.lock() =
             VcpuState::at_reset(plan.entry().get(), plan.dtb().start().get());
@@ -416,8 +402,7 @@ impl Vm {
             return false;
         }
         *vcpu.state.lock() = VcpuState::at_reset(entry, context);
-        let epoch = self.control.lock().epoch;
-        sched::enqueue(self.clone(), index, epoch);
+        sched::enqueue(self.clone(), index, self.epoch());
         true
     }
 

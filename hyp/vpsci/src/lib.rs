@@ -151,15 +151,17 @@ pub fn is_implemented(function: u32) -> bool {
     )
 }
 
-/// A vCPU's power state as PSCI sees it.
+/// A vCPU's power state as PSCI sees it. `repr(u8)`, so a hypervisor can
+/// keep it in an atomic byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Power {
     /// Off: `CPU_ON` may start it.
-    Off,
+    Off = 0,
     /// Started by `CPU_ON` but not yet running.
-    OnPending,
+    OnPending = 1,
     /// Running, runnable or waiting (suspended counts as on).
-    On,
+    On = 2,
 }
 
 /// What [`handle`] needs to know about the calling VM.
