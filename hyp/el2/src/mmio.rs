@@ -3,6 +3,7 @@
 
 use crate::vcpu::GuestRegs;
 use alloc::boxed::Box;
+use guest_boot::virt::Spi;
 use core::fmt::Debug;
 use syndrome::DataAbort;
 
@@ -14,6 +15,21 @@ pub trait MmioDevice: Send + Sync + Debug {
     fn write(&self, offset: u64, size: u8, value: u64);
     /// Called when the VM stops: emit anything still buffered.
     fn flush(&self) {}
+    /// The device's interrupt output, if it has one: which SPI and whether
+    /// the line is high now. Read after every access (and after input
+    /// arrives from outside), so the VM's virtual GIC follows the line.
+    fn interrupt(&self) -> Option<Line> {
+        None
+    }
+}
+
+/// A device's level-sensitive interrupt line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// The SPI the device tree gives the device.
+    pub spi: Spi,
+    /// Whether the line is asserted.
+    pub high: bool,
 }
 
 /// A device and where the VM sees it.
