@@ -23,7 +23,18 @@
 //! initrd = "rootfs.cpio"    # optional
 //! bootargs = "test=psci"    # optional, default ""
 //! devices = ["pl011"]       # optional, default ["pl011"]; kinds: see `Device`
+//! after = "beta"            # optional: create and start this VM only once
+//!                           #   the VM named "beta" has stopped
 //! ```
+//!
+//! `after` chains VMs into sequences (`v2` after `v1`, `v3` after `v2`,
+//! ...); VMs without it start at boot. It must name another VM of the
+//! manifest, may name one further down the file, and must not lead back to
+//! the VM itself: a VM whose `after` names no VM, itself, a VM on a cycle of
+//! `after` keys, or a refused VM is refused, with the line of its `after`
+//! key. So [`VmSpec::after`] of an accepted VM always names an accepted VM,
+//! and following `after` from any accepted VM ends at one that starts at
+//! boot.
 //!
 //! Values are basic strings (`"..."` with the escapes `\" \\ \n \t`),
 //! non-negative integers (decimal, `0x` hex, `_` between digits) and arrays

@@ -1,5 +1,6 @@
 //! The manifest: which VMs to start, parsed from its text into [`Manifest`].
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -69,6 +70,12 @@ pub struct VmSpec {
     /// The devices the VM gets, each kind at most once; a console UART by
     /// default.
     pub devices: Vec<Device>,
+    /// The VM after which this one starts, from the `after` key: this VM is
+    /// created and started only once that one has stopped. `None` (the
+    /// default) starts it at boot. When `Some`, it names another VM of the
+    /// manifest whose spec is `Ok`: a name that is unknown, this VM's own,
+    /// part of a cycle, or a refused VM's refuses this VM instead.
+    pub after: Option<String>,
 }
 
 /// A device kind a VM may be given.
@@ -168,6 +175,33 @@ pub enum VmError {
         /// The `[[vm]]` line of the earlier section with that name.
         first_line: u32,
     },
+    /// `after` names no VM of the manifest.
+    AfterUnknown {
+        /// The line of the `after` key.
+        line: u32,
+        /// The name given.
+        name: String,
+    },
+    /// `after` names the VM itself.
+    AfterSelf {
+        /// The line of the `after` key.
+        line: u32,
+    },
+    /// Following `after` from this VM comes back to it: none of the VMs in
+    /// the cycle could ever start.
+    AfterCycle {
+        /// The line of the `after` key.
+        line: u32,
+        /// The VMs in the cycle, in `after` order, starting with this one.
+        cycle: Vec<String>,
+    },
+    /// `after` names a VM that is refused, so this one could never start.
+    AfterRefused {
+        /// The line of the `after` key.
+        line: u32,
+        /// The refused VM.
+        name: String,
+    },
     /// The section comes after [`MAX_VMS`] others.
     TooManyVms {
         /// The section's `[[vm]]` line.
@@ -189,6 +223,10 @@ impl VmError {
             | VmError::TooManyVcpus { line, .. }
             | VmError::UnknownDevice { line, .. }
             | VmError::DuplicateName { line, .. }
+            | VmError::AfterUnknown { line, .. }
+            | VmError::AfterSelf { line }
+            | VmError::AfterCycle { line, .. }
+            | VmError::AfterRefused { line, .. }
             | VmError::TooManyVms { line, .. } => line,
         }
     }
@@ -230,6 +268,24 @@ impl fmt::Display for VmError {
             } => write!(
                 f,
                 "name \"{name}\" is already used by the VM whose section starts on line {first_line}"
+            ),
+            VmError::AfterUnknown { name, .. } => {
+                write!(f, "after = \"{name}\": no VM in this manifest has that name")
+            }
+            VmError::AfterSelf { .. } => f.write_str("a VM cannot start after itself"),
+            VmError::AfterCycle { cycle, .. } => {
+                f.write_str("the \"after\" keys form a cycle, so none of its VMs would start: ")?;
+                for name in cycle {
+                    write!(f, "\"{name}\" -> ")?;
+                }
+                match cycle.first() {
+                    Some(first) => write!(f, "\"{first}\""),
+                    None => Ok(()),
+                }
+            }
+            VmError::AfterRefused { name, .. } => write!(
+                f,
+                "after = \"{name}\": that VM is refused, so this one would never start"
             ),
             VmError::TooManyVms { max, .. } => {
                 write!(f, "too many VMs; a manifest may start at most {max}")
@@ -333,8 +389,10 @@ impl Manifest {
 
         let mut vms: Vec<VmEntry> = Vec::with_capacity(sections.len());
         let mut name_lines: Vec<Option<u32>> = Vec::with_capacity(sections.len());
+        let mut after_lines: Vec<Option<u32>> = Vec::with_capacity(sections.len());
         for (index, section) in sections.into_iter().enumerate() {
             let name_line = section.name.as_ref().map(|(_, line)| *line);
+            after_lines.push(section.after.as_ref().map(|(_, line)| *line));
             let mut entry = section.finish();
             if let (Ok(spec), Some(line)) = (&entry.spec, name_line) {
                 let first = vms
@@ -358,6 +416,7 @@ impl Manifest {
             vms.push(entry);
             name_lines.push(name_line);
         }
+        check_after(&mut vms, &name_lines, &after_lines);
         Ok(Manifest { vms })
     }
 
@@ -420,10 +479,11 @@ enum Key {
     Initrd,
     Bootargs,
     Devices,
+    After,
 }
 
 impl Key {
-    const ALL: [Key; 7] = [
+    const ALL: [Key; 8] = [
         Key::Name,
         Key::Vcpus,
         Key::Memory,
@@ -431,6 +491,7 @@ impl Key {
         Key::Initrd,
         Key::Bootargs,
         Key::Devices,
+        Key::After,
     ];
 
     fn as_str(self) -> &'static str {
@@ -442,6 +503,7 @@ impl Key {
             Key::Initrd => "initrd",
             Key::Bootargs => "bootargs",
             Key::Devices => "devices",
+            Key::After => "after",
         }
     }
 
@@ -474,6 +536,8 @@ struct Section {
     initrd: Option<String>,
     bootargs: Option<String>,
     devices: Option<Vec<Device>>,
+    /// The `after` name and its line.
+    after: Option<(String, u32)>,
 }
 
 impl Section {
@@ -490,6 +554,7 @@ impl Section {
             initrd: None,
             bootargs: None,
             devices: None,
+            after: None,
         }
     }
 
@@ -596,6 +661,11 @@ impl Section {
                 }
                 self.devices = Some(devices);
             }
+            Key::After => {
+                let name = expect_string(value).map_err(bad)?;
+                check_vm_name(&name).map_err(bad)?;
+                self.after = Some((name, line));
+            }
         }
         Ok(())
     }
@@ -627,7 +697,119 @@ impl Section {
             initrd: self.initrd,
             bootargs: self.bootargs.unwrap_or_default(),
             devices: self.devices.unwrap_or_else(|| vec![Device::Pl011]),
+            after: self.after.map(|(name, _)| name),
         })
+    }
+}
+
+/// Where [`check_after`]'s walk has been.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// Not reached yet.
+    New,
+    /// On the chain being followed.
+    OnPath,
+    /// Settled: the VM's spec is final.
+    Done,
+}
+
+/// Refuses every VM whose `after` cannot be met: it names no VM
+/// ([`VmError::AfterUnknown`]), the VM itself ([`VmError::AfterSelf`]), a VM
+/// on a cycle of `after` keys ([`VmError::AfterCycle`], for every VM on the
+/// cycle) or a refused VM ([`VmError::AfterRefused`], which in turn refuses
+/// the VMs after this one). `name_lines[i]` is set when section `i` had a
+/// valid name, `after_lines[i]` is the line of its `after` key. Linear in
+/// the number of sections: each is settled once.
+fn check_after(vms: &mut [VmEntry], name_lines: &[Option<u32>], after_lines: &[Option<u32>]) {
+    // A name belongs to the first section that gave it; later ones with the
+    // same name are refused as duplicates.
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, (vm, named)) in vms.iter().zip(name_lines).enumerate() {
+        if named.is_some() {
+            owners.entry(vm.name.clone()).or_insert(index);
+        }
+    }
+
+    // The VM each good VM waits for.
+    let mut waits_for: Vec<Option<usize>> = vec![None; vms.len()];
+    for (index, vm) in vms.iter_mut().enumerate() {
+        let Ok(VmSpec {
+            after: Some(name), ..
+        }) = &vm.spec
+        else {
+            continue;
+        };
+        let line = after_lines.get(index).copied().flatten().unwrap_or(vm.line);
+        match owners.get(name) {
+            None => {
+                vm.spec = Err(VmError::AfterUnknown {
+                    line,
+                    name: name.clone(),
+                })
+            }
+            Some(&target) if target == index => vm.spec = Err(VmError::AfterSelf { line }),
+            Some(&target) => waits_for[index] = Some(target),
+        }
+    }
+
+    let after_line = |vms: &[VmEntry], index: usize| {
+        after_lines
+            .get(index)
+            .copied()
+            .flatten()
+            .unwrap_or(vms[index].line)
+    };
+    let mut marks = vec![Mark::New; vms.len()];
+    let mut path: Vec<usize> = Vec::new();
+    for start in 0..vms.len() {
+        // Follow the chain from `start` to a settled VM or back onto itself.
+        path.clear();
+        let mut current = start;
+        loop {
+            match marks[current] {
+                Mark::Done => break,
+                Mark::OnPath => {
+                    let first = path.iter().position(|&i| i == current).unwrap_or(0);
+                    let cycle = path.split_off(first);
+                    let names: Vec<String> = cycle.iter().map(|&i| vms[i].name.clone()).collect();
+                    for (k, &index) in cycle.iter().enumerate() {
+                        // Each VM's message starts the cycle with itself.
+                        let mut rotated = names[k..].to_vec();
+                        rotated.extend_from_slice(&names[..k]);
+                        vms[index].spec = Err(VmError::AfterCycle {
+                            line: after_line(vms, index),
+                            cycle: rotated,
+                        });
+                        marks[index] = Mark::Done;
+                    }
+                    break;
+                }
+                Mark::New => match waits_for[current] {
+                    Some(next) if vms[current].spec.is_ok() => {
+                        marks[current] = Mark::OnPath;
+                        path.push(current);
+                        current = next;
+                    }
+                    _ => {
+                        marks[current] = Mark::Done;
+                        break;
+                    }
+                },
+            }
+        }
+        // Settle the chain backwards: each VM waits for the one after it on
+        // the path, which is settled by then.
+        while let Some(index) = path.pop() {
+            if let Some(target) = waits_for[index] {
+                if vms[target].spec.is_err() {
+                    vms[index].spec = Err(VmError::AfterRefused {
+                        line: after_line(vms, index),
+                        name: vms[target].name.clone(),
+                    });
+                }
+            }
+            marks[index] = Mark::Done;
+        }
     }
 }
 
@@ -712,6 +894,7 @@ vcpus = 0x1
 memory = 0x20_0000
 kernel = "test-guest.bin"
 devices = []
+after = "alpha"
 "#;
 
     fn only(text: &str) -> VmEntry {
@@ -746,6 +929,7 @@ devices = []
                         initrd: Some("rootfs.cpio".into()),
                         bootargs: "test=psci console=\"x\"".into(),
                         devices: vec![Device::Pl011],
+                        after: None,
                     }),
                 },
                 VmEntry {
@@ -759,6 +943,7 @@ devices = []
                         initrd: None,
                         bootargs: String::new(),
                         devices: vec![],
+                        after: Some("alpha".into()),
                     }),
                 },
             ]
@@ -772,6 +957,7 @@ devices = []
         assert_eq!(spec.initrd, None);
         assert_eq!(spec.bootargs, "");
         assert_eq!(spec.devices, vec![Device::Pl011]);
+        assert_eq!(spec.after, None);
     }
 
     #[test]
@@ -937,6 +1123,10 @@ devices = []
             ("bootargs = 1", "bootargs"),
             ("devices = \"pl011\"", "devices"),
             ("devices = [\"pl011\", \"pl011\"]", "devices"),
+            ("after = \"\"", "after"),
+            ("after = \"two words\"", "after"),
+            ("after = 1", "after"),
+            ("after = [\"v\"]", "after"),
         ];
         for (line, key) in cases {
             // The bad line replaces the section's own occurrence of the key.
@@ -1165,11 +1355,212 @@ kernel = "k"
                 key: "memroy".into()
             }
             .to_string(),
-            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices)"
+            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after)"
         );
         assert_eq!(
             ManifestError::OutsideVm { line: 2 }.to_string(),
             "manifest line 2: only comments and blank lines may come before the first [[vm]] section"
         );
+    }
+
+    /// A VM section named `name`, with `after` if given.
+    fn named(name: &str, after: Option<&str>) -> String {
+        let after = after
+            .map(|a| format!("after = \"{a}\"\n"))
+            .unwrap_or_default();
+        format!("[[vm]]\nname = \"{name}\"\nvcpus = 1\nmemory = \"2M\"\nkernel = \"k\"\n{after}\n")
+    }
+
+    fn afters(text: &str) -> Vec<(String, Result<Option<String>, VmError>)> {
+        Manifest::parse(text)
+            .unwrap()
+            .vms
+            .into_iter()
+            .map(|vm| (vm.name, vm.spec.map(|spec| spec.after)))
+            .collect()
+    }
+
+    #[test]
+    fn after_chains_sequential_vms_forwards_and_backwards() {
+        let text = [
+            named("long", None),
+            named("v1", None),
+            named("v2", Some("v1")),
+            named("v3", Some("v2")),
+            // Naming a VM further down the file is fine too.
+            named("v0", Some("v4")),
+            named("v4", Some("v3")),
+        ]
+        .concat();
+        let manifest = Manifest::parse(&text).unwrap();
+        let good: Vec<_> = manifest
+            .good_vms()
+            .map(|spec| (spec.name.as_str(), spec.after.as_deref()))
+            .collect();
+        assert_eq!(
+            good,
+            [
+                ("long", None),
+                ("v1", None),
+                ("v2", Some("v1")),
+                ("v3", Some("v2")),
+                ("v0", Some("v4")),
+                ("v4", Some("v3")),
+            ]
+        );
+    }
+
+    #[test]
+    fn after_naming_no_vm_is_refused_with_its_line() {
+        let text = [named("a", None), named("b", Some("c"))].concat();
+        let manifest = Manifest::parse(&text).unwrap();
+        assert!(manifest.vms[0].spec.is_ok());
+        let error = manifest.vms[1].spec.clone().unwrap_err();
+        assert_eq!(
+            error,
+            VmError::AfterUnknown {
+                line: 12,
+                name: "c".into()
+            }
+        );
+        assert_eq!(
+            manifest.vms[1].error_message().unwrap().to_string(),
+            "vm \"b\": line 12: after = \"c\": no VM in this manifest has that name"
+        );
+    }
+
+    #[test]
+    fn after_naming_itself_is_refused() {
+        let text = named("solo", Some("solo"));
+        assert_eq!(error_of(&text), VmError::AfterSelf { line: 6 });
+        assert_eq!(
+            VmError::AfterSelf { line: 6 }.to_string(),
+            "line 6: a VM cannot start after itself"
+        );
+    }
+
+    #[test]
+    fn every_vm_on_an_after_cycle_is_refused_and_those_waiting_on_it_too() {
+        let text = [
+            named("a", Some("c")),
+            named("b", Some("a")),
+            named("c", Some("b")),
+            named("d", Some("b")),
+            named("e", Some("d")),
+            named("f", None),
+        ]
+        .concat();
+        let vms = afters(&text);
+        let cycle = |line: u32, names: [&str; 3]| {
+            Err(VmError::AfterCycle {
+                line,
+                cycle: names.iter().map(|n| n.to_string()).collect(),
+            })
+        };
+        assert_eq!(vms[0].1, cycle(6, ["a", "c", "b"]));
+        assert_eq!(vms[1].1, cycle(13, ["b", "a", "c"]));
+        assert_eq!(vms[2].1, cycle(20, ["c", "b", "a"]));
+        assert_eq!(
+            vms[3].1,
+            Err(VmError::AfterRefused {
+                line: 27,
+                name: "b".into()
+            })
+        );
+        assert_eq!(
+            vms[4].1,
+            Err(VmError::AfterRefused {
+                line: 34,
+                name: "d".into()
+            })
+        );
+        assert_eq!(vms[5].1, Ok(None));
+        assert_eq!(
+            cycle(6, ["a", "c", "b"]).unwrap_err().to_string(),
+            "line 6: the \"after\" keys form a cycle, so none of its VMs would start: \"a\" -> \"c\" -> \"b\" -> \"a\""
+        );
+    }
+
+    #[test]
+    fn a_two_vm_cycle_is_a_cycle() {
+        let vms = afters(&[named("x", Some("y")), named("y", Some("x"))].concat());
+        assert!(
+            matches!(&vms[0].1, Err(VmError::AfterCycle { line: 6, cycle }) if cycle == &["x", "y"])
+        );
+        assert!(
+            matches!(&vms[1].1, Err(VmError::AfterCycle { line: 13, cycle }) if cycle == &["y", "x"])
+        );
+    }
+
+    #[test]
+    fn after_a_refused_vm_is_refused() {
+        let broken = named("bad", None).replace("vcpus = 1", "vcpus = 99");
+        let text = [
+            broken,
+            named("next", Some("bad")),
+            named("last", Some("next")),
+        ]
+        .concat();
+        let vms = afters(&text);
+        assert!(matches!(vms[0].1, Err(VmError::TooManyVcpus { .. })));
+        assert_eq!(
+            vms[1].1,
+            Err(VmError::AfterRefused {
+                line: 12,
+                name: "bad".into()
+            })
+        );
+        assert_eq!(
+            vms[2].1,
+            Err(VmError::AfterRefused {
+                line: 19,
+                name: "next".into()
+            })
+        );
+        assert_eq!(
+            vms[1].1.clone().unwrap_err().to_string(),
+            "line 12: after = \"bad\": that VM is refused, so this one would never start"
+        );
+    }
+
+    #[test]
+    fn after_names_the_first_vm_of_a_duplicated_name() {
+        // The second "dup" is refused as a duplicate; `after` means the first.
+        let text = [
+            named("dup", None),
+            named("dup", None),
+            named("w", Some("dup")),
+        ]
+        .concat();
+        let vms = afters(&text);
+        assert_eq!(vms[0].1, Ok(None));
+        assert!(matches!(vms[1].1, Err(VmError::DuplicateName { .. })));
+        assert_eq!(vms[2].1, Ok(Some("dup".into())));
+        // And when the first one is refused, so is the VM after it.
+        let text = [
+            named("dup", None).replace("kernel", "kernal"),
+            named("dup", None),
+            named("w", Some("dup")),
+        ]
+        .concat();
+        let vms = afters(&text);
+        assert!(matches!(vms[2].1, Err(VmError::AfterRefused { .. })));
+    }
+
+    #[test]
+    fn a_long_after_chain_is_settled() {
+        let mut text = named("v0", None);
+        for i in 1..MAX_VMS {
+            text.push_str(&named(&format!("v{i}"), Some(&format!("v{}", i - 1))));
+        }
+        assert_eq!(Manifest::parse(&text).unwrap().good_vms().count(), MAX_VMS);
+        // Closing the chain into a loop refuses all of it.
+        let text = text.replacen("name = \"v0\"\n", "name = \"v0\"\nafter = \"v63\"\n", 1);
+        let manifest = Manifest::parse(&text).unwrap();
+        assert_eq!(manifest.good_vms().count(), 0);
+        assert!(manifest
+            .vms
+            .iter()
+            .all(|vm| matches!(&vm.spec, Err(VmError::AfterCycle { cycle, .. }) if cycle.len() == MAX_VMS)));
     }
 }

@@ -130,6 +130,12 @@ fn section() -> impl Strategy<Value = Vec<String>> {
         key_line("initrd", "\"rootfs\\.cpio\"", "\"\\t\""),
         key_line("bootargs", "\"[a-z=, ]{0,10}\"", "1"),
         key_line("devices", "\\[(\"pl011\")?\\]", "\\[\"virtio\"\\]"),
+        // Usually absent; when present, often a name another section has,
+        // so chains, self references and cycles all come up.
+        prop_oneof![
+            2 => Just(None),
+            1 => key_line("after", "\"[a-c]{1,2}\"", "\"(|a b)\""),
+        ],
     );
     let junk = proptest::collection::vec(
         prop_oneof![
@@ -141,12 +147,14 @@ fn section() -> impl Strategy<Value = Vec<String>> {
         0..2,
     );
     (header, keys, junk).prop_flat_map(|(header, keys, junk)| {
-        let (name, vcpus, memory, kernel, initrd, bootargs, devices) = keys;
-        let body: Vec<String> = [name, vcpus, memory, kernel, initrd, bootargs, devices]
-            .into_iter()
-            .flatten()
-            .chain(junk)
-            .collect();
+        let (name, vcpus, memory, kernel, initrd, bootargs, devices, after) = keys;
+        let body: Vec<String> = [
+            name, vcpus, memory, kernel, initrd, bootargs, devices, after,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(junk)
+        .collect();
         Just(body).prop_shuffle().prop_map(move |body| {
             let mut lines = vec![header.clone()];
             lines.extend(body);
@@ -234,6 +242,18 @@ proptest! {
                         prop_assert!(spec.memory >= MEMORY_GRANULE);
                         prop_assert_eq!(spec.memory % MEMORY_GRANULE, 0);
                         prop_assert!(!spec.kernel.is_empty());
+                        // `after` leads through good VMs only, never back
+                        // to where it started: every VM can start.
+                        let mut current = spec;
+                        let mut steps = 0;
+                        while let Some(after) = &current.after {
+                            prop_assert_ne!(after, &current.name);
+                            let next = manifest.good_vms().find(|other| &other.name == after);
+                            prop_assert!(next.is_some(), "{} waits for {}, not a good VM", current.name, after);
+                            current = next.unwrap();
+                            steps += 1;
+                            prop_assert!(steps <= manifest.vms.len(), "an after cycle through {}", spec.name);
+                        }
                     }
                     Err(error) => {
                         prop_assert!(error.line() >= vm.line && error.line() <= line_count);
