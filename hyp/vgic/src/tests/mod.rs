@@ -8,10 +8,13 @@ use std::vec::Vec;
 use crate::lr::{ListRegister, LrState};
 use crate::{Effects, FlushResult, IntId, VcpuSet, Vgic};
 
+mod delivery;
 mod dist;
 mod flow;
 mod linux;
 mod lr;
+mod migration;
+mod overflow;
 mod prop;
 mod redist;
 mod sgi;
