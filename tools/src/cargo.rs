@@ -17,6 +17,9 @@ const HYP_PACKAGE: &str = "hyp";
 /// The bare-metal test guest's package (and binary) name.
 const TEST_GUEST_PACKAGE: &str = "test-guest";
 
+/// The Linux guest's counter checker: package (and binary) name.
+const COUNTER_CHECK_PACKAGE: &str = "counter-check";
+
 /// A cargo build profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Profile {
@@ -106,6 +109,17 @@ pub fn build_test_guest() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Builds `counter-check`, the static arm64 Linux program the Linux guest's
+/// initramfs carries (always optimised, like the test guest), and returns
+/// its ELF.
+///
+/// # Errors
+///
+/// The build fails.
+pub fn build_counter_check() -> Result<PathBuf> {
+    build_elf(COUNTER_CHECK_PACKAGE, Profile::Release)
+}
+
 /// Where built guest images go; manifests name them relative to it.
 pub fn guest_images_dir() -> Result<PathBuf> {
     let dir = target_dir().join("guest-images");
@@ -116,6 +130,15 @@ pub fn guest_images_dir() -> Result<PathBuf> {
 /// Builds `package`'s binary of the same name for the bare-metal target and
 /// converts it to a flat image named `flat_name` next to the ELF.
 fn build_flat_image(package: &str, profile: Profile, flat_name: &str) -> Result<PathBuf> {
+    let elf = build_elf(package, profile)?;
+    let bin = elf.with_file_name(flat_name);
+    image::convert_file(&elf, &bin)?;
+    Ok(bin)
+}
+
+/// Builds `package`'s binary of the same name for the bare-metal target;
+/// returns the ELF's path.
+fn build_elf(package: &str, profile: Profile) -> Result<PathBuf> {
     let mut command = cargo_command();
     command.args(["build", "-p", package, "--target", HYP_TARGET]);
     if profile == Profile::Release {
@@ -125,13 +148,10 @@ fn build_flat_image(package: &str, profile: Profile, flat_name: &str) -> Result<
     let status = command.status().context("running cargo build")?;
     ensure!(status.success(), "building {package} failed ({status})");
 
-    let elf = target_dir()
+    Ok(target_dir()
         .join(HYP_TARGET)
         .join(profile.dir_name())
-        .join(package);
-    let bin = elf.with_file_name(flat_name);
-    image::convert_file(&elf, &bin)?;
-    Ok(bin)
+        .join(package))
 }
 
 /// A command as a developer would type it, for logs.

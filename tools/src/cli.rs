@@ -14,7 +14,8 @@ usage: ./run.sh [COMMAND] [OPTIONS]
 
 commands:
   run      (default) check the host, build the hypervisor (release), boot it
-           under QEMU and stream its console until QEMU exits
+           under QEMU and connect the terminal to the console until QEMU
+           exits
   test     run every test: host unit tests, extra host test commands and the
            QEMU system tests; ends with `N passed, N failed`
   setup    check for qemu-system-aarch64 >= 8.2 (installs it from
@@ -26,13 +27,17 @@ run options:
   --debug          boot the debug build (has the debug-only test switches)
   --append ARGS    hypervisor command line, e.g. --append \"hyp.fault=data-abort\"
   --dtb FILE       boot with this device tree instead of QEMU's own
-  --manifest FILE  the VMs to boot (default guest-images/manifests/demo.toml);
-                   its images are looked up next to it, then among the built
-                   guest images (target/guest-images)
+  --manifest FILE  the VMs to boot (default guest-images/manifests/demo.toml;
+                   guest-images/manifests/linux.toml has two Linux VMs with
+                   a shell each); its images are looked up next to it, then
+                   among the built guest images (target/guest-images), and
+                   the test guest and the Linux guest are built first if it
+                   names them
   --no-vms         boot the hypervisor without a boot bundle
   --kernel FILE    boot FILE (an ELF, converted, or a flat image) instead of
                    building the hypervisor
-  --timeout SECS   kill QEMU after SECS seconds (default 120)
+  --timeout SECS   kill QEMU after SECS seconds (default: no limit when
+                   stdin is a terminal, 120 otherwise)
   -- QEMU_ARGS...  everything after `--` is appended to the QEMU command line
                    (e.g. `-- -s -S` to wait for gdb)
 
@@ -43,8 +48,10 @@ test options:
   FILTER           run only the host test commands and system tests whose
                    name contains FILTER";
 
-/// Default wall-clock limit for `run`: generous, since TCG on a small host is slow.
-const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default wall-clock limit for `run` when nobody is at the terminal:
+/// generous, since TCG on a small host is slow. With a terminal there is no
+/// limit: the default VMs run shells until their user exits them.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Default CPU count for `run`: matches the main boot system test.
 const DEFAULT_SMP: u32 = 4;
@@ -79,8 +86,9 @@ pub struct RunOptions {
     pub manifest: Option<Manifest>,
     /// Image to boot instead of building the hypervisor.
     pub kernel: Option<PathBuf>,
-    /// Wall-clock limit after which QEMU is killed.
-    pub timeout: Duration,
+    /// Wall-clock limit after which QEMU is killed; `None` for the default
+    /// (see [`DEFAULT_RUN_TIMEOUT`]).
+    pub timeout: Option<Duration>,
     /// Extra arguments appended verbatim to the QEMU command line.
     pub qemu_args: Vec<String>,
 }
@@ -94,7 +102,7 @@ impl Default for RunOptions {
             dtb: None,
             manifest: Some(Manifest::Default),
             kernel: None,
-            timeout: DEFAULT_RUN_TIMEOUT,
+            timeout: None,
             qemu_args: Vec::new(),
         }
     }
@@ -103,7 +111,7 @@ impl Default for RunOptions {
 /// Where the manifest for `run` comes from.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Manifest {
-    /// The project's demo.
+    /// [`DEFAULT_MANIFEST`].
     Default,
     /// A file the user named.
     User(PathBuf),
@@ -174,7 +182,7 @@ fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
                 let secs: u64 = value
                     .parse()
                     .with_context(|| format!("--timeout wants seconds, got `{value}`"))?;
-                options.timeout = Duration::from_secs(secs);
+                options.timeout = Some(Duration::from_secs(secs));
             }
             "--" => {
                 options.qemu_args = args.by_ref().collect();
@@ -238,7 +246,7 @@ mod tests {
         assert_eq!(options.smp, 2);
         assert_eq!(options.profile, Profile::Debug);
         assert_eq!(options.append.as_deref(), Some("hyp.fault=data-abort"));
-        assert_eq!(options.timeout, Duration::from_secs(30));
+        assert_eq!(options.timeout, Some(Duration::from_secs(30)));
         assert_eq!(options.qemu_args, ["-s", "-S"]);
     }
 

@@ -72,7 +72,8 @@ pub const HOST_TESTS: &[HostTest] = &[
     },
     // Lints on both targets: the host build of every host-testable crate with
     // its tests, benches and examples, and the bare-metal build of the
-    // hypervisor and every library it links.
+    // hypervisor and every library it links, and of the Linux guest's
+    // counter-check.
     HostTest {
         name: "clippy-host",
         program: "cargo",
@@ -97,6 +98,8 @@ pub const HOST_TESTS: &[HostTest] = &[
             "platform",
             "-p",
             "syndrome",
+            "-p",
+            "counter-check",
             "--",
             "-D",
             "warnings",

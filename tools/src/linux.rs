@@ -1,20 +1,22 @@
 //! The Linux guest recipe: Debian's arm64 cloud kernel as a bootable `Image`
-//! and a busybox initramfs whose `/init` runs one named check.
+//! and a busybox initramfs whose `/init` runs the checks or the shell that
+//! the kernel command line asks for.
 //!
 //! [`prepare`] downloads `linux-image-cloud-arm64`'s kernel package and
 //! `busybox-static` for arm64 with the host's apt (see [`apt`]), checks their
 //! SHA-256, unpacks them with `dpkg-deb -x` and writes
 //! `<target>/guest-images/linux-Image` and
 //! `<target>/guest-images/linux-initramfs.cpio.gz`, where manifests find them.
-//! The initramfs holds `/bin/busybox`, `/init` (`guest-images/linux/init.sh`),
+//! The initramfs holds `/bin/busybox`, `/bin/counter-check` (built from
+//! `guest-images/counter-check`), `/init` (`guest-images/linux/init.sh`),
 //! `/dev/console`, the virtio modules and their load order. Its layout and
 //! the checks are described in `guest-images/linux/README.md`.
 //!
 //! Everything else lives in `<target>/linux-guest/`: `apt/` (apt's private
 //! lists and state), `debs/` (the downloaded packages) and `stamp`, which
 //! records what the outputs were built from. Packages are downloaded once;
-//! after that the outputs are rebuilt from the `.deb`s when the init script
-//! or the recipe changes, and reused as they are otherwise. Deleting
+//! after that the outputs are rebuilt from the `.deb`s when the init script,
+//! counter-check or the recipe changes, and reused as they are otherwise. Deleting
 //! `<target>/linux-guest/` fetches the newest packages again.
 
 mod apt;
@@ -41,7 +43,7 @@ use kernel::{ModulePlan, ModuleTree};
 /// The recipe's own version. Bump it when a change to this code changes
 /// what it builds from the same packages, init script and module list, so
 /// outputs built by the older code are rebuilt.
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 
 /// The metapackage whose dependency is the current cloud kernel package:
 /// kernel 6.1 with PL011 and KVM built in and virtio as modules, small
@@ -62,9 +64,14 @@ const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "vir
 /// The init script, relative to the workspace root.
 const INIT_SCRIPT: &str = "guest-images/linux/init.sh";
 
-/// The outputs' file names in the guest images directory.
-const IMAGE_NAME: &str = "linux-Image";
-const INITRAMFS_NAME: &str = "linux-initramfs.cpio.gz";
+/// The kernel's file name in the guest images directory, as manifests name it.
+pub const IMAGE_NAME: &str = "linux-Image";
+
+/// The initramfs's file name in the guest images directory, as manifests name it.
+pub const INITRAMFS_NAME: &str = "linux-initramfs.cpio.gz";
+
+/// Where counter-check goes in the initramfs.
+const COUNTER_CHECK_PATH: &str = "bin/counter-check";
 
 /// In the initramfs: where the modules go, and the file listing them in
 /// load order (file names relative to the directory, one a line).
@@ -94,7 +101,8 @@ pub struct LinuxGuest {
 ///
 /// # Errors
 ///
-/// The init script cannot be read; apt or `dpkg-deb` fail (this needs a
+/// The init script cannot be read; counter-check does not build or is not a
+/// static arm64 executable; apt or `dpkg-deb` fail (this needs a
 /// Debian host with Debian's archive reachable, the first time); a
 /// package's SHA-256 differs from its list entry; the kernel is not an
 /// arm64 `Image`; a module or busybox is missing or unusable; or an output
@@ -105,10 +113,16 @@ pub fn prepare() -> Result<LinuxGuest> {
     let init_path = cargo::workspace_root().join(INIT_SCRIPT);
     let init =
         std::fs::read(&init_path).with_context(|| format!("reading {}", init_path.display()))?;
+    let counter_check_path = cargo::build_counter_check()?;
+    let counter_check = std::fs::read(&counter_check_path)
+        .with_context(|| format!("reading {}", counter_check_path.display()))?;
+    check_static_aarch64(&counter_check)
+        .with_context(|| format!("{}", counter_check_path.display()))?;
     let wanted = Inputs {
         recipe: RECIPE,
         modules: GUEST_MODULES.iter().map(|m| m.to_string()).collect(),
         init: Digest256::of(&init),
+        counter_check: Digest256::of(&counter_check),
     };
     let guest = |version: String| LinuxGuest {
         kernel: images.join(IMAGE_NAME),
@@ -138,7 +152,11 @@ pub fn prepare() -> Result<LinuxGuest> {
             .with_context(|| format!("removing {}", stamp_path.display()))?;
     }
 
-    let release = build(&dir.join("extract"), &debs, &packages, &init, &images)?;
+    let programs = Programs {
+        init: &init,
+        counter_check: &counter_check,
+    };
+    let release = build(&dir.join("extract"), &debs, &packages, &programs, &images)?;
     let stamp = Stamp {
         inputs: wanted,
         packages,
@@ -148,13 +166,22 @@ pub fn prepare() -> Result<LinuxGuest> {
     Ok(guest(stamp.release))
 }
 
+/// The project's own files in the initramfs.
+#[derive(Debug, Clone, Copy)]
+struct Programs<'a> {
+    /// `/init`: the init script.
+    init: &'a [u8],
+    /// `/bin/counter-check`: a static arm64 ELF.
+    counter_check: &'a [u8],
+}
+
 /// Unpacks the packages into `root` and writes the outputs into `images`
 /// from them; returns the kernel's release.
 fn build(
     root: &Path,
     debs: &Path,
     packages: &Packages,
-    init: &[u8],
+    programs: &Programs<'_>,
     images: &Path,
 ) -> Result<String> {
     if root.exists() {
@@ -165,7 +192,7 @@ fn build(
     }
     let release = kernel_release(root)?;
     write_image(root, &release, &images.join(IMAGE_NAME))?;
-    write_initramfs(root, &release, init, &images.join(INITRAMFS_NAME))?;
+    write_initramfs(root, &release, programs, &images.join(INITRAMFS_NAME))?;
     // The unpacked packages are 100 MB of mostly unused modules; the .debs
     // are kept, so this is cheap to redo.
     std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))?;
@@ -194,8 +221,8 @@ fn write_image(root: &Path, release: &str, out: &Path) -> Result<()> {
 }
 
 /// Writes the initramfs, from the busybox and the kernel modules unpacked
-/// under `root`, to `out`.
-fn write_initramfs(root: &Path, release: &str, init: &[u8], out: &Path) -> Result<()> {
+/// under `root` and the project's `programs`, to `out`.
+fn write_initramfs(root: &Path, release: &str, programs: &Programs<'_>, out: &Path) -> Result<()> {
     let tree = ModuleTree::read(&root.join("lib/modules").join(release))?;
     let modules = tree.plan(GUEST_MODULES)?;
     if !modules.builtin.is_empty() {
@@ -209,7 +236,7 @@ fn write_initramfs(root: &Path, release: &str, init: &[u8], out: &Path) -> Resul
         .with_context(|| format!("reading {}", busybox_path.display()))?;
     check_static_aarch64(&busybox).with_context(|| format!("{}", busybox_path.display()))?;
 
-    let archive = initramfs(&busybox, init, &tree, &modules)?;
+    let archive = initramfs(&busybox, programs, &tree, &modules)?;
     let compressed = gzip(&archive)?;
     write_atomically(out, &compressed)?;
     println!(
@@ -230,6 +257,8 @@ struct Inputs {
     modules: Vec<String>,
     /// The init script's digest.
     init: Digest256,
+    /// counter-check's digest.
+    counter_check: Digest256,
 }
 
 /// A downloaded package: which version, and its file in `debs/`.
@@ -269,9 +298,10 @@ impl Packages {
 /// `<target>/linux-guest/stamp`: what the current outputs were built from.
 ///
 /// ```text
-/// recipe 1
+/// recipe 2
 /// modules virtio_mmio virtio_blk virtio_net virtio_console
 /// init <sha256 of init.sh>
+/// counter-check <sha256 of the counter-check ELF>
 /// kernel linux-image-6.1.0-56-cloud-arm64 6.1.192-2 <sha256> <deb file>
 /// busybox busybox-static 1:1.35.0-4+deb12u1+b1 <sha256> <deb file>
 /// release 6.1.0-56-cloud-arm64
@@ -290,10 +320,12 @@ impl fmt::Display for Stamp {
             recipe,
             modules,
             init,
+            counter_check,
         } = &self.inputs;
         writeln!(f, "recipe {recipe}")?;
         writeln!(f, "modules {}", modules.join(" "))?;
         writeln!(f, "init {init}")?;
+        writeln!(f, "counter-check {counter_check}")?;
         for (key, package) in [
             ("kernel", &self.packages.kernel),
             ("busybox", &self.packages.busybox),
@@ -344,6 +376,7 @@ impl FromStr for Stamp {
         let recipe = one(next("recipe")?, "recipe")?.parse()?;
         let modules = next("modules")?.iter().map(|m| m.to_string()).collect();
         let init = one(next("init")?, "init")?.parse()?;
+        let counter_check = one(next("counter-check")?, "counter-check")?.parse()?;
         let kernel = locked(next("kernel")?, "kernel")?;
         let busybox = locked(next("busybox")?, "busybox")?;
         let release = one(next("release")?, "release")?;
@@ -353,6 +386,7 @@ impl FromStr for Stamp {
                 recipe,
                 modules,
                 init,
+                counter_check,
             },
             packages: Packages { kernel, busybox },
             release,
@@ -482,7 +516,7 @@ fn check_static_aarch64(elf: &[u8]) -> Result<()> {
 /// run `/init`'s `#!/bin/sh`; the other applet links are made at boot.
 fn initramfs(
     busybox: &[u8],
-    init: &[u8],
+    programs: &Programs<'_>,
     tree: &ModuleTree,
     modules: &ModulePlan,
 ) -> Result<Vec<u8>> {
@@ -506,7 +540,8 @@ fn initramfs(
     archive.file("bin/busybox", 0o755, busybox)?;
     archive.symlink("bin/sh", "busybox")?;
     archive.char_device("dev/console", 0o600, CONSOLE_MAJOR, CONSOLE_MINOR)?;
-    archive.file("init", 0o755, init)?;
+    archive.file(COUNTER_CHECK_PATH, 0o755, programs.counter_check)?;
+    archive.file("init", 0o755, programs.init)?;
 
     let mut order = String::new();
     for module in &modules.load {
@@ -554,6 +589,7 @@ mod tests {
                 recipe: RECIPE,
                 modules: GUEST_MODULES.iter().map(|m| m.to_string()).collect(),
                 init: Digest256::of(b"#!/bin/sh\n"),
+                counter_check: Digest256::of(b"counter-check"),
             },
             packages: Packages {
                 kernel: Locked {
@@ -576,7 +612,8 @@ mod tests {
     #[test]
     fn a_stamp_survives_writing_and_reading() {
         let text = stamp().to_string();
-        assert!(text.starts_with("recipe 1\nmodules virtio_mmio virtio_blk "));
+        assert!(text.starts_with("recipe 2\nmodules virtio_mmio virtio_blk "));
+        assert!(text.contains("\ncounter-check "));
         assert!(text.contains("\nbusybox busybox-static 1:1.35.0-4+deb12u1+b1 "));
         assert_eq!(text.parse::<Stamp>().unwrap(), stamp());
     }
@@ -586,7 +623,8 @@ mod tests {
         let text = stamp().to_string();
         let damaged = [
             String::new(),
-            text.replace("recipe 1", "recipe one"),
+            text.replace("recipe 2", "recipe two"),
+            text.replace("counter-check ", "counter "),
             text.replace("init ", "init 12 "),
             text.replace("\nrelease 6.1.0-56-cloud-arm64\n", "\n"),
             text.replace("busybox busybox-static", "busybox"),
@@ -619,7 +657,11 @@ mod tests {
                 })
                 .to_vec(),
         };
-        let archive = initramfs(b"busybox binary", b"#!/bin/sh\n", &tree, &plan).unwrap();
+        let programs = Programs {
+            init: b"#!/bin/sh\n",
+            counter_check: b"counter-check binary",
+        };
+        let archive = initramfs(b"busybox binary", &programs, &tree, &plan).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
 
         let text = String::from_utf8_lossy(&archive);
@@ -629,6 +671,8 @@ mod tests {
             "busybox binary",
             "bin/sh\0",
             "dev/console\0",
+            "bin/counter-check\0",
+            "counter-check binary",
             "init\0",
             "#!/bin/sh\n",
             "lib/modules/virtio.ko\0",
@@ -692,13 +736,20 @@ mod tests {
     }
 
     #[test]
-    fn the_init_script_names_the_checks_the_readme_promises() {
+    fn the_init_script_has_the_modes_and_lines_the_readme_promises() {
         let init = std::fs::read_to_string(cargo::workspace_root().join(INIT_SCRIPT)).unwrap();
         assert!(init.starts_with("#!/bin/sh\n"));
         for needle in [
-            "check_cpus()",
-            "check_shell()",
-            "FAIL unknown check",
+            "run_check()",
+            "run_shell()",
+            "guest.busy=",
+            "say \"cpus=",
+            "say \"memtotal_kib=",
+            "say \"busy workload done\"",
+            "say \"check PASS\"",
+            "say \"check FAIL ",
+            "counter-check \"$busy\"",
+            "setsid cttyhack sh",
             "poweroff -f",
         ] {
             assert!(

@@ -8,9 +8,9 @@ mod bundle;
 mod cargo;
 mod cli;
 mod dtb;
+mod guests;
 mod hosttest;
 mod image;
-#[allow(dead_code)] // wired up by the Linux guest system tests
 mod linux;
 mod qemu;
 mod setup;
@@ -67,10 +67,9 @@ fn run(options: &RunOptions) -> Result<bool> {
                 cli::Manifest::Default => cargo::workspace_root().join(cli::DEFAULT_MANIFEST),
                 cli::Manifest::User(path) => cargo::from_invocation_dir(path),
             };
-            let guests = cargo::guest_images_dir()?;
-            cargo::build_test_guest()?;
+            guests::build_all(guests::Needs::of_manifest(&path)?)?;
             let out = cargo::scratch_dir("run")?.join("bundle.bin");
-            let assembled = bundle::assemble(&path, &[guests], &out)?;
+            let assembled = bundle::assemble(&path, &[cargo::guest_images_dir()?], &out)?;
             for warning in &assembled.warnings {
                 println!("bundle: {warning}");
             }

@@ -3,7 +3,10 @@
 //! One function builds the command line ([`QemuConfig::command`]) for `run`,
 //! the system tests and, later, the benchmarks, so they all boot the same
 //! machine. The console is QEMU's stdout (`-nographic`); a reader thread hands
-//! its bytes over a channel so the caller can enforce a deadline.
+//! its bytes over a channel so the caller can enforce a deadline. QEMU's
+//! stdin is the console's input: the terminal ([`Mode::Interactive`]),
+//! nothing ([`Mode::Captured`]) or a script that types once given lines have
+//! appeared ([`Mode::Scripted`]).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use regex::Regex;
 
 use crate::cargo::describe;
 use crate::setup::QEMU;
@@ -32,6 +36,11 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How long to wait for output still in the pipes after QEMU was killed.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// The pause between two bytes a script types: a fast typist. QEMU takes
+/// stdin only as fast as the UART accepts it, but the hypervisor's console
+/// is polled, and a person never sends a line in one burst.
+const TYPING_GAP: Duration = Duration::from_millis(5);
 
 /// One boot of the hypervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +155,84 @@ pub enum Mode {
     Interactive,
     /// No input; stderr captured for the failure report.
     Captured,
+    /// Input typed by a script, step by step; stderr captured.
+    Scripted(&'static [Step]),
+}
+
+/// One step of a console script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Regexes that must each match a console line (in any order) after
+    /// the previous step was typed, before this one is; empty for none.
+    pub wait_for: &'static [&'static str],
+    /// The bytes to type then.
+    pub send: &'static [u8],
+}
+
+/// A console script being played: which step is next and what it still
+/// waits for.
+#[derive(Debug)]
+struct Script {
+    steps: std::slice::Iter<'static, Step>,
+    /// The next step and its patterns not yet seen.
+    waiting: Option<(&'static [u8], Vec<Regex>)>,
+    splitter: LineSplitter,
+}
+
+impl Script {
+    /// Compiles the script's patterns.
+    fn new(steps: &'static [Step]) -> Result<Self> {
+        for step in steps {
+            for pattern in step.wait_for {
+                Regex::new(pattern)
+                    .with_context(|| format!("bad regex {pattern:?} in a script"))?;
+            }
+        }
+        let mut script = Self {
+            steps: steps.iter(),
+            waiting: None,
+            splitter: LineSplitter::default(),
+        };
+        script.advance();
+        Ok(script)
+    }
+
+    /// Moves on to the next step.
+    fn advance(&mut self) {
+        self.waiting = self.steps.next().map(|step| {
+            let patterns = step
+                .wait_for
+                .iter()
+                // Checked in `new`.
+                .filter_map(|pattern| Regex::new(pattern).ok())
+                .collect();
+            (step.send, patterns)
+        });
+    }
+
+    /// Feeds console output; returns the bytes due to be typed, in order.
+    /// Lines count only for the step waiting when they arrive, and the
+    /// rest of a chunk after a step was typed counts for nothing: those
+    /// lines were printed before the typing, so cannot answer it.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut lines = self.splitter.push(bytes).into_iter();
+        let mut due = Vec::new();
+        while let Some((send, patterns)) = &mut self.waiting {
+            if patterns.is_empty() {
+                due.extend_from_slice(send);
+                self.advance();
+                continue;
+            }
+            if !due.is_empty() {
+                break;
+            }
+            let Some(line) = lines.next() else {
+                break;
+            };
+            patterns.retain(|pattern| !pattern.is_match(&line));
+        }
+        due
+    }
 }
 
 enum Chunk {
@@ -166,14 +253,36 @@ pub fn run(
     mut on_output: impl FnMut(&[u8]) -> Flow,
 ) -> Result<Finished> {
     command.stdout(Stdio::piped());
+    let mut script = None;
     match mode {
         Mode::Interactive => command.stdin(Stdio::inherit()).stderr(Stdio::inherit()),
         Mode::Captured => command.stdin(Stdio::null()).stderr(Stdio::piped()),
+        Mode::Scripted(steps) => {
+            script = Some(Script::new(steps)?);
+            command.stdin(Stdio::piped()).stderr(Stdio::piped())
+        }
     };
     let start = Instant::now();
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {}", describe(&command)))?;
+    // The typist: a thread, so a slow typing never holds up reading.
+    let typist = child.stdin.take().map(|stdin| {
+        let (sender, receiver) = mpsc::channel::<Vec<u8>>();
+        spawn_typist(stdin, receiver);
+        sender
+    });
+    let mut type_due = |bytes: &[u8]| {
+        if let (Some(script), Some(typist)) = (script.as_mut(), typist.as_ref()) {
+            let due = script.feed(bytes);
+            if !due.is_empty() {
+                // The typist is gone only once QEMU's stdin is closed.
+                let _ = typist.send(due);
+            }
+        }
+    };
+    // A script's first step may wait for nothing.
+    type_due(&[]);
 
     let (sender, receiver) = mpsc::channel();
     if let Some(stdout) = child.stdout.take() {
@@ -185,7 +294,7 @@ pub fn run(
     // The channel disconnects once both readers hit end-of-file: QEMU is gone.
     drop(sender);
 
-    let mut deadline = start + timeout;
+    let mut deadline = start.checked_add(timeout).unwrap_or(start + NO_LIMIT);
     let mut stopping = false;
     let mut stderr = Vec::new();
     let exit = loop {
@@ -200,6 +309,7 @@ pub fn run(
         }
         match receiver.recv_timeout(deadline - now) {
             Ok(Chunk::Stdout(bytes)) => {
+                type_due(&bytes);
                 if on_output(&bytes) == Flow::Stop && !stopping {
                     stopping = true;
                     deadline = deadline.min(Instant::now() + STOP_GRACE);
@@ -233,6 +343,25 @@ pub fn run(
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         elapsed: start.elapsed(),
     })
+}
+
+/// Types each batch of bytes it receives into `stdin`, one byte at a time
+/// with [`TYPING_GAP`] between them, until the channel or stdin closes.
+fn spawn_typist(mut stdin: impl Write + Send + 'static, batches: mpsc::Receiver<Vec<u8>>) {
+    thread::spawn(move || {
+        for batch in batches {
+            for byte in batch {
+                if stdin
+                    .write_all(&[byte])
+                    .and_then(|()| stdin.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                thread::sleep(TYPING_GAP);
+            }
+        }
+    });
 }
 
 fn spawn_reader(
@@ -319,19 +448,36 @@ impl LineSplitter {
     }
 }
 
-/// `run`: boots `config`, copying the console to the terminal as it comes.
+/// What "no time limit" means for an interactive run: far enough.
+const NO_LIMIT: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// `run`: boots `config`, copying the console to the terminal as it comes
+/// and the terminal's keys to the console. `timeout` is the wall-clock
+/// limit; without one, there is none when stdin is a terminal (someone is
+/// there to quit) and [`crate::cli::DEFAULT_RUN_TIMEOUT`] otherwise.
 /// Returns whether QEMU exited by itself with status 0.
 ///
 /// # Errors
 ///
 /// QEMU cannot be started.
-pub fn run_interactive(config: &QemuConfig, timeout: Duration) -> Result<bool> {
+pub fn run_interactive(config: &QemuConfig, timeout: Option<Duration>) -> Result<bool> {
     let command = config.command();
     println!("qemu: {}", describe(&command));
-    if std::io::stdin().is_terminal() {
+    let terminal = std::io::stdin().is_terminal();
+    let timeout = match timeout {
+        Some(timeout) => timeout,
+        None if terminal => NO_LIMIT,
+        None => crate::cli::DEFAULT_RUN_TIMEOUT,
+    };
+    if terminal {
+        let limit = if timeout == NO_LIMIT {
+            String::new()
+        } else {
+            format!("; killed after {} s", timeout.as_secs())
+        };
         println!(
-            "qemu: Ctrl-A X quits QEMU; killed after {} s",
-            timeout.as_secs()
+            "qemu: typing goes to the first VM; Ctrl-] then 1-9 sends it to that VM, \
+             Ctrl-] ? lists the console keys; Ctrl-A X quits QEMU{limit}"
         );
     }
     let mut stdout = std::io::stdout();
@@ -465,5 +611,73 @@ mod tests {
         .unwrap();
         assert_eq!(finished.exit, Exit::Stopped);
         assert!(finished.elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_script_types_each_step_once_its_lines_have_appeared() {
+        const STEPS: &[Step] = &[
+            Step {
+                wait_for: &[],
+                send: b"first",
+            },
+            Step {
+                wait_for: &[r"^\[a\] READY$", r"^\[b\] READY$"],
+                send: b"hello\r",
+            },
+            Step {
+                wait_for: &[r"ECHO hello"],
+                send: b"\x1d2",
+            },
+            Step {
+                wait_for: &[],
+                send: b"world\r",
+            },
+        ];
+        let mut script = Script::new(STEPS).unwrap();
+        assert_eq!(script.feed(b""), b"first");
+        assert_eq!(script.feed(b"[b] READY\n[a] REA"), b"");
+        // Both lines of the step; a line after them in the same chunk was
+        // printed before the typing, so it does not answer the next step.
+        assert_eq!(script.feed(b"DY\n[a] ECHO hello\n"), b"hello\r");
+        assert_eq!(script.feed(b"[a] ECHO hello\n"), b"\x1d2world\r");
+        assert_eq!(script.feed(b"[a] ECHO hello\n"), b"");
+    }
+
+    #[test]
+    fn a_bad_script_pattern_is_an_error() {
+        const STEPS: &[Step] = &[Step {
+            wait_for: &["("],
+            send: b"",
+        }];
+        assert!(Script::new(STEPS).is_err());
+    }
+
+    #[test]
+    fn run_types_the_script_into_stdin() {
+        const STEPS: &[Step] = &[
+            Step {
+                wait_for: &["^ready$"],
+                send: b"one\n",
+            },
+            Step {
+                wait_for: &["^got one$"],
+                send: b"two\n",
+            },
+        ];
+        let mut command = Command::new("sh");
+        command.args(["-c", "echo ready; read a; echo got $a; read b; echo got $b"]);
+        let mut seen = Vec::new();
+        let finished = run(
+            command,
+            Mode::Scripted(STEPS),
+            Duration::from_secs(20),
+            |bytes| {
+                seen.extend_from_slice(bytes);
+                Flow::Continue
+            },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&seen), "ready\ngot one\ngot two\n");
+        assert!(matches!(finished.exit, Exit::Exited(status) if status.success()));
     }
 }

@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use regex::Regex;
 
 use crate::cargo::{self, Profile};
-use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig};
+use crate::guests::{self, Needs};
+use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig, Step};
 use crate::{bundle, dtb};
 
 /// Generous for TCG on a 2-core host, where a boot takes a few seconds.
@@ -57,8 +58,11 @@ pub struct SystemTest {
     /// Device tree to boot with.
     pub dtb: Dtb,
     /// The manifest (path from the workspace root) whose boot bundle QEMU
-    /// loads with `-initrd`; its `test-guest.bin` is the built test guest.
+    /// loads with `-initrd`; its `test-guest.bin` is the built test guest,
+    /// its `linux-Image` and `linux-initramfs.cpio.gz` the Linux guest.
     pub manifest: Option<&'static str>,
+    /// What to type on the console, and when; empty for no input.
+    pub input: &'static [Step],
     /// Regexes that must match console lines: the groups in order (every
     /// pattern of one group before any of the next), the patterns inside a
     /// group in any order. A line may satisfy several patterns of its group.
@@ -80,6 +84,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: None,
+        input: &[],
         expect: &[
             // The CPUs come up in any order, but all before the summary.
             &[
@@ -102,6 +107,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::WithoutCompatible("arm,gic-v3"),
         manifest: None,
+        input: &[],
         expect: &[&[
             r#"^\[cpu0\] ERROR device tree: no GICv3 interrupt controller \(compatible = "arm,gic-v3"\)"#,
         ]],
@@ -116,6 +122,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: Some("hyp.fault=data-abort"),
         dtb: Dtb::Qemu,
         manifest: None,
+        input: &[],
         expect: &[
             &[
                 r"^\[cpu0\] ERROR unexpected exception on cpu0: synchronous exception from current EL with SP_EL2$",
@@ -140,6 +147,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: Some("hyp.fault=stack-overflow"),
         dtb: Dtb::Qemu,
         manifest: None,
+        input: &[],
         // The report runs on the CPU's exception stack: the overflowed stack
         // has no room left for it.
         expect: &[
@@ -161,6 +169,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: Some("hyp.fault=panic"),
         dtb: Dtb::Qemu,
         manifest: None,
+        input: &[],
         expect: &[
             &[
                 r"^\[cpu0\] PANIC panicked at hyp/el2/src/main\.rs:\d+:\d+: hyp\.fault=panic: panicking on purpose$",
@@ -178,6 +187,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/psci.toml"),
+        input: &[],
         expect: &[
             &[r#"^\[cpu\d\] INFO  vm "psci": 3 vCPU\(s\), 16 MiB of RAM"#],
             &[r#"^\[cpu\d\] INFO  vm "psci": VMID \d+$"#],
@@ -206,6 +216,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/abort.toml"),
+        input: &[],
         expect: &[
             &[
                 r#"^\[cpu\d\] WARN  vm "abort" vcpu0: read of IPA 0x20000000 it does not own, PC 0x[0-9a-f]+; injecting a synchronous external abort$"#,
@@ -229,6 +240,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/two-vms.toml"),
+        input: &[],
         expect: &[
             &[
                 r#"^\[cpu\d\] INFO  vm "red": VMID \d+$"#,
@@ -255,6 +267,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: Some("hyp.vmid-bits=3"),
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/rollover.toml"),
+        input: &[],
         expect: &[
             &[r"^\[cpu0\] INFO  VMIDs: 3 bits, forced by hyp.vmid-bits"],
             &[
@@ -284,6 +297,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/fuzz.toml"),
+        input: &[],
         expect: &[
             &[
                 r"^\[fuzzer\] PASS fuzz: 4000 operations, \d+ aborts injected, hypervisor still answering$",
@@ -304,6 +318,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/reset.toml"),
+        input: &[],
         expect: &[
             &[r"^\[reset\] reset: first boot, asking for SYSTEM_RESET"],
             &[r#"^\[cpu\d\] INFO  vm "reset": PSCI SYSTEM_RESET: restarting$"#],
@@ -321,6 +336,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         append: None,
         dtb: Dtb::Qemu,
         manifest: Some("guest-images/manifests/broken.toml"),
+        input: &[],
         expect: &[
             &[
                 r#"^\[cpu0\] ERROR vm "typo": manifest line \d+: .*unknown key "memroy".*; not started$"#,
@@ -469,11 +485,24 @@ pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Re
     if selected.is_empty() {
         return Ok(totals);
     }
-    // The test guest, if any test boots VMs: built once, like each profile.
-    let guest = selected
-        .iter()
-        .any(|test| test.manifest.is_some())
-        .then(|| cargo::build_test_guest().map_err(|e| format!("{e:#}")));
+    // The guest images the selected tests' manifests name, each built once
+    // like each profile. A manifest that cannot be read fails its test.
+    let mut needs = BTreeMap::new();
+    for test in &selected {
+        if let Some(manifest) = test.manifest {
+            let path = cargo::workspace_root().join(manifest);
+            needs.insert(
+                test.name,
+                Needs::of_manifest(&path).map_err(|e| format!("{e:#}")),
+            );
+        }
+    }
+    let built = guests::build(
+        needs
+            .values()
+            .flatten()
+            .fold(Needs::default(), |all, one| all.union(*one)),
+    );
     // Build each needed profile once. A failed build fails the tests that
     // need it (and is reported), but the run goes on to the final count.
     let mut images = BTreeMap::new();
@@ -488,15 +517,18 @@ pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Re
     let plural = if selected.len() == 1 { "" } else { "s" };
     println!("\nrunning {} system test{plural}", selected.len());
     for test in selected {
-        let outcome = match (&images[&test.profile], &guest) {
+        let guest_problem = match needs.get(test.name) {
+            None => None,
+            Some(Err(error)) => Some(error.clone()),
+            Some(Ok(needs)) => built.problem(*needs),
+        };
+        let outcome = match (&images[&test.profile], guest_problem) {
             (Err(build_error), _) => Err(anyhow::anyhow!(
                 "no {} build of the hypervisor: {build_error}",
                 test.profile.dir_name()
             )),
-            (_, Some(Err(build_error))) if test.manifest.is_some() => {
-                Err(anyhow::anyhow!("no build of the test guest: {build_error}"))
-            }
-            (Ok(image), _) => run_one(test, image.clone(), verbose),
+            (_, Some(problem)) => Err(anyhow::anyhow!("{problem}")),
+            (Ok(image), None) => run_one(test, image.clone(), verbose),
         };
         let passed = outcome.unwrap_or_else(|error| {
             println!("system test {} ... FAILED\n  {error:#}", test.name);
@@ -556,7 +588,12 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
         log.push(line);
         ok
     };
-    let finished = qemu::run(config.command(), Mode::Captured, test.timeout, |bytes| {
+    let mode = if test.input.is_empty() {
+        Mode::Captured
+    } else {
+        Mode::Scripted(test.input)
+    };
+    let finished = qemu::run(config.command(), mode, test.timeout, |bytes| {
         let mut flow = Flow::Continue;
         for line in splitter.push(bytes) {
             if !take_line(line, &mut checker) {
@@ -604,7 +641,7 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
 }
 
 /// Fails if the table has two tests of the same name (the filter and the
-/// scratch directories rely on names being unique).
+/// scratch directories rely on names being unique) or a bad regex.
 pub fn check_table() -> Result<()> {
     let mut names = std::collections::BTreeSet::new();
     for test in SYSTEM_TESTS {
@@ -612,6 +649,12 @@ pub fn check_table() -> Result<()> {
             bail!("two system tests are named {}", test.name);
         }
         Checker::new(test.expect, test.forbid)?;
+        for step in test.input {
+            for pattern in step.wait_for {
+                Regex::new(pattern)
+                    .with_context(|| format!("{}: bad input regex {pattern:?}", test.name))?;
+            }
+        }
     }
     Ok(())
 }
