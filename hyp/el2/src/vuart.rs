@@ -1,130 +1,187 @@
-//! The guest's PL011 UART (ARM DDI 0183), transmit side: what a guest writes
-//! appears on the hypervisor's console as whole lines prefixed with the VM's
-//! name, `[alpha] text`. Reception and interrupts are not emulated yet: the
-//! receive FIFO always reads empty and no interrupt is ever raised.
+//! The guest's PL011 UART (ARM DDI 0183): the [`vpl011`] model behind a
+//! lock, wired to the console.
 //!
-//! Control registers read back what was written, and the identification
-//! registers give a PL011's values so that drivers that probe the PrimeCell
-//! ID (Linux's AMBA bus) find one.
+//! What the guest transmits goes to the console as the VM's output
+//! (`[name] text` lines, see [`console`]). What the console gives the VM
+//! ([`VirtualPl011::receive`]) waits in a backlog behind the receive FIFO,
+//! which is refilled from it whenever the guest has read or changed the
+//! UART, so that a pasted line longer than the FIFO arrives whole instead of
+//! overrunning it. The interrupt line is the model's `UARTINTR` on the SPI
+//! QEMU's `virt` board gives its UART.
 
 use crate::console;
-use crate::mmio::MmioDevice;
+use crate::mmio::{Line, MmioDevice};
+use alloc::collections::VecDeque;
 use alloc::string::String;
+use alloc::sync::Arc;
+use console_mux::OutputId;
+use core::sync::atomic::{AtomicU32, Ordering};
+use log::warn;
 use spin::mutex::SpinMutex;
+use vpl011::{Access, Ignored, Pl011, Received};
 
-/// Register offsets in the PL011's 4 KiB frame.
-mod reg {
-    pub const DR: u64 = 0x000;
-    pub const FR: u64 = 0x018;
-    pub const IBRD: u64 = 0x024;
-    pub const FBRD: u64 = 0x028;
-    pub const LCR_H: u64 = 0x02c;
-    pub const CR: u64 = 0x030;
-    pub const IFLS: u64 = 0x034;
-    pub const IMSC: u64 = 0x038;
-    /// PeriphID0..3 then PCellID0..3, one byte per word.
-    pub const ID: u64 = 0xfe0;
-}
+/// Input kept for the guest beyond its FIFO; more is dropped (and counted).
+const BACKLOG: usize = 4096;
 
-/// Flag register: transmit FIFO empty, receive FIFO empty.
-const FR_TXFE_RXFE: u64 = (1 << 7) | (1 << 4);
-
-/// PeriphID0..3 (part 0x011, designer ARM, revision 1) and PCellID0..3.
-const ID_BYTES: [u8; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
-
-/// Longest line kept before it is printed anyway.
-const MAX_LINE: usize = 200;
-
-/// Registers that read back as written: IBRD, FBRD, LCR_H, CR, IFLS, IMSC.
-const STORED: [u64; 6] = [
-    reg::IBRD,
-    reg::FBRD,
-    reg::LCR_H,
-    reg::CR,
-    reg::IFLS,
-    reg::IMSC,
-];
+/// Ignored accesses logged per UART; the rest are only counted.
+const MAX_WARNINGS: u32 = 8;
 
 #[derive(Debug)]
 struct State {
-    line: String,
-    stored: [u32; STORED.len()],
+    uart: Pl011,
+    /// Input not yet in the FIFO, oldest first.
+    backlog: VecDeque<u8>,
+    /// Input dropped because the backlog was full.
+    dropped: u64,
+}
+
+impl State {
+    /// Moves input from the backlog into the FIFO while it has room.
+    fn refill(&mut self) {
+        while self.uart.rx_room() > 0 {
+            let Some(byte) = self.backlog.pop_front() else {
+                break;
+            };
+            if self.uart.receive(byte) != Received::Queued {
+                // Cannot happen with room; keep the byte rather than lose it.
+                self.backlog.push_front(byte);
+                break;
+            }
+        }
+    }
 }
 
 /// One VM's PL011.
 #[derive(Debug)]
 pub struct VirtualPl011 {
-    /// The VM's name, the prefix of its console lines.
+    /// The VM's name, for log lines.
     name: String,
+    /// The VM's output stream on the console.
+    output: OutputId,
     state: SpinMutex<State>,
+    /// Ignored accesses so far.
+    ignored: AtomicU32,
 }
 
 impl VirtualPl011 {
-    /// A UART whose output lines are prefixed with `[name]`.
+    /// A UART in its reset state whose output lines are prefixed `[name]`.
     pub fn new(name: &str) -> Self {
         Self {
             name: String::from(name),
+            output: console::open_vm_output(name),
             state: SpinMutex::new(State {
-                line: String::new(),
-                // CR at reset: TXE and RXE set (ARM DDI 0183 3.3.8).
-                stored: [0, 0, 0, 0x300, 0x12, 0],
+                uart: Pl011::new(),
+                // Allocated up front: input may arrive where allocating is
+                // unwelcome.
+                backlog: VecDeque::with_capacity(BACKLOG),
+                dropped: 0,
             }),
+            ignored: AtomicU32::new(0),
         }
     }
 
-    fn emit(&self, line: &mut String) {
-        console::write_fmt(format_args!("[{}] {}\r\n", self.name, line));
-        line.clear();
-    }
-
-    fn transmit(&self, byte: u8) {
+    /// Queues input for the guest: into the receive FIFO as far as it has
+    /// room, the rest into the backlog; beyond the backlog's 4 KiB, input is
+    /// dropped. The caller then updates the VM's interrupt line from
+    /// [`MmioDevice::interrupt`].
+    // Called by the VM once it takes console input.
+    #[allow(dead_code)]
+    pub fn receive(&self, bytes: &[u8]) {
         let mut state = self.state.lock();
-        match byte {
-            b'\n' => self.emit(&mut state.line),
-            b'\r' => {}
-            // Printable ASCII goes through; anything else (escape sequences
-            // included) is shown as `\xNN`, so no guest drives the terminal.
-            0x20..=0x7e => state.line.push(char::from(byte)),
-            other => {
-                use core::fmt::Write;
-                let _ = write!(state.line, "\\x{other:02x}");
-            }
+        let room = BACKLOG.saturating_sub(state.backlog.len());
+        let (kept, dropped) = bytes.split_at(bytes.len().min(room));
+        state.backlog.extend(kept.iter().copied());
+        state.dropped += dropped.len() as u64;
+        state.refill();
+    }
+
+    /// Input dropped so far because the guest did not read it.
+    // Called by the VM once it takes console input.
+    #[allow(dead_code)]
+    pub fn dropped_input(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Logs an ignored access, the first few times.
+    fn note(&self, why: Option<Ignored>) {
+        let Some(why) = why else {
+            return;
+        };
+        let count = self.ignored.fetch_add(1, Ordering::Relaxed);
+        if count < MAX_WARNINGS {
+            warn!("vm \"{}\": UART: {why}, ignored", self.name);
+        } else if count == MAX_WARNINGS {
+            warn!(
+                "vm \"{}\": UART: more ignored accesses, not logged",
+                self.name
+            );
         }
-        if state.line.len() >= MAX_LINE {
-            self.emit(&mut state.line);
-        }
+    }
+}
+
+impl Drop for VirtualPl011 {
+    fn drop(&mut self) {
+        console::close_vm_output(self.output);
     }
 }
 
 impl MmioDevice for VirtualPl011 {
-    fn read(&self, offset: u64, _size: u8) -> u64 {
-        match offset {
-            reg::FR => FR_TXFE_RXFE,
-            reg::ID..=0xffc => ID_BYTES
-                .get(((offset - reg::ID) / 4) as usize)
-                .map_or(0, |&b| u64::from(b)),
-            _ => STORED
-                .iter()
-                .position(|&r| r == offset)
-                .map_or(0, |i| u64::from(self.state.lock().stored[i])),
-        }
+    fn read(&self, offset: u64, size: u8) -> u64 {
+        let Access { value, ignored } = {
+            let mut state = self.state.lock();
+            let access = state.uart.read(offset, size);
+            state.refill();
+            access
+        };
+        self.note(ignored);
+        u64::from(value)
     }
 
-    fn write(&self, offset: u64, _size: u8, value: u64) {
-        match offset {
-            reg::DR => self.transmit(value as u8),
-            _ => {
-                if let Some(i) = STORED.iter().position(|&r| r == offset) {
-                    self.state.lock().stored[i] = value as u32;
-                }
-            }
+    fn write(&self, offset: u64, size: u8, value: u64) {
+        let Access { value, ignored } = {
+            let mut state = self.state.lock();
+            let access = state.uart.write(offset, size, value);
+            // Enabling the receiver or switching FIFO mode makes room.
+            state.refill();
+            access
+        };
+        // Printed outside the UART's lock, so a slow console never holds up
+        // the VM's other vCPUs here.
+        if let Some(byte) = value {
+            console::write_vm(self.output, &[byte]);
         }
+        self.note(ignored);
     }
 
     fn flush(&self) {
-        let mut state = self.state.lock();
-        if !state.line.is_empty() {
-            self.emit(&mut state.line);
-        }
+        console::end_vm_line(self.output);
+    }
+
+    fn interrupt(&self) -> Option<Line> {
+        Some(Line {
+            spi: guest_boot::virt::UART_SPI,
+            high: self.state.lock().uart.interrupt_line(),
+        })
+    }
+}
+
+/// The same UART shared with whoever gives it input: the VM keeps an
+/// `Arc<VirtualPl011>` for [`VirtualPl011::receive`] and registers a clone
+/// as the MMIO device.
+impl MmioDevice for Arc<VirtualPl011> {
+    fn read(&self, offset: u64, size: u8) -> u64 {
+        VirtualPl011::read(self, offset, size)
+    }
+
+    fn write(&self, offset: u64, size: u8, value: u64) {
+        VirtualPl011::write(self, offset, size, value);
+    }
+
+    fn flush(&self) {
+        VirtualPl011::flush(self);
+    }
+
+    fn interrupt(&self) -> Option<Line> {
+        VirtualPl011::interrupt(self)
     }
 }
