@@ -38,6 +38,8 @@ pub enum Mode {
     },
     /// SYSTEM_RESET must restart the VM with its RAM kept.
     Reset,
+    /// Echo each line received on the UART until `quit`.
+    Echo,
 }
 
 impl Mode {
@@ -50,6 +52,7 @@ impl Mode {
             Self::Isolation { .. } => "isolation",
             Self::Fuzz { .. } => "fuzz",
             Self::Reset => "reset",
+            Self::Echo => "echo",
         }
     }
 }
@@ -155,6 +158,7 @@ pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
         "psci" => Mode::Psci,
         "abort" => Mode::Abort,
         "reset" => Mode::Reset,
+        "echo" => Mode::Echo,
         "isolation" => {
             let pattern = value(bootargs, "pattern").ok_or(BootargsError::Missing {
                 mode: "isolation",

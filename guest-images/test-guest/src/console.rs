@@ -1,9 +1,10 @@
-//! The console: the PL011 of the QEMU-virt-like machine the guest sees, of
-//! which the hypervisor emulates the transmit path (DR, and FR with TXFF
-//! clear). Each line is written under a lock, so lines of different vCPUs do
-//! not interleave.
+//! The console: the PL011 of the QEMU-virt-like machine the guest sees.
+//! Each line is written under a lock, so lines of different vCPUs do not
+//! interleave. Only `test=echo` turns the receiver on and reads.
 
-use arm_pl011_uart::{PL011Registers, Uart, UniqueMmioPointer};
+use arm_pl011_uart::{
+    DataBits, Error, LineConfig, PL011Registers, Parity, StopBits, Uart, UniqueMmioPointer,
+};
 use core::fmt::{self, Write};
 use core::ptr::NonNull;
 use spin::mutex::SpinMutex;
@@ -14,6 +15,11 @@ pub const PL011_BASE: u64 = 0x0900_0000;
 pub const PL011_SIZE: u64 = 0x1000;
 
 static CONSOLE: SpinMutex<Option<Uart<'static>>> = SpinMutex::new(None);
+
+/// The UART's reference clock on QEMU's `virt` board (its `apb-pclk`).
+const UART_CLOCK_HZ: u32 = 24_000_000;
+/// The line speed programmed; neither QEMU nor the hypervisor cares.
+const BAUD: u32 = 115_200;
 
 /// Attempts to take the console lock before an emergency report stops waiting.
 const EMERGENCY_LOCK_ATTEMPTS: usize = 1 << 20;
@@ -32,6 +38,33 @@ pub fn init() {
     // device memory by `mmu`; only this console accesses it, under the lock.
     let registers = unsafe { UniqueMmioPointer::new(base) };
     *console = Some(Uart::new(registers));
+}
+
+/// Programs the UART for 8N1 with FIFOs and enables it, receiver included,
+/// as a driver would (the UART is left disabled out of reset).
+pub fn enable_receiver() {
+    if let Some(uart) = CONSOLE.lock().as_mut() {
+        let config = LineConfig {
+            data_bits: DataBits::Bits8,
+            parity: Parity::None,
+            stop_bits: StopBits::One,
+        };
+        // Only fails for divisors out of range, which these are not.
+        let _ = uart.enable(config, BAUD, UART_CLOCK_HZ);
+    }
+}
+
+/// A received byte, if one is waiting.
+///
+/// # Errors
+///
+/// The UART's receive error (overrun, break, parity, framing) for a byte
+/// that came with one; that byte is lost.
+pub fn read_byte() -> Result<Option<u8>, Error> {
+    match CONSOLE.lock().as_mut() {
+        Some(uart) => uart.read_word(),
+        None => Ok(None),
+    }
 }
 
 fn write_line(uart: &mut Uart<'static>, args: fmt::Arguments<'_>) {

@@ -89,6 +89,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         } => modes::isolation::run(&machine, pattern, peer, rounds),
         Mode::Fuzz { seed, ops } => modes::fuzz::run(&machine, seed, ops),
         Mode::Reset => modes::reset::run(&machine),
+        Mode::Echo => modes::echo::run(),
     }
     report::done(mode.name())
 }

@@ -1,6 +1,7 @@
 //! The test modes, one module each; the bootargs' `test=` picks one.
 
 pub mod abort;
+pub mod echo;
 pub mod fuzz;
 pub mod hello;
 pub mod isolation;
