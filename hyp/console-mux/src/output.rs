@@ -234,7 +234,10 @@ impl OutputMux {
         let Some(&last) = bytes.last() else {
             return;
         };
-        self.interrupt(out);
+        // A line of the hypervisor's own continues; a VM's is ended.
+        if matches!(self.owner, Owner::Vm(_)) {
+            self.interrupt(out);
+        }
         out(bytes);
         self.owner = if last == b'\n' {
             Owner::LineStart

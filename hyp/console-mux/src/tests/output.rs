@@ -135,6 +135,21 @@ fn hypervisor_partial_line_is_ended_before_a_vm_writes() {
 }
 
 #[test]
+fn a_hypervisor_line_may_come_in_pieces() {
+    let (mut c, alpha) = console();
+    c.guest(alpha, b"ab");
+    for piece in ["[cpu", "0", "] ", "INFO ", " x", "\r\n"] {
+        c.hyp(piece);
+    }
+    c.hyp("[cpu1] ");
+    c.hyp("WARN  y\r\n");
+    assert_eq!(
+        c.take(),
+        "[alpha] ab\r\n[cpu0] INFO  x\r\n[cpu1] WARN  y\r\n"
+    );
+}
+
+#[test]
 fn lone_carriage_return_goes_back_to_the_prefix() {
     let (mut c, alpha) = console();
     c.guest(alpha, b"abc\rxy\r\n");
@@ -360,6 +375,7 @@ proptest! {
             }
         }
         let mut step = 0;
+        let mut hyp_lines = 0;
         loop {
             let mut any = false;
             for vm in 0..3 {
@@ -369,7 +385,11 @@ proptest! {
                     any = true;
                     step += 1;
                     if step % hyp_every == 0 {
-                        c.hyp("[cpu0] INFO  tick\r\n");
+                        // The logger formats a line in pieces.
+                        for piece in ["[cpu", "0] INFO ", " tick", "\r\n"] {
+                            c.hyp(piece);
+                        }
+                        hyp_lines += 1;
                     }
                 }
             }
@@ -387,5 +407,9 @@ proptest! {
             );
         }
         prop_assert!(console_lines.iter().all(|l| !l.contains('\r') && !l.contains('\n')));
+        prop_assert_eq!(
+            console_lines.iter().filter(|l| **l == "[cpu0] INFO  tick").count(),
+            hyp_lines
+        );
     }
 }
