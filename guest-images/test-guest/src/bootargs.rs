@@ -62,8 +62,6 @@ impl Mode {
 pub struct Options {
     /// The test mode.
     pub mode: Mode,
-    /// `idle=wfe`: wait with WFE instead of WFI (for plain QEMU).
-    pub idle_wfe: bool,
 }
 
 /// Why the bootargs were refused.
@@ -151,7 +149,7 @@ fn number_or<'a>(
 ///
 /// [`BootargsError::UnknownMode`] for an unknown `test=`,
 /// [`BootargsError::Missing`] for an isolation test without `pattern=`, and
-/// [`BootargsError::BadValue`] for a malformed number or `idle=` value.
+/// [`BootargsError::BadValue`] for a malformed number value.
 pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
     let mode = match value(bootargs, "test").unwrap_or("hello") {
         "hello" => Mode::Hello,
@@ -183,16 +181,5 @@ pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
         },
         other => return Err(BootargsError::UnknownMode(other)),
     };
-    let idle_wfe = match value(bootargs, "idle") {
-        None | Some("wfi") => false,
-        Some("wfe") => true,
-        Some(other) => {
-            return Err(BootargsError::BadValue {
-                key: "idle",
-                value: other,
-                expected: "wfi or wfe",
-            })
-        }
-    };
-    Ok(Options { mode, idle_wfe })
+    Ok(Options { mode })
 }

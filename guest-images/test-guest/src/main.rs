@@ -23,6 +23,7 @@ mod mmu;
 mod modes;
 mod report;
 mod smp;
+mod timer_irq;
 
 use bootargs::Mode;
 use core::panic::PanicInfo;
@@ -50,7 +51,6 @@ extern "C" fn primary_main(dtb: u64) -> ! {
             firmware::system_off()
         }
     };
-    smp::set_idle_wfe(options.idle_wfe);
     let mode = *MODE.call_once(|| options.mode);
     println!(
         "test-guest: mode {}, {} vCPUs, RAM {}, device tree at {:#x}, PSCI over {}, bootargs \"{}\"",

@@ -5,7 +5,6 @@ use crate::exceptions::Fault;
 use crate::firmware::{self, Status};
 use aarch64_cpu::asm::{wfe, wfi};
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, MPIDR_EL1, TPIDR_EL1};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Most vCPUs the guest runs on: one stack and one probe slot each.
 pub const MAX_VCPUS: usize = 8;
@@ -32,23 +31,11 @@ pub fn current_mpidr() -> u64 {
     MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
 }
 
-/// Whether to wait with WFE instead of WFI (bootarg `idle=wfe`).
-static IDLE_WFE: AtomicBool = AtomicBool::new(false);
-
-/// Selects WFE for waiting. Under plain QEMU, WFI halts a vCPU until an
-/// interrupt, which this guest never enables, while WFE just yields.
-pub fn set_idle_wfe(wfe: bool) {
-    IDLE_WFE.store(wfe, Ordering::Relaxed);
-}
-
-/// Waits a little: WFI, which under the hypervisor returns at once after
-/// giving the physical CPU to others (or WFE, see [`set_idle_wfe`]).
+/// Waits a little: WFE, which the hypervisor (and plain QEMU) treats as a
+/// yield. Not WFI: this guest enables no interrupt, so a WFI would wait
+/// for good.
 pub fn idle() {
-    if IDLE_WFE.load(Ordering::Relaxed) {
-        wfe();
-    } else {
-        wfi();
-    }
+    wfe();
 }
 
 /// Stops this vCPU for good.

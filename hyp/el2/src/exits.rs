@@ -4,16 +4,16 @@
 //! an exception injected (and a log line, rate-limited per VM), a call it
 //! may not make gets an error code.
 
-use crate::mmio;
 use crate::vcpu::{GuestRegs, VcpuState};
 use crate::vm::{Stop, Vm};
+use crate::{mmio, sched};
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
 use alloc::sync::Arc;
 use core::arch::asm;
 use core::sync::atomic::Ordering;
 use log::{error, warn};
 use syndrome::inject::{self, Injected};
-use syndrome::{Direction, Esr, ExceptionClass, SysReg};
+use syndrome::{Direction, Esr, ExceptionClass, SysReg, Wfx};
 use tock_registers::interfaces::Readable;
 use vpsci::{Call, Outcome};
 
@@ -24,6 +24,12 @@ pub enum Next {
     Resume,
     /// Let another vCPU run; this one stays runnable.
     Yield,
+    /// Wait for an interrupt (WFI, `CPU_SUSPEND`): the scheduler blocks
+    /// the vCPU unless one is pending already.
+    Wait,
+    /// Blocked until an interrupt, or until the counter reaches the
+    /// deadline (its timers'), if any.
+    Block(Option<u64>),
     /// This vCPU is off (PSCI `CPU_OFF`).
     Off,
     /// The VM is stopping.
@@ -32,6 +38,12 @@ pub enum Next {
 
 /// ACTLR_EL1, trapped by HCR_EL2.TACR: reads as zero, writes are ignored.
 const ACTLR_EL1: SysReg = SysReg::new(3, 0, 1, 0, 1);
+/// ICC_SGI1R_EL1: a guest's IPI (trapped while HCR_EL2.IMO is set).
+const ICC_SGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 5);
+/// ICC_ASGI1R_EL1: an SGI for the other security state.
+const ICC_ASGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 6);
+/// ICC_SGI0R_EL1: a Group 0 SGI.
+const ICC_SGI0R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 7);
 
 /// A synchronous exception from the guest.
 pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
@@ -47,7 +59,11 @@ pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
         }
         ExceptionClass::Wfx => {
             regs.pc += 4;
-            Next::Yield
+            match esr.wfx() {
+                // WFE waits for another vCPU (a lock holder): let it run.
+                Some(Wfx::Wfe | Wfx::Wfet) => Next::Yield,
+                _ => Next::Wait,
+            }
         }
         ExceptionClass::DataAbortLower => data_abort(vm, vcpu, regs, esr),
         ExceptionClass::InstructionAbortLower => {
@@ -59,7 +75,7 @@ pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
                 )
             })
         }
-        ExceptionClass::SysReg64 => system_register(vm, vcpu, regs, esr),
+        ExceptionClass::SysReg64 => system_register(vm, vcpu, regs, &mut state.ptimer, esr),
         _ => not_emulated(vm, vcpu, regs, esr),
     }
 }
@@ -110,6 +126,9 @@ fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next
     };
     let write = abort.is_write().unwrap_or(false);
     if !abort.s1ptw() {
+        if let Some(next) = gic_access(vm, vcpu, regs, ipa, abort) {
+            return next;
+        }
         if let Some((region, offset)) = vm
             .mmio
             .iter()
@@ -117,6 +136,7 @@ fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next
         {
             return match mmio::emulate(&*region.device, offset, abort, regs) {
                 Ok(()) => {
+                    vm.update_line(&*region.device);
                     regs.pc += 4;
                     Next::Resume
                 }
@@ -145,7 +165,120 @@ fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next
     })
 }
 
-fn system_register(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
+/// Which frame of the virtual GIC an IPA falls in.
+enum GicFrame {
+    Distributor(u64),
+    Redistributor(usize, u64),
+}
+
+fn gic_frame(vm: &Vm, ipa: u64) -> Option<GicFrame> {
+    use guest_boot::virt::{gicr_frames, GICD, GICR_STRIDE};
+    let in_range = |start: u64, size: u64| ipa.checked_sub(start).filter(|&off| off < size);
+    if let Some(offset) = in_range(GICD.start().get(), GICD.size()) {
+        return Some(GicFrame::Distributor(offset));
+    }
+    let frames = gicr_frames(vm.vcpus.len() as u32)?;
+    let offset = in_range(frames.start().get(), frames.size())?;
+    Some(GicFrame::Redistributor(
+        (offset / GICR_STRIDE) as usize,
+        offset % GICR_STRIDE,
+    ))
+}
+
+/// An access to the virtual GIC's distributor or a redistributor.
+fn gic_access(
+    vm: &Arc<Vm>,
+    vcpu: usize,
+    regs: &mut GuestRegs,
+    ipa: u64,
+    abort: syndrome::DataAbort,
+) -> Option<Next> {
+    let frame = gic_frame(vm, ipa)?;
+    let (Some(size), Some(rt), Some(write)) = (
+        abort.access_size_bytes(),
+        abort.register(),
+        abort.is_write(),
+    ) else {
+        return Some(refuse(
+            vm,
+            vcpu,
+            regs,
+            Injected::DataAbort { write: false },
+            |pc| {
+                warn!(
+                "vm \"{}\" vcpu{vcpu}: GIC register IPA {ipa:#x} accessed by an instruction without syndrome (PC {pc:#x}); injecting an abort",
+                vm.name
+            )
+            },
+        ));
+    };
+    let unknown = if write {
+        let value = regs.read(rt);
+        let effects = {
+            let mut vgic = vm.vgic.lock();
+            match frame {
+                GicFrame::Distributor(off) => vgic.dist_write(off, size, value),
+                GicFrame::Redistributor(r, off) => vgic.redist_write(r, off, size, value),
+            }
+        };
+        effects.map(|e| {
+            sched::kick(vm, e.kick);
+            e.unknown
+        })
+    } else {
+        let read = {
+            let vgic = vm.vgic.lock();
+            match frame {
+                GicFrame::Distributor(off) => vgic.dist_read(off, size),
+                GicFrame::Redistributor(r, off) => vgic.redist_read(r, off, size),
+            }
+        };
+        read.map(|r| {
+            regs.write(rt, r.value);
+            r.unknown
+        })
+    };
+    match unknown {
+        Ok(false) => {}
+        Ok(true) => note(vm, || {
+            warn!(
+                "vm \"{}\" vcpu{vcpu}: {} of unimplemented GIC register at IPA {ipa:#x} ignored",
+                vm.name,
+                if write { "write" } else { "read" }
+            )
+        }),
+        Err(e) => {
+            if !write {
+                regs.write(rt, 0);
+            }
+            note(vm, || {
+                warn!(
+                    "vm \"{}\" vcpu{vcpu}: GIC access at IPA {ipa:#x} ({size} bytes) ignored: {e}",
+                    vm.name
+                )
+            })
+        }
+    }
+    regs.pc += 4;
+    Some(Next::Resume)
+}
+
+/// Logs a guest mistake the hypervisor tolerates, rate-limited like
+/// refusals.
+fn note(vm: &Vm, log: impl FnOnce()) {
+    let count = vm.aborts.fetch_add(1, Ordering::Relaxed) + 1;
+    if count <= 8 || count.is_power_of_two() {
+        log();
+    }
+}
+
+fn system_register(
+    vm: &Arc<Vm>,
+    vcpu: usize,
+    regs: &mut GuestRegs,
+    ptimer: &mut vtimer::Timer,
+    esr: Esr,
+) -> Next {
     let Some(access) = esr.sys_reg_access() else {
         return Next::Resume;
     };
@@ -156,6 +289,34 @@ fn system_register(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) ->
             regs.pc += 4;
             return Next::Resume;
         }
+    }
+    if access.reg == ICC_SGI1R_EL1 {
+        if access.direction == Direction::Write {
+            let value = regs.read(access.rt);
+            let sent = vm.vgic.lock().send_sgi(vcpu, value);
+            if let Ok(targets) = sent {
+                sched::kick(vm, targets);
+            }
+        }
+        regs.pc += 4;
+        return Next::Resume;
+    }
+    if access.reg == ICC_SGI0R_EL1 || access.reg == ICC_ASGI1R_EL1 {
+        // Group 0 and other-security-state SGIs are not delivered (the
+        // virtual GIC has one security state and no Group 0 delivery).
+        regs.pc += 4;
+        return Next::Resume;
+    }
+    if let Some(timer) =
+        vtimer::TimerReg::from_encoding(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2)
+    {
+        let state_now = crate::timer::now();
+        match access.direction {
+            Direction::Read => regs.write(access.rt, ptimer.read(timer, state_now)),
+            Direction::Write => ptimer.write(timer, regs.read(access.rt), state_now),
+        }
+        regs.pc += 4;
+        return Next::Resume;
     }
     if access.reg == ACTLR_EL1 {
         if access.direction == Direction::Read {
@@ -230,7 +391,7 @@ fn firmware_call(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> N
         Outcome::StopCaller => Next::Off,
         Outcome::Suspend => {
             regs.x[0] = vpsci::SUCCESS;
-            Next::Yield
+            Next::Wait
         }
         Outcome::SystemOff => {
             vm.request_stop(Stop::Off(if vcpu == 0 {

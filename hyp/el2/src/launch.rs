@@ -2,12 +2,26 @@
 //!
 //! A VM whose manifest entry or images are wrong is reported, naming the VM
 //! and the problem, and skipped; the others start regardless.
+//!
+//! Started VMs are kept here until they stop: a VM whose vCPUs all wait
+//! for input holds no other reference, and must not vanish.
 
-use crate::sched;
 use crate::vm::{Hardware, Vm};
 use addr::PhysRange;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use log::{error, info, warn};
 use manifest::{Bundle, Manifest};
+use spin::mutex::SpinMutex;
+
+/// The VMs started and not yet stopped.
+static RUNNING: SpinMutex<Vec<Arc<Vm>>> = SpinMutex::new(Vec::new());
+
+/// `vm` has stopped: it leaves the list of running VMs (and is freed once
+/// the physical CPUs let go of it).
+pub fn vm_stopped(vm: &Arc<Vm>) {
+    RUNNING.lock().retain(|v| !Arc::ptr_eq(v, vm));
+}
 
 /// Creates and starts every VM in the bundle at `region`; returns how many
 /// started.
@@ -64,7 +78,6 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
         };
         match Vm::create(spec, &bundle, hw) {
             Ok(vm) => {
-                sched::vm_created();
                 let (pa, size) = vm.ram_pa();
                 info!(
                     "vm \"{}\": {} vCPU(s), {} MiB of RAM at PA {pa:#x}..{:#x}, kernel \"{}\"{}",
@@ -87,6 +100,7 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
     if created.is_empty() {
         warn!("no VM could be started");
     }
+    RUNNING.lock().extend(created.iter().cloned());
     for vm in &created {
         vm.start();
     }

@@ -17,7 +17,9 @@ mod console;
 mod cpu;
 mod exceptions;
 mod exits;
+mod gic;
 mod heap;
+mod ich;
 mod launch;
 mod layout;
 mod mmio;
@@ -45,6 +47,9 @@ use tock_registers::interfaces::Readable;
 /// MPIDR_EL1 affinity fields Aff3..Aff0, the form device trees use in `reg`.
 const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 
+/// The SPI of QEMU virt's console UART (its device tree's `interrupts`).
+const CONSOLE_UART_SPI: u32 = 1;
+
 /// Why the primary CPU could not finish booting.
 #[derive(Debug)]
 enum BootError {
@@ -60,6 +65,7 @@ enum BootError {
     PageTables(aarch64_paging::MapError),
     /// The VMID allocator could not be set up.
     Vmids(id_alloc::AllocError),
+    Gic(gic::GicError),
 }
 
 impl fmt::Display for BootError {
@@ -71,6 +77,7 @@ impl fmt::Display for BootError {
             Self::FreeMemory(e) => write!(f, "{e}"),
             Self::PageTables(e) => write!(f, "page tables: {e}"),
             Self::Vmids(e) => write!(f, "VMID allocator: {e}"),
+            Self::Gic(e) => write!(f, "{e}"),
         }
     }
 }
@@ -173,7 +180,21 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
         hw.0.vmid_bits,
         pa_bits(hw.0.pa_range)
     );
-    sched::init(hw.1, platform.cpus.len()).map_err(BootError::Vmids)?;
+    // QEMU virt's console PL011 raises SPI 1.
+    let console_spi = platform.uart.map(|_| CONSOLE_UART_SPI);
+    // SAFETY: The final map covers the GIC's frames as device memory, and
+    // only the `gic` module touches them from now on.
+    unsafe {
+        gic::init(
+            platform.gic.distributor.start(),
+            platform.gic.redistributors.start(),
+            platform.cpus.len(),
+            console_spi,
+        )
+    }
+    .map_err(BootError::Gic)?;
+    sched::init(hw.1, platform.cpus.len(), console_spi.map(|spi| spi + 32))
+        .map_err(BootError::Vmids)?;
 
     smp::start(&secondaries, tables);
     let (used, total) = heap::usage();

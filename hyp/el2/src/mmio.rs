@@ -3,8 +3,8 @@
 
 use crate::vcpu::GuestRegs;
 use alloc::boxed::Box;
-use guest_boot::virt::Spi;
 use core::fmt::Debug;
+use guest_boot::virt::Spi;
 use syndrome::DataAbort;
 
 /// A device emulated by trapping its register accesses.

@@ -96,3 +96,8 @@ pub fn this_cpu() -> Option<&'static PerCpu> {
 pub fn current_index() -> usize {
     this_cpu().map_or(0, |p| p.index)
 }
+
+/// The record of physical CPU `index`, if there is one.
+pub fn of(index: usize) -> Option<&'static PerCpu> {
+    PER_CPU.get(index)
+}

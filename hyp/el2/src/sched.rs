@@ -1,11 +1,15 @@
 //! Running vCPUs on physical CPUs.
 //!
-//! One run queue shared by all physical CPUs: each takes the vCPU at its
-//! head, runs it until it yields (WFI, WFE, `CPU_SUSPEND`), stops or its VM
-//! stops, then queues it again if it is still on. vCPUs therefore move
-//! between physical CPUs as they become free. Idle CPUs wait with WFE and
-//! are woken by the SEV that every enqueue sends. When every VM has been
-//! freed, the machine powers off.
+//! Each physical CPU has a run queue. A CPU runs the vCPU at the head of
+//! its queue for a time slice ([`SLICE_MS`], ended by the EL2 timer); when
+//! the slice ends and another vCPU waits in the same queue, the running one
+//! goes to the back. A vCPU that waits for an interrupt (WFI, PSCI
+//! `CPU_SUSPEND`) with none pending blocks, off every queue, until an
+//! interrupt for it arrives or its own timer's deadline passes. Load is
+//! balanced two ways: a woken vCPU goes to its last CPU if that one is idle,
+//! else to an idle CPU, else to the shortest queue; and a CPU with nothing
+//! to run takes a waiting vCPU from another CPU's queue. Either way vCPUs
+//! move between physical CPUs; each move is counted.
 //!
 //! Each entry into a guest programs stage 2 with the VMID the allocator's
 //! `switch` returns (after the local TLB flush it may ask for), and, when a
@@ -13,29 +17,42 @@
 //! this VMID's local TLB entries first: they may hold the other vCPU's
 //! stage-1 translations, which this one's page tables need not agree with
 //! (Linux KVM's `last_vcpu_ran`).
+//!
+//! Interrupts: before every entry the VM's virtual GIC fills the list
+//! registers, after every exit it takes them back (`ich`, `vgic`), so the
+//! interrupt state moves with the vCPU. The guest's virtual timer runs on
+//! the hardware while the vCPU runs; its interrupt is forwarded as a level
+//! (the physical PPI stays disabled while the virtual line is high, so it
+//! cannot storm), and while the vCPU is not running its deadline is a wake-up
+//! time here. The EL1 physical timer is emulated (`vtimer`).
 
 use crate::exits::{self, Next};
-use crate::vcpu::{self, Exit};
+use crate::ich::{self, Limits};
+use crate::vcpu::{self, Exit, VcpuState};
 use crate::vm::Vm;
-use crate::{boot, cpu};
-use aarch64_cpu::asm::{sev, wfe};
+use crate::{boot, cpu, gic, timer};
+use aarch64_cpu::asm::wfi;
 use aarch64_cpu::registers::{HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use id_alloc::{LocalTlbFlush, Vmid, VmidAllocator};
-use log::{error, info};
+use log::{error, info, warn};
+use platform::MAX_CPUS;
 use spin::mutex::SpinMutex;
 use spin::Once;
 use tock_registers::interfaces::{Readable, Writeable};
+use vgic::{IntId, VcpuSet, MAX_LIST_REGISTERS};
 use vpsci::Power;
 
 /// HCR_EL2 while a guest runs. Each bit is chosen:
 /// - `VM`: stage 2 on; `RW`: EL1 is AArch64; `E2H`: the hypervisor stays in
 ///   VHE (TGE clear, so EL1 and EL0 are the guest's);
 /// - `IMO`, `FMO`, `AMO`: physical interrupts and SErrors go to EL2, the
-///   guest only ever sees virtual ones;
+///   guest only ever sees virtual ones (and its writes to ICC_SGI1R_EL1
+///   trap, to be routed by the virtual GIC);
 /// - `TSC`: SMC traps, so SMC is a second PSCI conduit and never reaches
 ///   the firmware; `TWI`, `TWE`: WFI and WFE trap, to give the physical CPU
 ///   to another vCPU;
@@ -73,13 +90,44 @@ pub const HCR_GUEST: u64 = HCR_EL2::VM::Enable.value
 
 /// CNTHCTL_EL2 in its VHE layout (E2H = 1; aarch64-cpu only knows the other):
 /// EL1PCTEN (bit 10) lets the guest read the physical counter; EL1PCEN
-/// (bit 11) clear traps its use of the EL1 physical timer, which is the
-/// hypervisor's to multiplex. EL0VCTEN and EL0PCTEN (bits 1, 0) keep the
-/// counters readable from the hypervisor's own EL0.
+/// (bit 11) clear traps its use of the EL1 physical timer, which is
+/// emulated. EL0VCTEN and EL0PCTEN (bits 1, 0) keep the counters readable
+/// from the hypervisor's own EL0.
 const CNTHCTL_GUEST: u64 = (1 << 10) | (1 << 1) | (1 << 0);
+
+/// A time slice: how long a vCPU runs while another waits for its CPU.
+pub const SLICE_MS: u64 = 4;
+
+/// Where the scheduler has a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Run {
+    /// Not runnable: powered off, or its VM stopped.
+    Off = 0,
+    /// In a run queue.
+    Queued = 1,
+    /// On a physical CPU.
+    Running = 2,
+    /// Waiting for an interrupt.
+    Blocked = 3,
+}
+
+impl Run {
+    fn of(vm: &Vm, vcpu: usize) -> Self {
+        match vm.vcpus[vcpu].run.load(Ordering::Acquire) {
+            1 => Self::Queued,
+            2 => Self::Running,
+            3 => Self::Blocked,
+            _ => Self::Off,
+        }
+    }
+}
 
 /// The VMID allocator shared by all physical CPUs.
 static VMIDS: Once<VmidAllocator> = Once::new();
+
+/// What every CPU's virtual CPU interface implements.
+static LIMITS: Once<Limits> = Once::new();
 
 /// A vCPU waiting to run.
 struct Entry {
@@ -89,7 +137,41 @@ struct Entry {
     epoch: u64,
 }
 
-static RUN_QUEUE: SpinMutex<VecDeque<Entry>> = SpinMutex::new(VecDeque::new());
+/// A blocked vCPU whose timer will wake it.
+struct Sleeper {
+    vm: Weak<Vm>,
+    vcpu: usize,
+    deadline: u64,
+}
+
+/// One physical CPU's scheduling state.
+struct PerCpu {
+    queue: SpinMutex<VecDeque<Entry>>,
+    /// `queue.len()`, readable without the lock (for placement).
+    queued: AtomicUsize,
+    /// Waiting in WFI for work: needs a kick to notice any.
+    idle: AtomicBool,
+    sleepers: SpinMutex<Vec<Sleeper>>,
+    /// Whether this CPU's physical virtual-timer PPI is enabled.
+    vtimer_enabled: AtomicBool,
+}
+
+impl PerCpu {
+    const fn new() -> Self {
+        Self {
+            queue: SpinMutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            idle: AtomicBool::new(false),
+            sleepers: SpinMutex::new(Vec::new()),
+            vtimer_enabled: AtomicBool::new(true),
+        }
+    }
+}
+
+static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
+
+/// Physical CPUs taking part.
+static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
 
 /// VMs created and not yet freed.
 static LIVE_VMS: AtomicUsize = AtomicUsize::new(0);
@@ -97,10 +179,22 @@ static LIVE_VMS: AtomicUsize = AtomicUsize::new(0);
 /// Set once every VM of the manifest has been created.
 static ALL_CREATED: AtomicBool = AtomicBool::new(false);
 
-/// Sets up the VMID allocator: `bits` wide, for `nr_cpus` physical CPUs.
-pub fn init(bits: u32, nr_cpus: usize) -> Result<(), id_alloc::AllocError> {
+/// The console UART's INTID, handled by CPU 0.
+static CONSOLE_INTID: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Sets up the VMID allocator (`bits` wide) for `nr_cpus` physical CPUs, and
+/// notes the console's interrupt.
+pub fn init(
+    bits: u32,
+    nr_cpus: usize,
+    console_intid: Option<u32>,
+) -> Result<(), id_alloc::AllocError> {
     let allocator = VmidAllocator::new(bits, nr_cpus)?;
     VMIDS.call_once(|| allocator);
+    NR_CPUS.store(nr_cpus.clamp(1, MAX_CPUS), Ordering::Release);
+    if let Some(intid) = console_intid {
+        CONSOLE_INTID.store(intid as usize, Ordering::Release);
+    }
     Ok(())
 }
 
@@ -112,19 +206,136 @@ pub fn vm_created() {
 /// Counts a VM whose last reference is gone.
 pub fn vm_freed() {
     LIVE_VMS.fetch_sub(1, Ordering::AcqRel);
-    sev();
+    kick_idle_cpus();
 }
 
-/// Every VM has been created: from now on, no live VM means the end.
+/// Every VM of the manifest has been created: from now on, no live VM
+/// means the end.
 pub fn all_created() {
     ALL_CREATED.store(true, Ordering::Release);
-    sev();
+    kick_idle_cpus();
 }
 
-/// Queues vCPU `vcpu` of `vm` to run.
-pub fn enqueue(vm: Arc<Vm>, vcpu: usize, epoch: u64) {
-    RUN_QUEUE.lock().push_back(Entry { vm, vcpu, epoch });
-    sev();
+fn kick_idle_cpus() {
+    let nr = NR_CPUS.load(Ordering::Acquire);
+    for (cpu, this) in CPUS.iter().enumerate().take(nr) {
+        if this.idle.load(Ordering::SeqCst) {
+            gic::kick(cpu);
+        }
+    }
+}
+
+fn this_cpu() -> usize {
+    crate::percpu::current_index()
+}
+
+/// Makes vCPU `vcpu` of `vm` runnable (it was off): queues it.
+pub fn make_runnable(vm: &Arc<Vm>, vcpu: usize, epoch: u64) {
+    vm.vcpus[vcpu]
+        .run
+        .store(Run::Queued as u8, Ordering::Release);
+    let preferred = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
+    enqueue(
+        Entry {
+            vm: vm.clone(),
+            vcpu,
+            epoch,
+        },
+        preferred,
+    );
+}
+
+/// Puts `entry` on a run queue: `preferred` (its last CPU) if that CPU is
+/// idle, else an idle CPU, else the shortest queue.
+fn enqueue(entry: Entry, preferred: usize) {
+    let nr = NR_CPUS.load(Ordering::Acquire);
+    let preferred = if preferred < nr {
+        preferred
+    } else {
+        this_cpu()
+    };
+    let target = if CPUS[preferred].idle.load(Ordering::SeqCst) {
+        preferred
+    } else {
+        (1..nr)
+            .map(|i| (preferred + i) % nr)
+            .find(|&c| CPUS[c].idle.load(Ordering::SeqCst))
+            .unwrap_or_else(|| {
+                (0..nr)
+                    .map(|i| (preferred + i) % nr)
+                    .min_by_key(|&c| CPUS[c].queued.load(Ordering::Relaxed))
+                    .unwrap_or(preferred)
+            })
+    };
+    push(target, entry);
+}
+
+fn push(cpu: usize, entry: Entry) {
+    {
+        let mut queue = CPUS[cpu].queue.lock();
+        queue.push_back(entry);
+        CPUS[cpu].queued.store(queue.len(), Ordering::Relaxed);
+    }
+    if CPUS[cpu].idle.load(Ordering::SeqCst) {
+        gic::kick(cpu);
+    }
+}
+
+fn pop(cpu: usize) -> Option<Entry> {
+    let mut queue = CPUS[cpu].queue.lock();
+    let entry = queue.pop_front();
+    CPUS[cpu].queued.store(queue.len(), Ordering::Relaxed);
+    entry
+}
+
+/// Takes a waiting vCPU from the longest queue of another, busy CPU.
+fn steal(cpu: usize) -> Option<Entry> {
+    let nr = NR_CPUS.load(Ordering::Acquire);
+    let victim = (0..nr)
+        .filter(|&c| c != cpu && !CPUS[c].idle.load(Ordering::SeqCst))
+        .max_by_key(|&c| CPUS[c].queued.load(Ordering::Relaxed))
+        .filter(|&c| CPUS[c].queued.load(Ordering::Relaxed) > 0)?;
+    pop(victim)
+}
+
+/// vCPUs of `vm` in `set` may have an interrupt to take: wake the blocked
+/// ones, and make those running on other CPUs exit so their list registers
+/// are filled again. (Queued ones pick it up when they next run.)
+pub fn kick(vm: &Arc<Vm>, set: VcpuSet) {
+    let me = this_cpu();
+    for vcpu in set.iter().filter(|&v| v < vm.vcpus.len()) {
+        match Run::of(vm, vcpu) {
+            Run::Blocked => wake(vm, vcpu),
+            Run::Running => {
+                let cpu = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
+                if cpu != me && cpu < MAX_CPUS {
+                    gic::kick(cpu);
+                }
+            }
+            Run::Queued | Run::Off => {}
+        }
+    }
+}
+
+/// Makes a blocked vCPU runnable again.
+fn wake(vm: &Arc<Vm>, vcpu: usize) {
+    let moved = vm.vcpus[vcpu].run.compare_exchange(
+        Run::Blocked as u8,
+        Run::Queued as u8,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    if moved.is_ok() {
+        let preferred = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
+        enqueue(
+            Entry {
+                vm: vm.clone(),
+                vcpu,
+                epoch: vm.epoch(),
+            },
+            preferred,
+        );
+    }
 }
 
 /// The calling physical CPU's part: run vCPUs until no VM is left.
@@ -133,17 +344,105 @@ pub fn run(cpu: usize) -> ! {
         error!("no VMID allocator; cpu{cpu} parks");
         cpu::park_idle_cpu()
     };
+    if cpu != 0 {
+        gic::init_this_cpu(cpu);
+    }
+    let limits = *LIMITS.call_once(Limits::read);
     prepare_this_cpu();
     loop {
-        let next = RUN_QUEUE.lock().pop_front();
-        match next {
-            Some(entry) => run_entry(vmids, cpu, entry),
-            None if ALL_CREATED.load(Ordering::Acquire)
-                && LIVE_VMS.load(Ordering::Acquire) == 0 =>
-            {
-                cpu::all_vms_stopped(|| info!("VMID allocator: {}", vmids.stats()))
+        service_interrupts(cpu);
+        wake_sleepers(cpu, timer::now());
+        if let Some(entry) = pop(cpu).or_else(|| steal(cpu)) {
+            run_entry(vmids, limits, cpu, entry);
+            continue;
+        }
+        if ALL_CREATED.load(Ordering::Acquire) && LIVE_VMS.load(Ordering::Acquire) == 0 {
+            cpu::all_vms_stopped(|| info!("VMID allocator: {}", vmids.stats()));
+        }
+        idle(cpu);
+    }
+}
+
+/// Waits in WFI for a kick, a timer or the console.
+fn idle(cpu: usize) {
+    let this = &CPUS[cpu];
+    this.idle.store(true, Ordering::SeqCst);
+    // Checked after `idle` is visible: a vCPU queued before this was seen
+    // here, one queued after it sends a kick.
+    if this.queued.load(Ordering::SeqCst) == 0 {
+        timer::arm(next_sleeper(cpu));
+        wfi();
+    }
+    this.idle.store(false, Ordering::SeqCst);
+}
+
+/// What the physical interrupts taken said.
+#[derive(Clone, Copy, Debug, Default)]
+struct Events {
+    /// The EL2 timer fired.
+    tick: bool,
+}
+
+/// Takes and handles every pending physical interrupt.
+fn service_interrupts(cpu: usize) -> Events {
+    let mut events = Events::default();
+    while let Some(intid) = gic::acknowledge() {
+        match intid {
+            gic::HYP_TIMER => {
+                // Level-sensitive: silence it before ending it.
+                timer::arm(None);
+                events.tick = true;
             }
-            None => wfe(),
+            gic::VIRT_TIMER => {
+                // The running vCPU's timer fired: its line is forwarded
+                // from CNTV_CTL on the way back in; until the guest has
+                // dealt with it, the physical PPI stays off.
+                set_vtimer_enabled(cpu, false);
+            }
+            // Reasons to look at the queues and the virtual GIC again,
+            // which every caller does next.
+            gic::KICK | gic::MAINTENANCE => {}
+            other if u32::from(other) as usize == CONSOLE_INTID.load(Ordering::Relaxed) => {
+                console_interrupt();
+            }
+            other => warn!("cpu{cpu}: unexpected interrupt {other:?}"),
+        }
+        gic::end(intid);
+    }
+    events
+}
+
+/// The console UART has input (handled by the console's owner once it
+/// takes input; until then its interrupt is never enabled at the UART).
+fn console_interrupt() {}
+
+fn set_vtimer_enabled(cpu: usize, enabled: bool) {
+    if CPUS[cpu].vtimer_enabled.swap(enabled, Ordering::Relaxed) != enabled {
+        gic::set_private_enabled(cpu, gic::VIRT_TIMER, enabled);
+    }
+}
+
+/// The earliest deadline of this CPU's sleepers.
+fn next_sleeper(cpu: usize) -> Option<u64> {
+    CPUS[cpu].sleepers.lock().iter().map(|s| s.deadline).min()
+}
+
+/// Wakes the sleepers of this CPU whose deadline has passed.
+fn wake_sleepers(cpu: usize, now: u64) {
+    let due: Vec<Sleeper> = {
+        let mut sleepers = CPUS[cpu].sleepers.lock();
+        if sleepers.iter().all(|s| s.deadline > now) {
+            return;
+        }
+        let (due, later) = core::mem::take(&mut *sleepers)
+            .into_iter()
+            .partition(|s| s.deadline <= now);
+        *sleepers = later;
+        due
+    };
+    for sleeper in due {
+        if let Some(vm) = sleeper.vm.upgrade() {
+            wake(&vm, sleeper.vcpu);
         }
     }
 }
@@ -162,21 +461,53 @@ fn prepare_this_cpu() {
     unsafe { asm!("msr cntvoff_el2, xzr", options(nomem, nostack)) };
 }
 
-fn run_entry(vmids: &VmidAllocator, cpu: usize, entry: Entry) {
+fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
     let Entry { vm, vcpu, epoch } = entry;
     if !vm.enter(epoch) {
         return;
     }
-    let next = run_vcpu(vmids, cpu, &vm, vcpu);
+    if vm.vcpus[vcpu].power() == Power::Off {
+        // Turned off (or the VM reset) after it was queued.
+        vm.leave();
+        return;
+    }
+    vm.vcpus[vcpu]
+        .run
+        .store(Run::Running as u8, Ordering::Release);
+    let next = run_vcpu(vmids, limits, cpu, &vm, vcpu);
     // Off the CPU before anything else: the VMID is no longer live here.
     let _ = vmids.deactivate(cpu);
+    let run = &vm.vcpus[vcpu].run;
     match next {
         Next::Yield => {
-            let epoch = vm.epoch();
-            enqueue(vm.clone(), vcpu, epoch);
+            run.store(Run::Queued as u8, Ordering::Release);
+            push(
+                cpu,
+                Entry {
+                    vm: vm.clone(),
+                    vcpu,
+                    epoch: vm.epoch(),
+                },
+            );
         }
-        Next::Off => vm.vcpus[vcpu].set_power(Power::Off),
-        Next::Stop | Next::Resume => {}
+        // Already marked blocked (under the virtual GIC's lock).
+        Next::Block(deadline) => {
+            if let Some(deadline) = deadline {
+                CPUS[cpu].sleepers.lock().push(Sleeper {
+                    vm: Arc::downgrade(&vm),
+                    vcpu,
+                    deadline,
+                });
+            }
+        }
+        Next::Off => {
+            run.store(Run::Off as u8, Ordering::Release);
+            vm.vcpus[vcpu].set_power(Power::Off);
+            if vm.vcpus.iter().all(|v| v.power() == Power::Off) {
+                vm.request_stop(crate::vm::Stop::Off("every vCPU is off"));
+            }
+        }
+        Next::Stop | Next::Resume | Next::Wait => run.store(Run::Off as u8, Ordering::Release),
     }
     vm.leave();
 }
@@ -199,10 +530,9 @@ impl LocalTlbFlush<Vmid> for AllVmids {
     }
 }
 
-/// Runs one vCPU until it yields, stops or its VM stops.
-fn run_vcpu(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Next {
-    let vcpu = &vm.vcpus[index];
-    let mut state = vcpu.state.lock();
+/// Programs stage 2 for `vm` on this CPU: VMID, VTTBR, and the TLB
+/// maintenance a migration needs. `None` if no VMID could be had.
+fn enter_stage2(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Option<()> {
     let switched = vmids
         .switch(&vm.vmid, cpu)
         .map_err(|e| alloc::format!("{e}"))
@@ -217,7 +547,7 @@ fn run_vcpu(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Ne
         Err(e) => {
             error!("vm \"{}\": no usable VMID: {e}; stopping the VM", vm.name);
             vm.request_stop(crate::vm::Stop::Off("no usable VMID"));
-            return Next::Stop;
+            return None;
         }
     };
     let previous = vm.last_vmid.swap(vmid, Ordering::Relaxed);
@@ -230,6 +560,7 @@ fn run_vcpu(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Ne
     }
     VTCR_EL2.set(vm.vtcr);
     VTTBR_EL2.set(vttbr);
+    let vcpu = &vm.vcpus[index];
     let last = vcpu.last_cpu.swap(cpu, Ordering::Relaxed);
     if last != cpu && last != usize::MAX {
         vcpu.migrations.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +572,65 @@ fn run_vcpu(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Ne
         // SAFETY: Invalidates this VMID's stage-1 entries on this CPU only.
         unsafe { asm!("tlbi vmalle1", "dsb nsh", options(nostack, preserves_flags)) };
     }
+    Some(())
+}
+
+/// The live virtual timer's CNTV_CTL and CNTV_CVAL.
+fn live_vtimer() -> (u64, u64) {
+    let (ctl, cval): (u64, u64);
+    // SAFETY: Reading the guest's timer registers has no side effects.
+    unsafe {
+        asm!(
+            ".arch armv8.1-a",
+            "mrs {ctl}, cntv_ctl_el02",
+            "mrs {cval}, cntv_cval_el02",
+            ctl = out(reg) ctl,
+            cval = out(reg) cval,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    (ctl, cval)
+}
+
+/// Forwards the vCPU's timer lines to its virtual GIC (with the GIC
+/// locked by the caller): the virtual timer's from the live registers, the
+/// emulated physical timer's from its model. The physical virtual-timer
+/// PPI is enabled only while the virtual line is low.
+fn forward_timers(vgic: &mut vgic::Vgic, cpu: usize, index: usize, state: &VcpuState, now: u64) {
+    let (ctl, _) = live_vtimer();
+    let vline = vtimer::virtual_timer_line(ctl);
+    let pline = state.ptimer.line(now);
+    for (intid, line) in [
+        (vtimer::VIRT_TIMER_INTID, vline),
+        (vtimer::PHYS_TIMER_INTID, pline),
+    ] {
+        if let Some(intid) = IntId::new(intid) {
+            // Only this vCPU could need a kick, and it is about to enter.
+            let _ = vgic.set_level(intid, index, line);
+        }
+    }
+    set_vtimer_enabled(cpu, !vline);
+}
+
+/// When the vCPU's timers will want it, from the live virtual timer and
+/// the emulated physical one.
+fn timer_deadline(state: &VcpuState) -> Option<u64> {
+    let (ctl, cval) = live_vtimer();
+    let virt = vtimer::virtual_timer_deadline(ctl, cval);
+    let phys = state.ptimer.deadline();
+    match (virt, phys) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Runs one vCPU until it yields, blocks, stops or its VM stops.
+fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, index: usize) -> Next {
+    let vcpu = &vm.vcpus[index];
+    let mut state = vcpu.state.lock();
+    if enter_stage2(vmids, cpu, vm, index).is_none() {
+        return Next::Stop;
+    }
     VMPIDR_EL2.set(guest_boot::vmpidr_el2_of(index as u32));
     state.el1.restore();
     vcpu.set_power(Power::On);
@@ -248,19 +638,65 @@ fn run_vcpu(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Ne
     // SAFETY: Synchronises the HCR_EL2 and EL1 register writes.
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
 
+    let slice = timer::ticks_of_ms(SLICE_MS);
+    let mut slice_end = timer::now().wrapping_add(slice);
+    let mut lrs = [0u64; MAX_LIST_REGISTERS];
+    let nr_lrs = limits.list_registers;
     let next = loop {
+        let now = timer::now();
+        let flushed = {
+            let mut vgic = vm.vgic.lock();
+            forward_timers(&mut vgic, cpu, index, &state, now);
+            vgic.flush(index, &mut lrs[..nr_lrs])
+        };
+        let refill = flushed.is_ok_and(|f| f.overflow);
+        ich::load(limits, &lrs[..nr_lrs], &state.cpu_if, refill);
+        let wake = [Some(slice_end), state.ptimer.deadline(), next_sleeper(cpu)]
+            .into_iter()
+            .flatten()
+            .min();
+        timer::arm(wake);
+
         let exit = vcpu::run(&mut state.regs);
+
+        vcpu.exits.fetch_add(1, Ordering::Relaxed);
+        ich::save(limits, &mut lrs[..nr_lrs], &mut state.cpu_if);
+        // Only fails for a vCPU the VM does not have.
+        let _ = vm.vgic.lock().sync(index, &lrs[..nr_lrs]);
         let next = match exit {
             Exit::Synchronous => exits::synchronous(vm, index, &mut state),
-            Exit::Irq | Exit::Fiq => Next::Resume,
+            Exit::Irq | Exit::Fiq => {
+                let events = service_interrupts(cpu);
+                let now = timer::now();
+                if events.tick {
+                    wake_sleepers(cpu, now);
+                }
+                if now >= slice_end {
+                    if CPUS[cpu].queued.load(Ordering::Relaxed) > 0 {
+                        Next::Yield
+                    } else {
+                        slice_end = now.wrapping_add(slice);
+                        Next::Resume
+                    }
+                } else {
+                    Next::Resume
+                }
+            }
             Exit::SError => exits::serror(vm, &state.regs),
             Exit::AArch32(vector) => exits::aarch32(vm, vector),
         };
-        if next != Next::Resume {
-            break next;
-        }
+        let next = match next {
+            Next::Wait => match block(vm, cpu, index, &state) {
+                Some(deadline) => Next::Block(deadline),
+                None => Next::Resume,
+            },
+            other => other,
+        };
         if vm.stopping() {
             break Next::Stop;
+        }
+        if next != Next::Resume {
+            break next;
         }
     };
 
@@ -268,5 +704,59 @@ fn run_vcpu(vmids: &VmidAllocator, cpu: usize, vm: &Arc<Vm>, index: usize) -> Ne
     // SAFETY: Back to host mode before the next guest or host work.
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
     state.el1.save();
+    // The saved timer keeps its deadline (a wake-up time while the vCPU is
+    // away); the live one must not fire on this CPU for someone else.
+    // SAFETY: Disables the EL1 virtual timer, which no guest uses now.
+    unsafe {
+        asm!(
+            ".arch armv8.1-a",
+            "msr cntv_ctl_el02, xzr",
+            "isb",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    set_vtimer_enabled(cpu, true);
     next
+}
+
+/// The vCPU waits for an interrupt (WFI): `None` if it has one already or
+/// its timer is due (run on), else it is marked blocked and the deadline
+/// its timers set, if any, is returned.
+fn block(vm: &Arc<Vm>, cpu: usize, index: usize, state: &VcpuState) -> Option<Option<u64>> {
+    let now = timer::now();
+    let deadline = timer_deadline(state);
+    if deadline.is_some_and(|d| d <= now) {
+        return None;
+    }
+    let mut vgic = vm.vgic.lock();
+    forward_timers(&mut vgic, cpu, index, state, now);
+    if vgic.pending_for(index) {
+        return None;
+    }
+    // Marked under the GIC's lock: whoever makes an interrupt pending
+    // for it afterwards sees `Blocked` and wakes it.
+    vm.vcpus[index]
+        .run
+        .store(Run::Blocked as u8, Ordering::Release);
+    Some(deadline)
+}
+
+/// Prints every VM's vCPUs: where they are, how often they moved and exited.
+pub fn report(vm: &Vm) {
+    for (index, vcpu) in vm.vcpus.iter().enumerate() {
+        let run = match Run::of(vm, index) {
+            Run::Off => "off",
+            Run::Queued => "queued",
+            Run::Running => "running",
+            Run::Blocked => "waiting",
+        };
+        let last = vcpu.last_cpu.load(Ordering::Relaxed);
+        info!(
+            "vm \"{}\" vcpu{index}: {run}, last on cpu{}, {} migration(s), {} exit(s)",
+            vm.name,
+            if last == usize::MAX { 0 } else { last },
+            vcpu.migrations.load(Ordering::Relaxed),
+            vcpu.exits.load(Ordering::Relaxed)
+        );
+    }
 }

@@ -127,6 +127,10 @@ pub struct VcpuState {
     pub regs: GuestRegs,
     /// Switched around a run of exits.
     pub el1: El1Regs,
+    /// The virtual GIC CPU interface's own state (list registers aside).
+    pub cpu_if: crate::ich::CpuInterface,
+    /// The emulated EL1 physical timer.
+    pub ptimer: vtimer::Timer,
 }
 
 impl VcpuState {

@@ -5,7 +5,7 @@
 //! vCPUs; it is freed, its RAM returned to the heap, when the last of them
 //! lets go after it stopped.
 
-use crate::mmio::MmioRegion;
+use crate::mmio::{MmioDevice, MmioRegion};
 use crate::vcpu::VcpuState;
 use crate::vuart::VirtualPl011;
 use crate::{mmu, sched};
@@ -24,7 +24,11 @@ use manifest::{Bundle, Device, VmSpec};
 use platform::MAX_CPUS;
 use spin::mutex::SpinMutex;
 use stage2::{Stage2Config, Stage2Table};
+use vgic::{IntId, Vgic};
 use vpsci::Power;
+
+/// SPIs each VM's GIC offers: the UART's and the virtio-mmio slots' fit.
+const NR_SPIS: u32 = 64;
 
 /// Alignment of guest RAM in host memory: 2 MiB, so stage 2 can use blocks.
 const RAM_ALIGN: usize = 2 << 20;
@@ -56,6 +60,8 @@ pub enum CreateError {
     DeviceTree(guest_boot::DtbError),
     /// The stage-2 tables could not be built.
     Stage2(stage2::Stage2Error),
+    /// The virtual GIC could not be built for this many vCPUs.
+    Gic(vgic::ConfigError),
     /// Not enough free memory for the VM's RAM.
     OutOfMemory {
         /// Bytes asked for.
@@ -73,6 +79,7 @@ impl fmt::Display for CreateError {
             Self::Layout(e) => write!(f, "memory layout: {e}"),
             Self::DeviceTree(e) => write!(f, "device tree: {e}"),
             Self::Stage2(e) => write!(f, "stage 2: {e}"),
+            Self::Gic(e) => write!(f, "virtual GIC: {e}"),
             Self::OutOfMemory { bytes } => write!(
                 f,
                 "not enough free memory for {} MiB of guest RAM",
@@ -155,6 +162,10 @@ pub struct Vcpu {
     pub last_cpu: AtomicUsize,
     /// How often it moved to another physical CPU.
     pub migrations: AtomicU64,
+    /// Exits to the hypervisor so far.
+    pub exits: AtomicU64,
+    /// Where the scheduler has it (`sched::Run`).
+    pub run: AtomicU8,
 }
 
 impl Vcpu {
@@ -223,6 +234,8 @@ pub struct Vm {
     ram_ipa: u64,
     /// Its vCPUs.
     pub vcpus: Vec<Vcpu>,
+    /// Its virtual GICv3.
+    pub vgic: SpinMutex<Vgic>,
     /// Its emulated devices.
     pub mmio: Vec<MmioRegion>,
     /// Which of its vCPUs each physical CPU ran last (`usize::MAX`: none).
@@ -231,6 +244,26 @@ pub struct Vm {
     pub aborts: AtomicU64,
     control: SpinMutex<Control>,
     images: Images,
+    /// Last, so that it drops after the RAM: counts the VM as freed.
+    _freed: FreedGuard,
+}
+
+/// Counts the VM with the scheduler while it exists: made last in
+/// [`Vm::create`], dropped last (after the RAM is returned).
+#[derive(Debug)]
+struct FreedGuard;
+
+impl FreedGuard {
+    fn new() -> Self {
+        sched::vm_created();
+        Self
+    }
+}
+
+impl Drop for FreedGuard {
+    fn drop(&mut self) {
+        sched::vm_freed();
+    }
 }
 
 /// What a (re)boot loads into guest RAM.
@@ -304,12 +337,15 @@ impl Vm {
                 device: Box::new(VirtualPl011::new(&spec.name)),
             });
         }
+        let vgic = Vgic::new(spec.vcpus as usize, NR_SPIS).map_err(CreateError::Gic)?;
         let vcpus = (0..spec.vcpus as usize)
             .map(|_| Vcpu {
                 power: AtomicU8::new(Power::Off as u8),
                 state: SpinMutex::new(VcpuState::default()),
                 last_cpu: AtomicUsize::new(usize::MAX),
                 migrations: AtomicU64::new(0),
+                exits: AtomicU64::new(0),
+                run: AtomicU8::new(sched::Run::Off as u8),
             })
             .collect();
         let vm = Self {
@@ -321,6 +357,7 @@ impl Vm {
             ram: SpinMutex::new(ram),
             ram_ipa: ram_ipa.get(),
             vcpus,
+            vgic: SpinMutex::new(vgic),
             mmio,
             last_vcpu_ran: [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS],
             aborts: AtomicU64::new(0),
@@ -336,6 +373,7 @@ impl Vm {
                 dtb,
                 plan,
             },
+            _freed: FreedGuard::new(),
         };
         vm.load_images();
         Ok(Arc::new(vm))
@@ -389,7 +427,7 @@ impl Vm {
         *self.vcpus[0].state.lock() =
             VcpuState::at_reset(plan.entry().get(), plan.dtb().start().get());
         self.vcpus[0].set_power(Power::OnPending);
-        sched::enqueue(self.clone(), 0, epoch);
+        sched::make_runnable(self, 0, epoch);
     }
 
     /// Starts vCPU `index` at `entry` with x0 = `context` (PSCI `CPU_ON`);
@@ -402,7 +440,7 @@ impl Vm {
             return false;
         }
         *vcpu.state.lock() = VcpuState::at_reset(entry, context);
-        sched::enqueue(self.clone(), index, self.epoch());
+        sched::make_runnable(self, index, self.epoch());
         true
     }
 
@@ -452,17 +490,40 @@ impl Vm {
         };
         for vcpu in &self.vcpus {
             vcpu.set_power(Power::Off);
+            vcpu.run.store(sched::Run::Off as u8, Ordering::Release);
         }
         match stop {
             Stop::Off(reason) => {
                 self.flush_devices();
                 info!("vm \"{}\": {reason}; stopped", self.name);
+                sched::report(self);
+                crate::launch::vm_stopped(self);
             }
             Stop::Reset => {
                 info!("vm \"{}\": PSCI SYSTEM_RESET: restarting", self.name);
+                // The interrupt controller resets with the machine.
+                if let Ok(fresh) = Vgic::new(self.vcpus.len(), NR_SPIS) {
+                    *self.vgic.lock() = fresh;
+                }
                 self.load_images();
                 self.start();
             }
+        }
+    }
+
+    /// Drives the VM's GIC from `device`'s interrupt line and wakes or
+    /// kicks the vCPUs that may now take it.
+    pub fn update_line(self: &Arc<Self>, device: &dyn MmioDevice) {
+        let Some(line) = device.interrupt() else {
+            return;
+        };
+        let Some(intid) = IntId::spi(line.spi.number()) else {
+            return;
+        };
+        let kick = self.vgic.lock().set_level(intid, 0, line.high);
+        match kick {
+            Ok(kick) => sched::kick(self, kick),
+            Err(e) => warn!("vm \"{}\": device interrupt {intid:?}: {e}", self.name),
         }
     }
 
@@ -504,6 +565,5 @@ impl Drop for Vm {
             self.name,
             ram >> 20
         );
-        sched::vm_freed();
     }
 }

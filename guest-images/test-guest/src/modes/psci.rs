@@ -4,7 +4,7 @@
 
 use crate::dt::Machine;
 use crate::firmware::{self, Answer, Conduit, Hex, Status};
-use crate::{boot, report, smp};
+use crate::{boot, report, smp, timer_irq};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 const TEST: &str = "psci";
@@ -23,6 +23,8 @@ const STANDBY: u64 = 0;
 /// Context ID for CPU_SUSPEND: a standby state must not use it; if the
 /// hypervisor wrongly resumes at the entry point, vCPU 0 comes up there.
 const SUSPEND_CONTEXT: u64 = 0;
+/// Counter ticks until the timer ends the standby (about 1 ms at 62.5 MHz).
+const SUSPEND_TICKS: u64 = 62_500;
 /// How many times each secondary is started.
 const STARTS_PER_CPU: u32 = 2;
 
@@ -72,9 +74,11 @@ pub fn run(machine: &Machine) {
         firmware::affinity_info(ABSENT_MPIDR),
         Status::INVALID_PARAMETERS,
     );
+    // A standby state lasts until an interrupt: the virtual timer's.
+    timer_irq::arm_wakeup(SUSPEND_TICKS);
     report::expect(
         TEST,
-        format_args!("CPU_SUSPEND(standby)"),
+        format_args!("CPU_SUSPEND(standby) until the virtual timer fires"),
         firmware::status(
             firmware::psci_conduit(),
             firmware::PSCI_CPU_SUSPEND_64,
@@ -82,6 +86,7 @@ pub fn run(machine: &Machine) {
         ),
         Status::SUCCESS,
     );
+    timer_irq::disarm();
 }
 
 /// Versions and features, and unknown functions over both conduits.

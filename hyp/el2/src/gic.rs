@@ -1,0 +1,158 @@
+//! The physical GICv3, which the hypervisor owns: guests only ever see the
+//! virtual one (`vgic`, through the list registers).
+//!
+//! Every interrupt is Group 1 at one priority and targets EL2 (HCR_EL2.IMO
+//! is set while a guest runs, and EL2 runs with PSTATE.I masked, so a
+//! physical interrupt either ends a guest's run or wakes an idle CPU from
+//! WFI; it is then taken by polling [`acknowledge`]). The interrupts used:
+//! - [`KICK`], an SGI between physical CPUs: "look at your run queue and the
+//!   virtual GIC again";
+//! - [`MAINTENANCE`], the virtual CPU interface's maintenance interrupt;
+//! - [`HYP_TIMER`], the EL2 physical timer: time slices and timed wake-ups;
+//! - [`VIRT_TIMER`], the guest's virtual timer firing while it runs;
+//! - the console UART's SPI, routed to CPU 0.
+
+use crate::percpu;
+use addr::PhysAddr;
+use arm_gic::gicv3::registers::Gicd;
+use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
+use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
+use core::ptr::NonNull;
+use log::warn;
+use spin::mutex::SpinMutex;
+use spin::Once;
+
+/// SGI 0: another CPU changed something this CPU must look at.
+pub const KICK: IntId = IntId::sgi(0);
+/// PPI 9 (INTID 25): the virtual CPU interface's maintenance interrupt
+/// (the GIC binding's `interrupts`, and the SBSA's recommendation).
+pub const MAINTENANCE: IntId = IntId::ppi(9);
+/// PPI 10 (INTID 26): the EL2 physical timer (the timer binding's fourth).
+pub const HYP_TIMER: IntId = IntId::ppi(10);
+/// PPI 11 (INTID 27): the EL1 virtual timer, the guest's.
+pub const VIRT_TIMER: IntId = IntId::ppi(11);
+
+/// The physical CPU interrupts go to and their priority mask: every
+/// priority passes.
+const PRIORITY_MASK_ALL: u8 = 0xff;
+
+static GIC: Once<SpinMutex<GicV3<'static>>> = Once::new();
+
+/// Why the GIC could not be set up.
+#[derive(Debug)]
+pub enum GicError {
+    /// The device tree's addresses are not usable.
+    BadAddress,
+    /// The driver refused the hardware.
+    Driver(arm_gic::gicv3::GicError),
+}
+
+impl core::fmt::Display for GicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadAddress => write!(f, "GIC: distributor or redistributor address is null"),
+            Self::Driver(e) => write!(f, "GIC: {e}"),
+        }
+    }
+}
+
+/// Sets up the distributor and every redistributor, then the calling
+/// (primary) CPU's interface. `console_spi` is routed to CPU 0.
+///
+/// # Safety
+///
+/// `gicd` and `gicr` must be the GIC's distributor and first redistributor
+/// frames, mapped as device memory, used by nothing else from now on, with
+/// one redistributor per CPU of `nr_cpus`.
+pub unsafe fn init(
+    gicd: PhysAddr,
+    gicr: PhysAddr,
+    nr_cpus: usize,
+    console_spi: Option<u32>,
+) -> Result<(), GicError> {
+    let gicd = NonNull::new(gicd.get() as *mut Gicd).ok_or(GicError::BadAddress)?;
+    let gicr = NonNull::new(gicr.get() as *mut _).ok_or(GicError::BadAddress)?;
+    // SAFETY: The caller guarantees both are the GIC's mapped, unaliased
+    // register frames.
+    let mut gic = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, nr_cpus) }
+        .map_err(GicError::Driver)?;
+    // Every redistributor and the distributor to defaults: all interrupts
+    // disabled, Group 1 non-secure, one priority.
+    gic.setup(0);
+    if let Some(spi) = console_spi {
+        let intid = IntId::spi(spi);
+        let mpidr = percpu::this_cpu().map_or(0, percpu::PerCpu::mpidr);
+        let routed = gic
+            .distributor()
+            .set_trigger(intid, Trigger::Level)
+            .and_then(|()| gic.distributor().set_routing(intid, Some(mpidr)))
+            .and_then(|()| gic.enable_interrupt(intid, None, true));
+        if let Err(e) = routed {
+            warn!("GIC: console interrupt not routed ({e}); console input is polled only");
+        }
+    }
+    GIC.call_once(|| SpinMutex::new(gic));
+    init_this_cpu(0);
+    Ok(())
+}
+
+/// Sets up the calling CPU's redistributor and CPU interface: system
+/// registers on (also for EL1, whose accesses reach the virtual
+/// interface), Group 1 on, priority mask open, and the private interrupts
+/// the hypervisor uses enabled.
+pub fn init_this_cpu(cpu: usize) {
+    let Some(gic) = GIC.get() else {
+        return;
+    };
+    GicCpuInterface::enable_system_register_el2(true);
+    let mut gic = gic.lock();
+    gic.init_cpu(cpu);
+    for intid in [KICK, MAINTENANCE, HYP_TIMER, VIRT_TIMER] {
+        if let Err(e) = gic.enable_interrupt(intid, Some(cpu), true) {
+            warn!("GIC: cannot enable {intid:?} on cpu{cpu}: {e}");
+        }
+    }
+    drop(gic);
+    GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
+    GicCpuInterface::enable_group1(true);
+}
+
+/// Takes the highest-priority pending interrupt, if any.
+pub fn acknowledge() -> Option<IntId> {
+    GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)
+}
+
+/// Ends (and deactivates) an acknowledged interrupt.
+pub fn end(intid: IntId) {
+    GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1);
+}
+
+/// Enables or disables one of the calling CPU's private interrupts.
+pub fn set_private_enabled(cpu: usize, intid: IntId, enabled: bool) {
+    if let Some(gic) = GIC.get() {
+        if let Err(e) = gic.lock().enable_interrupt(intid, Some(cpu), enabled) {
+            warn!("GIC: cannot change {intid:?} on cpu{cpu}: {e}");
+        }
+    }
+}
+
+/// Sends [`KICK`] to physical CPU `cpu`.
+pub fn kick(cpu: usize) {
+    let Some(mpidr) = percpu::of(cpu).map(percpu::PerCpu::mpidr) else {
+        return;
+    };
+    let aff0 = (mpidr & 0xff) as u8;
+    // The target list covers Aff0 values 0..=15 of one Aff1 cluster.
+    if aff0 >= 16 {
+        warn!("GIC: cpu{cpu} (MPIDR {mpidr:#x}) cannot be named in an SGI target list");
+        return;
+    }
+    let target = SgiTarget::List {
+        affinity3: ((mpidr >> 32) & 0xff) as u8,
+        affinity2: ((mpidr >> 16) & 0xff) as u8,
+        affinity1: ((mpidr >> 8) & 0xff) as u8,
+        target_list: 1 << aff0,
+    };
+    // Only fails for a non-SGI INTID, which KICK is not.
+    let _ = GicCpuInterface::send_sgi(KICK, target, SgiTargetGroup::CurrentGroup1);
+}
