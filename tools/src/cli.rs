@@ -14,8 +14,8 @@ usage: ./run.sh [COMMAND] [OPTIONS]
 
 commands:
   run      (default) check the host, build the hypervisor (release), boot it
-           under QEMU and connect the terminal to the console until QEMU
-           exits
+           under QEMU with two Linux VMs and connect the terminal to the
+           console until QEMU exits
   test     run every test: host unit tests, extra host test commands and the
            QEMU system tests; ends with `N passed, N failed`
   setup    check for qemu-system-aarch64 >= 8.2 (installs it from
@@ -27,12 +27,12 @@ run options:
   --debug          boot the debug build (has the debug-only test switches)
   --append ARGS    hypervisor command line, e.g. --append \"hyp.fault=data-abort\"
   --dtb FILE       boot with this device tree instead of QEMU's own
-  --manifest FILE  the VMs to boot (default guest-images/manifests/demo.toml;
-                   guest-images/manifests/linux.toml has two Linux VMs with
-                   a shell each); its images are looked up next to it, then
-                   among the built guest images (target/guest-images), and
-                   the test guest and the Linux guest are built first if it
-                   names them
+  --manifest FILE  the VMs to boot (default guest-images/manifests/linux.toml:
+                   two Linux VMs with a shell each; the bare-metal demo is
+                   guest-images/manifests/demo.toml); its images are looked
+                   up next to it, then among the built guest images
+                   (target/guest-images), and the test guest and the Linux
+                   guest are built first if it names them
   --no-vms         boot the hypervisor without a boot bundle
   --kernel FILE    boot FILE (an ELF, converted, or a flat image) instead of
                    building the hypervisor
@@ -117,8 +117,8 @@ pub enum Manifest {
     User(PathBuf),
 }
 
-/// The demo manifest, from the workspace root.
-pub const DEFAULT_MANIFEST: &str = "guest-images/manifests/demo.toml";
+/// What `run` boots by default, from the workspace root: two Linux VMs.
+pub const DEFAULT_MANIFEST: &str = "guest-images/manifests/linux.toml";
 
 /// Options of `test`.
 #[derive(Debug, Default, PartialEq, Eq)]

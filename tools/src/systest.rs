@@ -22,8 +22,40 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Wall-clock limit for the tests that run many VMs or many operations.
 const LONG_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Wall-clock limit for the tests that boot Linux guests: a Linux boot
+/// under the hypervisor under TCG takes tens of seconds on a 2-core host.
+const LINUX_TIMEOUT: Duration = Duration::from_secs(240);
+
 /// Never acceptable on the console.
 const PANIC: &str = "panicked";
+
+/// Never acceptable on the console of a test that boots Linux: a hypervisor
+/// panic or unexpected exception, a guest kernel's panic, BUG or oops, a
+/// failed guest check (its own `FAIL` lines say why), a counter that went
+/// backwards.
+const LINUX_FORBID: &[&str] = &[
+    PANIC,
+    r"unexpected exception",
+    r"Kernel panic",
+    r"\bBUG:",
+    r"\bOops\b",
+    r"\] guest: .*\bFAIL\b",
+    r"\bcheck FAIL\b",
+    r"counter-check: .* [1-9]\d* backwards",
+];
+
+/// The pattern of VM `$vm`'s `guest: memtotal_kib=` line for 512 MiB of
+/// RAM: 440,000 to 524,999 KiB (MemTotal is the RAM less what the kernel
+/// keeps for itself; 490,240 KiB under plain QEMU).
+macro_rules! memtotal_512m {
+    ($vm:literal) => {
+        concat!(
+            r"^\[",
+            $vm,
+            r"\] guest: memtotal_kib=(4[4-9]\d|5[01]\d|52[0-4])\d{3}$"
+        )
+    };
+}
 
 /// How the device tree for a test is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,6 +383,38 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+    },
+    SystemTest {
+        name: "linux_two_guests",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/linux-two-guests.toml"),
+        input: &[],
+        // One group for both VMs: their lines interleave in any order.
+        expect: &[
+            &[
+                r"^\[alpha\] guest: up: Linux ",
+                r"^\[beta\] guest: up: Linux ",
+                r"^\[alpha\] guest: cpus=2$",
+                r"^\[beta\] guest: cpus=2$",
+                memtotal_512m!("alpha"),
+                memtotal_512m!("beta"),
+                r"^\[alpha\] counter-check: \d+ reads in \d+\.\d\d s, 0 backwards, largest step \d+ ticks$",
+                r"^\[beta\] counter-check: \d+ reads in \d+\.\d\d s, 0 backwards, largest step \d+ ticks$",
+                r"^\[alpha\] guest: check PASS$",
+                r"^\[beta\] guest: check PASS$",
+                r#"^\[cpu\d\] INFO  vm "alpha": freed \(512 MiB of RAM returned; \d+ vCPU migration\(s\)\)$"#,
+                r#"^\[cpu\d\] INFO  vm "beta": freed \(512 MiB of RAM returned; \d+ vCPU migration\(s\)\)$"#,
+                // The busy vCPUs were moved between physical CPUs.
+                r#"^\[cpu\d\] INFO  vm "(alpha|beta)": freed \(512 MiB of RAM returned; [1-9]\d* vCPU migration\(s\)\)$"#,
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: LINUX_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
     },
 ];
 
@@ -770,5 +834,65 @@ mod tests {
         );
         assert!(exit_problem(Exit::TimedOut, ExpectExit::ByItself, t).is_some());
         assert!(exit_problem(Exit::Stopped, ExpectExit::Success, t).is_some());
+    }
+
+    const LINUX_TWO_GUESTS: &str = r#"[cpu0] INFO  vm "alpha": 2 vCPU(s), 512 MiB of RAM at PA 0x80000000..0xa0000000, kernel "linux-Image"
+[alpha] [    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]
+[beta] guest: up: Linux 6.1.0-56-cloud-arm64 (#1 SMP Debian 6.1.192-2 (2026-11-16)), 2 CPUs, after 3.10 s
+[alpha] guest: up: Linux 6.1.0-56-cloud-arm64 (#1 SMP Debian 6.1.192-2 (2026-11-16)), 2 CPUs, after 3.20 s
+[beta] guest: cpus=2
+[alpha] guest: cpus=2
+[beta] guest: memtotal_kib=490240
+[alpha] guest: memtotal_kib=490240
+[alpha] guest: busy workload done
+[alpha] counter-check: 13922305 reads in 15.00 s, 0 backwards, largest step 13030486 ticks
+[alpha] counter-check: 13975553 reads in 15.00 s, 0 backwards, largest step 8188115 ticks
+[alpha] guest: check PASS
+[beta] guest: busy workload done
+[beta] counter-check: 13922305 reads in 15.00 s, 0 backwards, largest step 13030486 ticks
+[beta] counter-check: 13975553 reads in 15.00 s, 0 backwards, largest step 8188115 ticks
+[beta] guest: check PASS
+[cpu1] INFO  vm "alpha": PSCI SYSTEM_OFF; stopped
+[cpu1] INFO  vm "alpha": freed (512 MiB of RAM returned; 0 vCPU migration(s))
+[cpu3] INFO  vm "beta": freed (512 MiB of RAM returned; 1234 vCPU migration(s))
+[cpu3] INFO  all VMs have stopped (heap in use: 436 KiB of 4094 MiB); powering off"#;
+
+    #[test]
+    fn two_linux_guests_pass_with_their_checks_and_migrations() {
+        let test = test_named("linux_two_guests");
+        let checker = feed_all(test, LINUX_TWO_GUESTS);
+        assert!(checker.all_seen(), "{:?}", checker.problems());
+        assert_eq!(checker.problems(), Vec::<String>::new());
+
+        let no_migrations = LINUX_TWO_GUESTS.replace("1234 vCPU", "0 vCPU");
+        assert!(!feed_all(test, &no_migrations).all_seen());
+        let small = LINUX_TWO_GUESTS.replace(
+            "[beta] guest: memtotal_kib=490240",
+            "[beta] guest: memtotal_kib=250000",
+        );
+        assert!(!feed_all(test, &small).all_seen());
+        let one_cpu = LINUX_TWO_GUESTS.replace("[beta] guest: cpus=2", "[beta] guest: cpus=1");
+        assert!(!feed_all(test, &one_cpu).all_seen());
+    }
+
+    #[test]
+    fn a_linux_guest_failure_is_forbidden() {
+        let test = test_named("linux_two_guests");
+        for bad in [
+            "[alpha] counter-check: 100 reads in 15.00 s, 3 backwards, largest step 9 ticks",
+            "[alpha] guest: check FAIL counter-check 0 exited with status 1",
+            "[beta] guest: FAIL unknown guest.run=chek (modes: check, shell)",
+            "[beta] [   12.345678] Kernel panic - not syncing: Attempted to kill init!",
+            "[alpha] [    3.000000] BUG: scheduling while atomic: swapper/1/0/0x00000002",
+            "[alpha] [    3.000000] Internal error: Oops: 0000000096000004 [#1] SMP",
+        ] {
+            let log = format!("{LINUX_TWO_GUESTS}\n{bad}");
+            let problems = feed_all(test, &log).problems();
+            assert!(!problems.is_empty(), "{bad}");
+            assert!(
+                problems.iter().all(|p| p.starts_with("forbidden pattern")),
+                "{bad}: {problems:?}"
+            );
+        }
     }
 }
