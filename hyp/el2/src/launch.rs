@@ -4,23 +4,92 @@
 //! and the problem, and skipped; the others start regardless.
 //!
 //! Started VMs are kept here until they stop: a VM whose vCPUs all wait
-//! for input holds no other reference, and must not vanish.
+//! for input holds no other reference, and must not vanish. A VM whose
+//! manifest entry says `after = "x"` is created and started when `x` stops
+//! (and never, with a log line, if `x` could not be created).
 
 use crate::vm::{Hardware, Vm};
 use addr::PhysRange;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use log::{error, info, warn};
-use manifest::{Bundle, Manifest};
+use manifest::{Bundle, Manifest, VmSpec};
 use spin::mutex::SpinMutex;
+use spin::Once;
 
 /// The VMs started and not yet stopped.
 static RUNNING: SpinMutex<Vec<Arc<Vm>>> = SpinMutex::new(Vec::new());
 
+/// VMs waiting for another to stop (`after`).
+static WAITING: SpinMutex<Vec<VmSpec>> = SpinMutex::new(Vec::new());
+
+/// What later VMs are created from.
+static SOURCE: Once<(Bundle<'static>, Hardware)> = Once::new();
+
 /// `vm` has stopped: it leaves the list of running VMs (and is freed once
-/// the physical CPUs let go of it).
+/// the physical CPUs let go of it), and the VMs waiting for it start.
 pub fn vm_stopped(vm: &Arc<Vm>) {
     RUNNING.lock().retain(|v| !Arc::ptr_eq(v, vm));
+    let Some((bundle, hw)) = SOURCE.get() else {
+        return;
+    };
+    for spec in take_waiting_for(&vm.name) {
+        info!(
+            "vm \"{}\": starting now that vm \"{}\" has stopped",
+            spec.name, vm.name
+        );
+        if let Some(next) = create(&spec, bundle, *hw) {
+            RUNNING.lock().push(next.clone());
+            next.start();
+        }
+    }
+}
+
+fn take_waiting_for(name: &str) -> Vec<VmSpec> {
+    let mut waiting = WAITING.lock();
+    let (due, rest) = core::mem::take(&mut *waiting)
+        .into_iter()
+        .partition(|spec| spec.after.as_deref() == Some(name));
+    *waiting = rest;
+    due
+}
+
+/// Creates the VM `spec` describes, or logs why not and gives up on the
+/// VMs waiting for it too.
+fn create(spec: &VmSpec, bundle: &Bundle<'static>, hw: Hardware) -> Option<Arc<Vm>> {
+    match Vm::create(spec, bundle, hw) {
+        Ok(vm) => {
+            let (pa, size) = vm.ram_pa();
+            info!(
+                "vm \"{}\": {} vCPU(s), {} MiB of RAM at PA {pa:#x}..{:#x}, kernel \"{}\"{}",
+                vm.name,
+                vm.vcpus.len(),
+                size >> 20,
+                pa + size,
+                spec.kernel,
+                if spec.bootargs.is_empty() {
+                    alloc::string::String::new()
+                } else {
+                    alloc::format!(", bootargs \"{}\"", spec.bootargs)
+                }
+            );
+            Some(vm)
+        }
+        Err(e) => {
+            error!("vm \"{}\": {e}; not started", spec.name);
+            let mut refused = alloc::vec![spec.name.clone()];
+            while let Some(name) = refused.pop() {
+                for later in take_waiting_for(&name) {
+                    error!(
+                        "vm \"{}\": not started: vm \"{name}\", which it runs after, did not start",
+                        later.name
+                    );
+                    refused.push(later.name);
+                }
+            }
+            None
+        }
+    }
 }
 
 /// Creates and starts every VM in the bundle at `region`; returns how many
@@ -63,8 +132,8 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
     );
     // Create them all, then start them all: they run side by side from
     // the start instead of the first ones finishing while the last are
-    // still being loaded.
-    let mut created = alloc::vec::Vec::new();
+    // still being loaded. Those that run after another wait.
+    let mut created = Vec::new();
     for entry in &manifest.vms {
         let spec = match &entry.spec {
             Ok(spec) => spec,
@@ -76,25 +145,19 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
                 continue;
             }
         };
-        match Vm::create(spec, &bundle, hw) {
-            Ok(vm) => {
-                let (pa, size) = vm.ram_pa();
-                info!(
-                    "vm \"{}\": {} vCPU(s), {} MiB of RAM at PA {pa:#x}..{:#x}, kernel \"{}\"{}",
-                    vm.name,
-                    vm.vcpus.len(),
-                    size >> 20,
-                    pa + size,
-                    spec.kernel,
-                    if spec.bootargs.is_empty() {
-                        alloc::string::String::new()
-                    } else {
-                        alloc::format!(", bootargs \"{}\"", spec.bootargs)
-                    }
-                );
+        if spec.after.is_some() {
+            WAITING.lock().push(spec.clone());
+        }
+    }
+    SOURCE.call_once(|| (bundle, hw));
+    let Some((bundle, _)) = SOURCE.get() else {
+        return 0;
+    };
+    for spec in manifest.vms.iter().filter_map(|e| e.spec.as_ref().ok()) {
+        if spec.after.is_none() {
+            if let Some(vm) = create(spec, bundle, hw) {
                 created.push(vm);
             }
-            Err(e) => error!("vm \"{}\": {e}; not started", spec.name),
         }
     }
     if created.is_empty() {
