@@ -1,7 +1,7 @@
-//! Just enough of the GICv3 and the virtual timer for a wake-up: the
-//! timer's PPI enabled in this vCPU's redistributor and the CPU interface,
-//! with PSTATE.I left masked, so the interrupt ends a WFI (or a standby
-//! `CPU_SUSPEND`) without ever being taken.
+//! Just enough of the GICv3 and the timers for a wake-up: a timer's PPI
+//! enabled in vCPU 0's redistributor and the CPU interface, with PSTATE.I
+//! left masked, so the interrupt ends a WFI (or a standby `CPU_SUSPEND`)
+//! without ever being taken.
 
 use aarch64_cpu::registers::{Readable, Writeable, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 use core::arch::asm;
@@ -18,7 +18,11 @@ const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const GICR_SGI_IGROUPR0: usize = 0x1_0080;
 const GICR_SGI_ISENABLER0: usize = 0x1_0100;
 /// The EL1 virtual timer's PPI (INTID 27).
-const VIRT_TIMER_INTID: u32 = 27;
+pub const VIRT_TIMER_INTID: u32 = 27;
+/// The EL1 physical timer's PPI (INTID 30).
+pub const PHYS_TIMER_INTID: u32 = 30;
+/// ICC_HPPIR1_EL1's INTID field.
+const INTID_MASK: u64 = 0xff_ffff;
 
 fn write32(addr: usize, value: u32) {
     // SAFETY: `addr` is a GIC register in the device map, which only this
@@ -31,15 +35,15 @@ fn read32(addr: usize) -> u32 {
     unsafe { (addr as *const u32).read_volatile() }
 }
 
-/// Arms vCPU 0's virtual timer to fire `ticks` from now, with its PPI
-/// routed and enabled so it can wake the vCPU. Call on vCPU 0 only.
-pub fn arm_wakeup(ticks: u64) {
+/// Enables PPI `intid` on vCPU 0 (Group 1; distributor and CPU interface
+/// on), so that it wakes the vCPU from WFI. Call on vCPU 0 only.
+pub fn enable_ppi(intid: u32) {
     write32(GICD, GICD_CTLR_GRP1_ARE);
     write32(
         GICR0 + GICR_WAKER,
         read32(GICR0 + GICR_WAKER) & !WAKER_PROCESSOR_SLEEP,
     );
-    let bit = 1 << VIRT_TIMER_INTID;
+    let bit = 1 << intid;
     write32(
         GICR0 + GICR_SGI_IGROUPR0,
         read32(GICR0 + GICR_SGI_IGROUPR0) | bit,
@@ -57,11 +61,25 @@ pub fn arm_wakeup(ticks: u64) {
             options(nomem, nostack)
         )
     };
+}
+
+/// Arms vCPU 0's virtual timer to fire `ticks` from now, its PPI enabled.
+/// Call on vCPU 0 only.
+pub fn arm_wakeup(ticks: u64) {
+    enable_ppi(VIRT_TIMER_INTID);
     CNTV_CVAL_EL0.set(CNTVCT_EL0.get().wrapping_add(ticks));
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
 }
 
-/// Turns the timer off again (its level interrupt drops with it).
+/// Turns the virtual timer off again (its level interrupt drops with it).
 pub fn disarm() {
     CNTV_CTL_EL0.set(0);
+}
+
+/// The INTID of the highest-priority pending interrupt (1023: none).
+pub fn highest_pending() -> u32 {
+    let intid: u64;
+    // SAFETY: Reading ICC_HPPIR1_EL1 has no side effects.
+    unsafe { asm!("mrs {}, icc_hppir1_el1", out(reg) intid, options(nomem, nostack)) };
+    (intid & INTID_MASK) as u32
 }

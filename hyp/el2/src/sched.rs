@@ -651,7 +651,10 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
         };
         let refill = flushed.is_ok_and(|f| f.overflow);
         ich::load(limits, &lrs[..nr_lrs], &state.cpu_if, refill);
-        let wake = [Some(slice_end), state.ptimer.deadline(), next_sleeper(cpu)]
+        // The emulated timer's deadline only while it is still ahead: once
+        // passed, its line is high and stays so until the guest acts.
+        let ptimer = state.ptimer.deadline().filter(|&d| d > now);
+        let wake = [Some(slice_end), ptimer, next_sleeper(cpu)]
             .into_iter()
             .flatten()
             .min();
