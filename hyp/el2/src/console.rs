@@ -171,8 +171,6 @@ pub fn close_vm_output(id: OutputId) {
 }
 
 /// Something that takes console input: a VM.
-// Wired up by the VMs and the scheduler; allowed until they call it.
-#[allow(dead_code)]
 pub trait ConsoleInput: Send + Sync {
     /// The name the console shows for it.
     fn console_name(&self) -> &str;
@@ -222,8 +220,6 @@ fn alive(target: &Weak<dyn ConsoleInput>) -> bool {
 
 /// Adds a VM to the console's input targets, after those already there.
 /// The first one gets the focus, and the console says so.
-// Wired up by the VMs and the scheduler; allowed until they call it.
-#[allow(dead_code)]
 pub fn attach(sink: Weak<dyn ConsoleInput>) {
     let first = {
         let mut input = INPUT.lock();
@@ -238,16 +234,12 @@ pub fn attach(sink: Weak<dyn ConsoleInput>) {
 }
 
 /// Sets what Ctrl-] s runs after printing the console's statistics.
-// Wired up by the VMs and the scheduler; allowed until they call it.
-#[allow(dead_code)]
 pub fn set_stats_reporter(report: fn()) {
     *STATS_REPORTER.lock() = Some(report);
 }
 
 /// Turns on the host UART's receive and receive-timeout interrupts, so that
 /// its interrupt can drive [`poll_input`].
-// Wired up by the VMs and the scheduler; allowed until they call it.
-#[allow(dead_code)]
 pub fn enable_rx_interrupt() {
     if let Some(uart) = CONSOLE.lock().uart.as_mut() {
         let masks = uart.interrupt_masks() | Interrupts::RXI | Interrupts::RTI;
@@ -258,8 +250,6 @@ pub fn enable_rx_interrupt() {
 /// Drains every byte the host UART has received, runs the escape commands
 /// and gives the rest to the focused VM. Returns at once if another CPU is
 /// already at it.
-// Wired up by the VMs and the scheduler; allowed until they call it.
-#[allow(dead_code)]
 pub fn poll_input() {
     if POLLING.swap(true, Ordering::Acquire) {
         return;

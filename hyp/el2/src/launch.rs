@@ -8,9 +8,10 @@
 //! manifest entry says `after = "x"` is created and started when `x` stops
 //! (and never, with a log line, if `x` could not be created).
 
+use crate::sched;
 use crate::vm::{Hardware, Vm};
 use addr::PhysRange;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use log::{error, info, warn};
 use manifest::{Bundle, Manifest, VmSpec};
@@ -40,8 +41,23 @@ pub fn vm_stopped(vm: &Arc<Vm>) {
         );
         if let Some(next) = create(&spec, bundle, *hw) {
             RUNNING.lock().push(next.clone());
+            attach_console(&next);
             next.start();
         }
+    }
+}
+
+/// Lets the console give `vm` input (in start order).
+fn attach_console(vm: &Arc<Vm>) {
+    let weak: Weak<Vm> = Arc::downgrade(vm);
+    crate::console::attach(weak);
+}
+
+/// Prints every running VM's vCPUs (the console's statistics key).
+pub fn report_all() {
+    let vms: Vec<Arc<Vm>> = RUNNING.lock().clone();
+    for vm in &vms {
+        sched::report(vm);
     }
 }
 
@@ -165,6 +181,7 @@ pub unsafe fn start_all(region: PhysRange, hw: Hardware) -> usize {
     }
     RUNNING.lock().extend(created.iter().cloned());
     for vm in &created {
+        attach_console(vm);
         vm.start();
     }
     created.len()

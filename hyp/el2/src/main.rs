@@ -195,6 +195,10 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     .map_err(BootError::Gic)?;
     sched::init(hw.1, platform.cpus.len(), console_spi.map(|spi| spi + 32))
         .map_err(BootError::Vmids)?;
+    if console_spi.is_some() {
+        console::set_stats_reporter(launch::report_all);
+        console::enable_rx_interrupt();
+    }
 
     smp::start(&secondaries, tables);
     let (used, total) = heap::usage();

@@ -412,9 +412,10 @@ fn service_interrupts(cpu: usize) -> Events {
     events
 }
 
-/// The console UART has input (handled by the console's owner once it
-/// takes input; until then its interrupt is never enabled at the UART).
-fn console_interrupt() {}
+/// The console UART has input: the console hands it to the VM in focus.
+fn console_interrupt() {
+    crate::console::poll_input();
+}
 
 fn set_vtimer_enabled(cpu: usize, enabled: bool) {
     if CPUS[cpu].vtimer_enabled.swap(enabled, Ordering::Relaxed) != enabled {

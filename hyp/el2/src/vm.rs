@@ -13,7 +13,7 @@ use addr::{IntermediatePhysAddr, PhysAddr};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -221,6 +221,8 @@ struct Control {
 /// A virtual machine.
 #[derive(Debug)]
 pub struct Vm {
+    /// Itself, for callbacks that only get `&self` (console input).
+    me: Weak<Vm>,
     /// Its name from the manifest.
     pub name: String,
     /// The allocator's context for its VMID.
@@ -244,6 +246,8 @@ pub struct Vm {
     pub aborts: AtomicU64,
     control: SpinMutex<Control>,
     images: Images,
+    /// Its console UART, also in `mmio`, kept here to give it input.
+    uart: Option<Arc<VirtualPl011>>,
     /// Last, so that it drops after the RAM: counts the VM as freed.
     _freed: FreedGuard,
 }
@@ -329,12 +333,13 @@ impl Vm {
             .map_err(CreateError::Stage2)?;
 
         let mut mmio = Vec::new();
-        if uart {
-            let uart = guest_boot::virt::UART;
+        let uart = uart.then(|| Arc::new(VirtualPl011::new(&spec.name)));
+        if let Some(uart) = &uart {
+            let frame = guest_boot::virt::UART;
             mmio.push(MmioRegion {
-                base: uart.start().get(),
-                size: uart.size(),
-                device: Box::new(VirtualPl011::new(&spec.name)),
+                base: frame.start().get(),
+                size: frame.size(),
+                device: Box::new(uart.clone()),
             });
         }
         let vgic = Vgic::new(spec.vcpus as usize, NR_SPIS).map_err(CreateError::Gic)?;
@@ -348,7 +353,8 @@ impl Vm {
                 run: AtomicU8::new(sched::Run::Off as u8),
             })
             .collect();
-        let vm = Self {
+        let vm = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             name: spec.name.clone(),
             vmid: Context::new(),
             last_vmid: AtomicU16::new(0),
@@ -373,10 +379,11 @@ impl Vm {
                 dtb,
                 plan,
             },
+            uart,
             _freed: FreedGuard::new(),
-        };
+        });
         vm.load_images();
-        Ok(Arc::new(vm))
+        Ok(vm)
     }
 
     /// Copies the kernel, initrd and device tree into guest RAM where the
@@ -539,6 +546,20 @@ impl Vm {
     }
 }
 
+impl crate::console::ConsoleInput for Vm {
+    fn console_name(&self) -> &str {
+        &self.name
+    }
+
+    fn console_input(&self, bytes: &[u8]) {
+        let (Some(uart), Some(me)) = (&self.uart, self.me.upgrade()) else {
+            return;
+        };
+        uart.receive(bytes);
+        me.update_line(&**uart);
+    }
+}
+
 impl Drop for Vm {
     /// The last reference is gone: nothing can run the VM any more (it
     /// stopped, or every vCPU is off and none can be started).
@@ -554,6 +575,13 @@ impl Drop for Vm {
             .map(|v| v.migrations.load(Ordering::Relaxed))
             .sum();
         let ram = self.ram.get_mut().size();
+        let dropped = self.uart.as_ref().map_or(0, |u| u.dropped_input());
+        if dropped > 0 {
+            warn!(
+                "vm \"{}\": {dropped} byte(s) of console input dropped (the guest did not read them)",
+                self.name
+            );
+        }
         if aborts > 0 {
             warn!(
                 "vm \"{}\": {aborts} abort(s) injected in all for accesses outside its memory map",

@@ -84,8 +84,6 @@ impl VirtualPl011 {
     /// room, the rest into the backlog; beyond the backlog's 4 KiB, input is
     /// dropped. The caller then updates the VM's interrupt line from
     /// [`MmioDevice::interrupt`].
-    // Called by the VM once it takes console input.
-    #[allow(dead_code)]
     pub fn receive(&self, bytes: &[u8]) {
         let mut state = self.state.lock();
         let room = BACKLOG.saturating_sub(state.backlog.len());
@@ -96,8 +94,6 @@ impl VirtualPl011 {
     }
 
     /// Input dropped so far because the guest did not read it.
-    // Called by the VM once it takes console input.
-    #[allow(dead_code)]
     pub fn dropped_input(&self) -> u64 {
         self.state.lock().dropped
     }
