@@ -18,7 +18,9 @@ use arm_gic::gicv3::registers::Gicd;
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use log::warn;
+use platform::MAX_CPUS;
 use spin::mutex::SpinMutex;
 use spin::Once;
 
@@ -37,6 +39,13 @@ pub const VIRT_TIMER: IntId = IntId::ppi(11);
 const PRIORITY_MASK_ALL: u8 = 0xff;
 
 static GIC: Once<SpinMutex<GicV3<'static>>> = Once::new();
+
+/// Each CPU's redistributor, by logical CPU index (found by affinity, as
+/// the frames need not be in the device tree's CPU order).
+static REDISTRIBUTOR: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS];
+
+/// Physical CPUs (and redistributors).
+static NR_CPUS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why the GIC could not be set up.
 #[derive(Debug)]
@@ -92,6 +101,7 @@ pub unsafe fn init(
         }
     }
     GIC.call_once(|| SpinMutex::new(gic));
+    NR_CPUS.store(nr_cpus, Ordering::Release);
     init_this_cpu(0);
     Ok(())
 }
@@ -105,10 +115,20 @@ pub fn init_this_cpu(cpu: usize) {
         return;
     };
     GicCpuInterface::enable_system_register_el2(true);
+    let mpidr = percpu::this_cpu().map_or(0, percpu::PerCpu::mpidr);
     let mut gic = gic.lock();
-    gic.init_cpu(cpu);
+    let Some(frame) = (0..NR_CPUS.load(Ordering::Acquire))
+        .find(|&i| gic.gicr_typer(i).is_ok_and(|t| t.core_mpidr() == mpidr))
+    else {
+        warn!("GIC: no redistributor for cpu{cpu} (MPIDR {mpidr:#x}); it gets no interrupts");
+        return;
+    };
+    if let Some(slot) = REDISTRIBUTOR.get(cpu) {
+        slot.store(frame, Ordering::Release);
+    }
+    gic.init_cpu(frame);
     for intid in [KICK, MAINTENANCE, HYP_TIMER, VIRT_TIMER] {
-        if let Err(e) = gic.enable_interrupt(intid, Some(cpu), true) {
+        if let Err(e) = gic.enable_interrupt(intid, Some(frame), true) {
             warn!("GIC: cannot enable {intid:?} on cpu{cpu}: {e}");
         }
     }
@@ -129,8 +149,11 @@ pub fn end(intid: IntId) {
 
 /// Enables or disables one of the calling CPU's private interrupts.
 pub fn set_private_enabled(cpu: usize, intid: IntId, enabled: bool) {
-    if let Some(gic) = GIC.get() {
-        if let Err(e) = gic.lock().enable_interrupt(intid, Some(cpu), enabled) {
+    let frame = REDISTRIBUTOR
+        .get(cpu)
+        .map_or(usize::MAX, |f| f.load(Ordering::Acquire));
+    if let (Some(gic), true) = (GIC.get(), frame != usize::MAX) {
+        if let Err(e) = gic.lock().enable_interrupt(intid, Some(frame), enabled) {
             warn!("GIC: cannot change {intid:?} on cpu{cpu}: {e}");
         }
     }

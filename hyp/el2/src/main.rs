@@ -47,9 +47,6 @@ use tock_registers::interfaces::Readable;
 /// MPIDR_EL1 affinity fields Aff3..Aff0, the form device trees use in `reg`.
 const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 
-/// The SPI of QEMU virt's console UART (its device tree's `interrupts`).
-const CONSOLE_UART_SPI: u32 = 1;
-
 /// Why the primary CPU could not finish booting.
 #[derive(Debug)]
 enum BootError {
@@ -180,8 +177,14 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
         hw.0.vmid_bits,
         pa_bits(hw.0.pa_range)
     );
-    // QEMU virt's console PL011 raises SPI 1.
-    let console_spi = platform.uart.map(|_| CONSOLE_UART_SPI);
+    let console_spi = match platform.uart.and_then(|uart| uart.interrupt) {
+        Some(platform::Interrupt::Spi(spi)) => Some(spi),
+        _ => {
+            warn!("console UART has no SPI in the device tree; no console input");
+            None
+        }
+    };
+    check_timer_interrupts(&platform);
     // SAFETY: The final map covers the GIC's frames as device memory, and
     // only the `gic` module touches them from now on.
     unsafe {
@@ -216,6 +219,27 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
 
 /// What the CPU offers guests, and the VMID width the allocator will use
 /// (the hardware's, unless `hyp.vmid-bits` asks for fewer).
+/// The hypervisor takes the timers' PPIs at the INTIDs the Server Base System
+/// Architecture fixes (and QEMU uses); a device tree saying otherwise is
+/// reported, since those timers would then stay silent.
+fn check_timer_interrupts(platform: &Platform) {
+    let Some(timer) = platform.timer else {
+        warn!("no timer node in the device tree; assuming the standard PPIs");
+        return;
+    };
+    for (what, found, expected) in [
+        ("EL2 physical", timer.hyp_phys, gic::HYP_TIMER),
+        ("EL1 virtual", timer.virt, gic::VIRT_TIMER),
+    ] {
+        if found.intid() != Some(u32::from(expected)) {
+            warn!(
+                "timer: {what} interrupt is {found:?}, not INTID {}; it will not be taken",
+                u32::from(expected)
+            );
+        }
+    }
+}
+
 fn hardware(forced_vmid_bits: Option<u32>) -> (vm::Hardware, u32) {
     let pa_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) as u8;
     let vmid_bits = if ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::VMIDBits) == 2 {

@@ -214,6 +214,8 @@ pub struct Gicv3 {
 pub struct Pl011 {
     /// Its register frame.
     pub regs: PhysRange,
+    /// Its interrupt, the first `interrupts` entry, if readable.
+    pub interrupt: Option<Interrupt>,
 }
 
 /// An SMMUv3 (`compatible = "arm,smmu-v3"`).

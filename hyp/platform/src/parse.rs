@@ -449,6 +449,11 @@ impl<'a> Found<'a> {
         } else if props.compatible_with("arm,pl011") {
             let uart = Pl011 {
                 regs: first_region(node, &props, bus)?,
+                // Its parent is the GIC on every machine this runs on; an
+                // unreadable specifier just means no input interrupt.
+                interrupt: props
+                    .interrupts
+                    .and_then(|v| interrupts(v)?.next().flatten()),
             };
             self.first_uart.get_or_insert(uart);
             if self

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use platform::{DtError, NodeName, Platform};
+use platform::{DtError, Interrupt, NodeName, Platform};
 
 fn parse(dtb: &[u8]) -> Result<Platform, DtError> {
     Platform::from_dtb(dtb)
@@ -664,4 +664,29 @@ fn spi_number_988_is_not_an_intid_and_is_refused() {
         });
     }));
     assert_eq!(err, Err(bad_property("intc@8000000", "interrupts")));
+}
+
+#[test]
+fn uart_interrupt_is_read_and_a_bad_one_is_none() {
+    let p = parse(&dtb(|w| {
+        required(w);
+        node(w, "pl011@9000000", |w| {
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
+            w.property_array_u32("interrupts", &[0, 1, 4]).unwrap();
+        });
+    }))
+    .unwrap();
+    assert_eq!(p.uart.unwrap().interrupt, Some(Interrupt::Spi(1)));
+
+    let p = parse(&dtb(|w| {
+        required(w);
+        node(w, "pl011@9000000", |w| {
+            w.property_string("compatible", "arm,pl011").unwrap();
+            w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
+            w.property_array_u32("interrupts", &[0, 1]).unwrap();
+        });
+    }))
+    .unwrap();
+    assert_eq!(p.uart.unwrap().interrupt, None);
 }
