@@ -11,6 +11,8 @@
 #   guest.run=shell    an interactive shell on the console (job control on);
 #                      powers off when it exits
 #   guest.busy=<s>     how long check's busy workload runs (default 10)
+#   guest.idle=<s>     how long check idles (sleeps, its vCPUs halted)
+#                      before the busy workload (default 0)
 #   guest.name=<name>  the hostname (and so the shell prompt)
 #
 # Every line meant for the host starts with `guest: `.
@@ -36,6 +38,7 @@ mount -t devtmpfs devtmpfs /dev
 
 run=shell
 busy=10
+idle=0
 name=
 # No globbing while splitting the command line into words.
 set -f
@@ -43,6 +46,7 @@ for word in $(cat /proc/cmdline); do
     case "$word" in
     guest.run=*) run=${word#guest.run=} ;;
     guest.busy=*) busy=${word#guest.busy=} ;;
+    guest.idle=*) idle=${word#guest.idle=} ;;
     guest.name=*) name=${word#guest.name=} ;;
     esac
 done
@@ -94,10 +98,11 @@ say "loaded $loaded modules${failed_modules:+; could not load:$failed_modules}"
 
 # --- modes ----------------------------------------------------------------
 
-# What the guest sees, then a busy workload: on every CPU two busy shell
-# loops and one counter-check (which yields often, so it moves between
-# vCPUs), all for `guest.busy` seconds. PASS if every counter-check saw its
-# counter only go forward and nothing else went wrong.
+# What the guest sees, then (after `guest.idle` seconds of sleep, if asked)
+# a busy workload: on every CPU two busy shell loops and one counter-check
+# (which yields often, so it moves between vCPUs), all for `guest.busy`
+# seconds. PASS if every counter-check saw its counter only go forward and
+# nothing else went wrong.
 run_check() {
     problems=
     problem() {
@@ -117,6 +122,16 @@ run_check() {
         busy=10
         ;;
     esac
+    case "$idle" in
+    '' | *[!0-9]*)
+        problem "guest.idle=$idle is not a number of seconds"
+        idle=0
+        ;;
+    esac
+    if [ "$idle" -gt 0 ]; then
+        say "idle for $idle s"
+        sleep "$idle"
+    fi
     say "busy workload: $((2 * cpus)) shell loops and $cpus counter-checks for $busy s"
     spinners=
     i=0

@@ -743,6 +743,7 @@ mod tests {
             "run_check()",
             "run_shell()",
             "guest.busy=",
+            "guest.idle=",
             "say \"cpus=",
             "say \"memtotal_kib=",
             "say \"busy workload done\"",

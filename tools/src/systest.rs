@@ -416,6 +416,51 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         exit: ExpectExit::Success,
         timeout: LINUX_TIMEOUT,
     },
+    SystemTest {
+        name: "linux_vmid_rollover",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.vmid-bits=3"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/linux-vmid-rollover.toml"),
+        input: &[],
+        // The short VMs one after the other, each starting only once the
+        // one before was freed; the rollover comes with the eighth VM,
+        // and all of it while the long VMs still run.
+        expect: &[
+            &[r"^\[cpu0\] INFO  VMIDs: 3 bits, forced by hyp.vmid-bits"],
+            &[r"^\[v1\] guest: check PASS$"],
+            &[r#"^\[cpu\d\] INFO  vm "v1": freed "#],
+            &[r"^\[v2\] guest: up: Linux "],
+            &[r"^\[v2\] guest: check PASS$"],
+            &[r#"^\[cpu\d\] INFO  vm "v2": freed "#],
+            &[r"^\[v3\] guest: up: Linux "],
+            &[r"^\[v3\] guest: check PASS$"],
+            &[r#"^\[cpu\d\] INFO  vm "v3": freed "#],
+            &[r"^\[v4\] guest: up: Linux "],
+            &[r"^\[v4\] guest: check PASS$"],
+            &[r#"^\[cpu\d\] INFO  vm "v4": freed "#],
+            &[r"^\[v5\] guest: up: Linux "],
+            &[r"^\[v5\] guest: check PASS$"],
+            &[r#"^\[cpu\d\] INFO  vm "v5": freed "#],
+            // The rollover comes when v6 first runs; the idle long2 shows
+            // it when it next wakes (seconds later, before or after v6 is up).
+            &[
+                r"^\[v6\] guest: up: Linux ",
+                r#"^\[cpu\d\] INFO  vm "[\w-]+": VMID \d+ -> \d+ \(rollover\)$"#,
+                r"^\[v6\] guest: check PASS$",
+            ],
+            &[
+                r"^\[long1\] guest: check PASS$",
+                r"^\[long2\] guest: check PASS$",
+            ],
+            &[r"^\[cpu\d\] INFO  VMID allocator: .*after [1-9]\d* rollovers"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: LINUX_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+    },
 ];
 
 /// Counts of passed and failed system tests.
@@ -894,5 +939,58 @@ mod tests {
                 "{bad}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_rollover_must_come_while_the_long_vms_run() {
+        let test = test_named("linux_vmid_rollover");
+        let mut log = String::from("[cpu0] INFO  VMIDs: 3 bits, forced by hyp.vmid-bits\n");
+        for i in 1..=6 {
+            if i > 1 {
+                log.push_str(&format!("[v{i}] guest: up: Linux 6.1.0\n"));
+            }
+            if i == 6 {
+                log.push_str("[cpu2] INFO  vm \"long2\": VMID 2 -> 4 (rollover)\n");
+            }
+            log.push_str(&format!(
+                "[v{i}] guest: check PASS\n[cpu1] INFO  vm \"v{i}\": freed (256 MiB of RAM returned; 3 vCPU migration(s))\n"
+            ));
+        }
+        let tail = "[long1] guest: check PASS\n[long2] guest: check PASS\n\
+            [cpu1] INFO  VMID allocator: VMID allocator (3 bits, 4 CPUs): generation 2 after 1 rollovers\n\
+            [cpu1] INFO  all VMs have stopped (heap in use: 436 KiB of 4094 MiB); powering off\n";
+        let good = format!("{log}{tail}");
+        let checker = feed_all(test, &good);
+        assert!(checker.all_seen(), "{:?}", checker.problems());
+
+        // The idle VM may show the rollover only after v6 passed.
+        let rollover = "[cpu2] INFO  vm \"long2\": VMID 2 -> 4 (rollover)\n";
+        let after_v6 = good.replace(rollover, "").replace(
+            "[v6] guest: check PASS\n",
+            &format!("[v6] guest: check PASS\n{rollover}"),
+        );
+        assert!(feed_all(test, &after_v6).all_seen());
+        // No rollover, or one only after the long VMs finished, fails.
+        assert!(!feed_all(test, &good.replace(rollover, "")).all_seen());
+        let too_late = good.replace(rollover, "").replace(
+            "[long2] guest: check PASS\n",
+            &format!("[long2] guest: check PASS\n{rollover}"),
+        );
+        assert!(!feed_all(test, &too_late).all_seen());
+
+        // A long VM finishing before the sequence does is a failure.
+        let late = good
+            .replace("[long1] guest: check PASS\n[long2] guest: check PASS\n", "")
+            .replace(
+                "[v6] guest: up",
+                "[long1] guest: check PASS\n[long2] guest: check PASS\n[v6] guest: up",
+            );
+        assert!(!feed_all(test, &late).all_seen());
+        // A short VM starting before the one before it was freed is a failure.
+        let overlap = good.replace("[v3] guest: up: Linux 6.1.0\n", "").replace(
+            "[v2] guest: check PASS\n",
+            "[v2] guest: check PASS\n[v3] guest: up: Linux 6.1.0\n",
+        );
+        assert!(!feed_all(test, &overlap).all_seen());
     }
 }
