@@ -57,6 +57,35 @@ macro_rules! memtotal_512m {
     };
 }
 
+/// The console script of `console_input_reaches_chosen_vm`: typing goes to
+/// the first VM until Ctrl-] 2 switches it to the second.
+const ECHO_SCRIPT: &[Step] = &[
+    Step {
+        wait_for: &[r"^\[first\] READY", r"^\[second\] READY"],
+        send: b"hello\r",
+    },
+    Step {
+        wait_for: &[r"^\[first\] ECHO hello$"],
+        send: b"\x1d2",
+    },
+    Step {
+        wait_for: &[],
+        send: b"world\r",
+    },
+    Step {
+        wait_for: &[r"^\[second\] ECHO world$"],
+        send: b"quit\r",
+    },
+    Step {
+        wait_for: &[r"^\[second\] DONE echo"],
+        send: b"\x1d1",
+    },
+    Step {
+        wait_for: &[],
+        send: b"quit\r",
+    },
+];
+
 /// How the device tree for a test is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtb {
@@ -460,6 +489,31 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: LINUX_FORBID,
         exit: ExpectExit::Success,
         timeout: LINUX_TIMEOUT,
+    },
+    SystemTest {
+        name: "console_input_reaches_chosen_vm",
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/console-echo.toml"),
+        input: ECHO_SCRIPT,
+        expect: &[
+            &[r"^\[first\] ECHO hello$"],
+            &[r"^\[second\] ECHO world$"],
+            &[r"^\[second\] DONE echo"],
+            &[r"^\[first\] DONE echo"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"\bFAIL\b",
+            r"unexpected exception",
+            r"^\[second\] ECHO hello",
+            r"^\[first\] ECHO world",
+        ],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
     },
 ];
 
