@@ -30,6 +30,7 @@ mod smp;
 mod stacks;
 mod timer;
 mod vcpu;
+mod virtio;
 mod vm;
 mod vuart;
 

@@ -342,6 +342,7 @@ impl Vm {
                 device: Box::new(uart.clone()),
             });
         }
+        mmio.extend(crate::virtio::slots(&spec.name));
         let vgic = Vgic::new(spec.vcpus as usize, NR_SPIS).map_err(CreateError::Gic)?;
         let vcpus = (0..spec.vcpus as usize)
             .map(|_| Vcpu {

@@ -4,7 +4,7 @@
 //! Bindings followed (Linux `Documentation/devicetree/bindings/`):
 //! `interrupt-controller/arm,gic-v3.yaml`, `timer/arm,arch_timer.yaml`,
 //! `arm/psci.yaml`, `serial/pl011.yaml`, `clock/fixed-clock.yaml`,
-//! `arm/cpus.yaml`; `/chosen` and `/memory` per the Devicetree
+//! `arm/cpus.yaml`, `virtio/mmio.yaml`; `/chosen` and `/memory` per the Devicetree
 //! Specification v0.4 §3.4 and §3.6.
 
 use alloc::format;
@@ -135,7 +135,9 @@ pub struct GuestMachine<'a> {
 /// (`enable-method = "psci"`), `/psci` (1.0 and 0.2, over HVC), `/timer`
 /// (the architected timer's four PPIs), `/intc@8000000` (GICv3 with one
 /// redistributor region sized for `vcpus`), `/apb-pclk` (24 MHz fixed
-/// clock), `/pl011@9000000` and `/aliases` if `m.uart`, and `/chosen`.
+/// clock), `/pl011@9000000` and `/aliases` if `m.uart`, one
+/// `/virtio_mmio@<base>` per virtio-mmio slot (all of them, as QEMU's
+/// `virt` has: an empty slot reads as "no device"), and `/chosen`.
 ///
 /// # Errors
 ///
@@ -241,6 +243,21 @@ pub fn write_dtb(m: &GuestMachine) -> Result<Vec<u8>, DtbError> {
         let aliases = w.begin_node("aliases")?;
         w.property_string("serial0", &uart_path)?;
         w.end_node(aliases)?;
+    }
+
+    for slot in 0..virt::VIRTIO_MMIO_SLOTS {
+        let Some((regs, spi)) = virt::virtio_mmio_slot(slot) else {
+            continue;
+        };
+        let node = w.begin_node(&format!("virtio_mmio@{:x}", regs.start().get()))?;
+        w.property_string("compatible", "virtio,mmio")?;
+        w.property_array_u64("reg", &[regs.start().get(), regs.size()])?;
+        // Level-sensitive (QEMU says edge): the hypervisor's line follows
+        // InterruptStatus, high until the driver acknowledges.
+        w.property_array_u32("interrupts", &spi_cells(spi))?;
+        // Guest RAM is ordinary cacheable memory to the hypervisor too.
+        w.property_null("dma-coherent")?;
+        w.end_node(node)?;
     }
 
     let chosen = w.begin_node("chosen")?;

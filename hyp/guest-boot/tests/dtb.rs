@@ -80,20 +80,28 @@ fn full_machine_has_every_node_and_property() {
     assert_eq!(fdt.total_size(), dtb.len());
 
     let root = node(&fdt, "/");
-    assert_eq!(
-        child_names(root),
-        [
-            "memory@40000000",
-            "cpus",
-            "psci",
-            "timer",
-            "intc@8000000",
-            "apb-pclk",
-            "pl011@9000000",
-            "aliases",
-            "chosen"
-        ]
-    );
+    let slots: Vec<String> = (0..32)
+        .map(|i| format!("virtio_mmio@{:x}", 0x0a00_0000 + i * 0x200))
+        .collect();
+    let mut expected: Vec<&str> = vec![
+        "memory@40000000",
+        "cpus",
+        "psci",
+        "timer",
+        "intc@8000000",
+        "apb-pclk",
+        "pl011@9000000",
+        "aliases",
+    ];
+    expected.extend(slots.iter().map(String::as_str));
+    expected.push("chosen");
+    assert_eq!(child_names(root), expected);
+    let last = node(&fdt, "/virtio_mmio@a003e00");
+    assert_eq!(strings(last, "compatible"), ["virtio,mmio"]);
+    assert_eq!(u64s(last, "reg"), [0x0a00_3e00, 0x200]);
+    // Level (4), unlike QEMU's edge: the line follows InterruptStatus.
+    assert_eq!(cells(last, "interrupts"), [0, 47, 4]);
+    assert!(last.property("dma-coherent").is_some());
     assert_eq!(strings(root, "compatible"), ["linux,dummy-virt"]);
     assert_eq!(string(root, "model"), "linux,dummy-virt");
     assert_eq!(cells(root, "#address-cells"), [2]);
