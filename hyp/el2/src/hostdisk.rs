@@ -1,0 +1,1023 @@
+//! The host disk: the first virtio-blk PCI function on the host bridge's
+//! root bus, driven by the `virtio-drivers` crate, whose sectors back the
+//! guests' virtual disks.
+//!
+//! QEMU boots the hypervisor with `-kernel`, so no firmware has touched the
+//! bus: [`probe`] finds the function, places its BARs in the host bridge's
+//! windows and turns it on (the `pci` crate), then hands it to
+//! `virtio-drivers`' PCI transport. That transport trusts configuration
+//! space more than we do (its capability walk loops on a looping list, and
+//! some of its offset sums overflow), so it is shown a sanitised copy of
+//! the virtio capabilities, checked first against the BARs as assigned.
+//!
+//! Requests complete by polling the used ring; the function's INTx is
+//! disabled and no MSI-X vector is set up.
+
+use addr::PhysRange;
+use alloc::alloc::{alloc_zeroed, dealloc, Layout};
+use core::fmt;
+use core::ptr::NonNull;
+use log::{debug, info};
+use pci::{
+    AllocError, AssignError, AssignedBar, AssignedBars, BarAllocator, BarKind, Bdf,
+    CapabilityError, CapabilityId, Command, ConfigSpace, Ecam, EcamError, FunctionInfo, HeaderType,
+    PciAddr, Placement, Register, Window, WindowKind,
+};
+use platform::{PciSpace, Platform};
+use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
+use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
+use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
+
+/// The virtio PCI vendor ID (virtio 1.2 §4.1.2).
+const VIRTIO_VENDOR: u16 = 0x1af4;
+/// A transitional virtio-blk: what QEMU's `virtio-blk-pci` is on the root
+/// bus, where it keeps the legacy interface by default.
+const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
+/// A modern virtio-blk: 0x1040 + device type 2.
+const VIRTIO_BLK_MODERN: u16 = 0x1042;
+
+/// Bytes in a sector: the unit of every virtio-blk request.
+const SECTOR: u64 = SECTOR_SIZE as u64;
+/// Most bytes moved by one request, so one call cannot hold the device for
+/// long (and a caller holding a lock around it neither).
+const MAX_REQUEST: usize = 128 << 10;
+
+/// Most MMIO regions `virtio-drivers` may be given: one device's BARs.
+const MAX_GRANTS: usize = 6;
+
+/// The memory windows of the host bridge, which BARs are placed in: the
+/// final stage-1 map must cover them as device memory (as it covers the
+/// ECAM window through [`Platform::mmio_regions`]) before [`probe`] runs.
+pub fn pci_mmio_windows(platform: &Platform) -> impl Iterator<Item = PhysRange> + '_ {
+    platform
+        .pcie
+        .iter()
+        .flat_map(|pcie| pcie.windows.iter())
+        .filter(|window| window.space != PciSpace::Io)
+        .map(|window| window.cpu)
+}
+
+/// Why the host disk could not be used.
+#[derive(Debug)]
+pub enum HostDiskError {
+    /// The device tree's ECAM window is unusable.
+    Ecam(EcamError),
+    /// A host bridge window could not be used for BARs.
+    Window(AllocError),
+    /// The function's BARs could not be sized or placed.
+    Bars(Bdf, AssignError),
+    /// The function's capability list is broken.
+    Capabilities(Bdf, CapabilityError),
+    /// A virtio structure the driver needs is missing or does not fit in
+    /// its BAR.
+    Structure(Bdf, StructureError),
+    /// `virtio-drivers` refused the PCI transport.
+    Transport(Bdf, VirtioPciError),
+    /// `virtio-drivers` could not initialise the device.
+    Init(Bdf, virtio_drivers::Error),
+    /// A request failed.
+    Io(virtio_drivers::Error),
+    /// A request reaches past the end of the disk.
+    OutOfRange {
+        /// First byte of the request.
+        offset: u64,
+        /// Its length.
+        len: usize,
+        /// The disk's size in bytes.
+        capacity: u64,
+    },
+    /// A write to a disk the device offers read-only.
+    ReadOnly,
+    /// [`HostDisk::self_check`] read back something other than it wrote.
+    SelfCheck {
+        /// Where the checked span starts.
+        offset: u64,
+    },
+}
+
+impl fmt::Display for HostDiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ecam(e) => write!(f, "host disk: {e}"),
+            Self::Window(e) => write!(f, "host disk: {e}"),
+            Self::Bars(bdf, e) => write!(f, "host disk {bdf}: {e}"),
+            Self::Capabilities(bdf, e) => write!(f, "host disk {bdf}: {e}"),
+            Self::Structure(bdf, e) => write!(f, "host disk {bdf}: {e}"),
+            Self::Transport(bdf, e) => write!(f, "host disk {bdf}: virtio PCI transport: {e}"),
+            Self::Init(bdf, e) => write!(f, "host disk {bdf}: virtio-blk initialisation: {e}"),
+            Self::Io(e) => write!(f, "host disk: request failed: {e}"),
+            Self::OutOfRange {
+                offset,
+                len,
+                capacity,
+            } => write!(
+                f,
+                "host disk: {len} bytes at {offset:#x} reach past its end ({capacity:#x} bytes)"
+            ),
+            Self::ReadOnly => write!(f, "host disk: the device is read-only"),
+            Self::SelfCheck { offset } => write!(
+                f,
+                "host disk: self-check at {offset:#x} read back other data than it wrote"
+            ),
+        }
+    }
+}
+
+/// What is wrong with the virtio structures a function describes in its
+/// vendor-specific capabilities (virtio 1.2 §4.1.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StructureError {
+    /// No capability for this structure.
+    Missing(Structure),
+    /// The capability's fields lie past the end of conventional
+    /// configuration space.
+    CapabilityTooLong(Structure),
+    /// The structure names a BAR that is not an assigned memory BAR.
+    BarUnusable {
+        /// Which structure.
+        structure: Structure,
+        /// The BAR it names.
+        bar: u8,
+    },
+    /// The structure does not fit in its BAR, or is too short to hold its
+    /// registers.
+    OutOfBar {
+        /// Which structure.
+        structure: Structure,
+        /// Its offset in the BAR.
+        offset: u32,
+        /// Its length.
+        length: u32,
+    },
+    /// The notification multiplier is odd (virtio 1.2 §4.1.4.4 requires an
+    /// even one).
+    OddNotifyMultiplier(u32),
+    /// Queue 0's notification address lies outside the notification
+    /// structure.
+    NotifyOutOfRange {
+        /// The queue's `queue_notify_off`.
+        queue_notify_off: u16,
+    },
+}
+
+impl fmt::Display for StructureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing(s) => write!(f, "no virtio {s} capability"),
+            Self::CapabilityTooLong(s) => {
+                write!(f, "virtio {s} capability runs past configuration space")
+            }
+            Self::BarUnusable { structure, bar } => {
+                write!(f, "virtio {structure} is in BAR{bar}, not an assigned memory BAR")
+            }
+            Self::OutOfBar {
+                structure,
+                offset,
+                length,
+            } => write!(
+                f,
+                "virtio {structure} at {offset:#x}+{length:#x} does not fit its BAR or its registers"
+            ),
+            Self::OddNotifyMultiplier(m) => write!(f, "virtio notify_off_multiplier {m} is odd"),
+            Self::NotifyOutOfRange { queue_notify_off } => write!(
+                f,
+                "virtio queue 0's queue_notify_off {queue_notify_off} is outside the notification structure"
+            ),
+        }
+    }
+}
+
+/// The virtio structures a PCI function locates through its capabilities
+/// (`cfg_type` values, virtio 1.2 §4.1.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Structure {
+    /// `VIRTIO_PCI_CAP_COMMON_CFG`.
+    Common = 1,
+    /// `VIRTIO_PCI_CAP_NOTIFY_CFG`.
+    Notify = 2,
+    /// `VIRTIO_PCI_CAP_ISR_CFG`.
+    Isr = 3,
+    /// `VIRTIO_PCI_CAP_DEVICE_CFG`.
+    Device = 4,
+}
+
+impl Structure {
+    const ALL: [Structure; 4] = [Self::Common, Self::Notify, Self::Isr, Self::Device];
+
+    fn from_cfg_type(cfg_type: u8) -> Option<Structure> {
+        Self::ALL.into_iter().find(|s| *s as u8 == cfg_type)
+    }
+
+    /// The fewest bytes the driver reads from it: `virtio_pci_common_cfg`
+    /// is 56 bytes (§4.1.4.3), a notification a 16-bit write, the ISR one
+    /// byte, and virtio-blk's capacity the first 8 bytes of its
+    /// configuration (§5.2.4).
+    const fn min_length(self) -> u32 {
+        match self {
+            Self::Common => 56,
+            Self::Notify => 2,
+            Self::Isr => 1,
+            Self::Device => 8,
+        }
+    }
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Common => "common configuration",
+            Self::Notify => "notification",
+            Self::Isr => "ISR status",
+            Self::Device => "device configuration",
+        })
+    }
+}
+
+/// The disk. Its methods take byte offsets and lengths; the sectors they
+/// do not cover whole are read (and for writes, written back) through a
+/// bounce sector.
+pub struct HostDisk {
+    blk: VirtIOBlk<HypHal, PciTransport>,
+    bdf: Bdf,
+    capacity: u64,
+    read_only: bool,
+}
+
+impl fmt::Debug for HostDisk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostDisk")
+            .field("bdf", &self.bdf)
+            .field("capacity", &self.capacity)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostDisk {
+    /// The disk's size in bytes.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Where the disk is on the bus (its routing ID is its SMMU StreamID on
+    /// QEMU virt).
+    pub fn bdf(&self) -> Bdf {
+        self.bdf
+    }
+
+    /// Whether the device refuses writes.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Reads `buf.len()` bytes from byte `offset`.
+    ///
+    /// # Errors
+    ///
+    /// [`HostDiskError::OutOfRange`] (nothing is read),
+    /// [`HostDiskError::Io`].
+    pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), HostDiskError> {
+        self.check_range(offset, buf.len())?;
+        let mut done = 0;
+        while done < buf.len() {
+            let (sector, within) = self.position(offset, done);
+            let rest = &mut buf[done..];
+            if within == 0 && rest.len() >= SECTOR_SIZE {
+                // Whole sectors go straight into the caller's buffer.
+                let n = (rest.len() / SECTOR_SIZE * SECTOR_SIZE).min(MAX_REQUEST);
+                self.read_sectors(sector, &mut rest[..n])?;
+                done += n;
+            } else {
+                let mut bounce = [0; SECTOR_SIZE];
+                self.read_sectors(sector, &mut bounce)?;
+                let n = (SECTOR_SIZE - within).min(rest.len());
+                rest[..n].copy_from_slice(&bounce[within..within + n]);
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `buf` at byte `offset`. Sectors it covers only in part are
+    /// read, patched and written back.
+    ///
+    /// # Errors
+    ///
+    /// [`HostDiskError::OutOfRange`], [`HostDiskError::ReadOnly`] (nothing
+    /// is written), [`HostDiskError::Io`] (part may have been written).
+    pub fn write(&mut self, offset: u64, buf: &[u8]) -> Result<(), HostDiskError> {
+        self.check_range(offset, buf.len())?;
+        if self.read_only {
+            return Err(HostDiskError::ReadOnly);
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let (sector, within) = self.position(offset, done);
+            let rest = &buf[done..];
+            if within == 0 && rest.len() >= SECTOR_SIZE {
+                let n = (rest.len() / SECTOR_SIZE * SECTOR_SIZE).min(MAX_REQUEST);
+                self.blk
+                    .write_blocks(sector, &rest[..n])
+                    .map_err(HostDiskError::Io)?;
+                done += n;
+            } else {
+                let mut bounce = [0; SECTOR_SIZE];
+                self.read_sectors(sector, &mut bounce)?;
+                let n = (SECTOR_SIZE - within).min(rest.len());
+                bounce[within..within + n].copy_from_slice(&rest[..n]);
+                self.blk
+                    .write_blocks(sector, &bounce)
+                    .map_err(HostDiskError::Io)?;
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the device to make every completed write durable (a no-op if
+    /// it did not offer `VIRTIO_BLK_F_FLUSH`, i.e. it has no write cache to
+    /// flush).
+    ///
+    /// # Errors
+    ///
+    /// [`HostDiskError::Io`].
+    pub fn flush(&mut self) -> Result<(), HostDiskError> {
+        self.blk.flush().map_err(HostDiskError::Io)
+    }
+
+    /// Checks the disk end to end on its last two sectors (the last one,
+    /// on a one-sector disk), leaving them as they were: reads them, writes
+    /// their complement, puts the original back in the middle through the
+    /// unaligned path (bounce sectors), then whole, reading back after each
+    /// step; then flushes. A read-only disk gets the first read only.
+    ///
+    /// # Errors
+    ///
+    /// [`HostDiskError::SelfCheck`] (after trying to put the original data
+    /// back), [`HostDiskError::Io`].
+    pub fn self_check(&mut self) -> Result<(), HostDiskError> {
+        const SPAN: usize = 2 * SECTOR_SIZE;
+        /// Bytes at each end of the span the unaligned write leaves alone.
+        const EDGE: usize = 100;
+        let len = if self.capacity >= SPAN as u64 {
+            SPAN
+        } else if self.capacity >= SECTOR {
+            SECTOR_SIZE
+        } else {
+            return Ok(());
+        };
+        // The capacity is whole sectors, so `start` is sector aligned.
+        let start = self.capacity - len as u64;
+        let mut original = [0; SPAN];
+        let original = &mut original[..len];
+        self.read(start, original)?;
+        if self.read_only {
+            return Ok(());
+        }
+        let mut expected = [0; SPAN];
+        let expected = &mut expected[..len];
+        for (e, o) in expected.iter_mut().zip(original.iter()) {
+            *e = !*o;
+        }
+        let mut back = [0; SPAN];
+        let back = &mut back[..len];
+        let mut step = |disk: &mut Self, expected: &[u8]| -> Result<bool, HostDiskError> {
+            disk.read(start, back)?;
+            Ok(back == expected)
+        };
+        self.write(start, expected)?;
+        let mut good = step(self, expected)?;
+        if good {
+            self.write(start + EDGE as u64, &original[EDGE..len - EDGE])?;
+            expected[EDGE..len - EDGE].copy_from_slice(&original[EDGE..len - EDGE]);
+            good = step(self, expected)?;
+        }
+        self.write(start, original)?;
+        good &= step(self, original)?;
+        self.flush()?;
+        if good {
+            Ok(())
+        } else {
+            Err(HostDiskError::SelfCheck { offset: start })
+        }
+    }
+
+    fn check_range(&self, offset: u64, len: usize) -> Result<(), HostDiskError> {
+        let out_of_range = HostDiskError::OutOfRange {
+            offset,
+            len,
+            capacity: self.capacity,
+        };
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= self.capacity => Ok(()),
+            _ => Err(out_of_range),
+        }
+    }
+
+    /// The sector holding byte `offset + done`, and where in it that is.
+    /// `check_range` made the sum fit.
+    fn position(&self, offset: u64, done: usize) -> (usize, usize) {
+        let at = offset + done as u64;
+        ((at / SECTOR) as usize, (at % SECTOR) as usize)
+    }
+
+    fn read_sectors(&mut self, sector: usize, buf: &mut [u8]) -> Result<(), HostDiskError> {
+        self.blk.read_blocks(sector, buf).map_err(HostDiskError::Io)
+    }
+}
+
+/// Finds the first virtio-blk function on the host bridge's first bus,
+/// assigns its BARs, turns it on and starts `virtio-drivers` on it.
+/// `Ok(None)` if there is no PCI host bridge or no such function.
+///
+/// Call once, on one CPU, after the final stage-1 map (which must include
+/// [`pci_mmio_windows`]) is live; while the SMMU, if enabled, lets the
+/// function's stream through untranslated.
+///
+/// # Errors
+///
+/// [`HostDiskError::Ecam`], [`HostDiskError::Window`],
+/// [`HostDiskError::Bars`], [`HostDiskError::Capabilities`],
+/// [`HostDiskError::Structure`], [`HostDiskError::Transport`],
+/// [`HostDiskError::Init`].
+pub fn probe(platform: &Platform) -> Result<Option<HostDisk>, HostDiskError> {
+    let Some(pcie) = &platform.pcie else {
+        info!("host disk: none (no PCIe host bridge)");
+        return Ok(None);
+    };
+    let ecam = Ecam::new(pcie.ecam, pcie.first_bus, pcie.last_bus).map_err(HostDiskError::Ecam)?;
+    // SAFETY: `mmu::build` maps every region of `Platform::mmio_regions`,
+    // the ECAM window among them, as device memory for the hypervisor's
+    // life, and nothing else accesses configuration space.
+    let mut cs = unsafe { EcamAccess::new(ecam) };
+    let bus = *ecam.buses().start();
+    let Some(function) = pci::functions(&cs, bus).find(is_virtio_blk) else {
+        info!("host disk: none (no virtio-blk on PCI bus {bus:#04x})");
+        return Ok(None);
+    };
+    let bdf = function.bdf;
+
+    let mut allocator = BarAllocator::new();
+    for window in &pcie.windows {
+        let kind = match window.space {
+            PciSpace::Mem32 => WindowKind::Mem32,
+            PciSpace::Mem64 => WindowKind::Mem64,
+            PciSpace::Io => continue,
+        };
+        allocator
+            .add_window(Window {
+                kind,
+                prefetchable: window.prefetchable,
+                pci_start: PciAddr(window.pci_addr),
+                cpu: window.cpu,
+            })
+            .map_err(HostDiskError::Window)?;
+    }
+    let bars = pci::assign_bars(&mut cs, bdf, function.header_type, &mut allocator)
+        .map_err(|e| HostDiskError::Bars(bdf, e))?;
+    for bar in bars.iter() {
+        match bar.placement {
+            Some(p) => debug!("host disk: {}: PCI {} at {}", bar.bar, p.pci, p.cpu),
+            None => debug!("host disk: {}: not assigned", bar.bar),
+        }
+    }
+    let structures = VirtioStructures::read(&cs, bdf, &bars)?;
+    // Polled: INTx off, and no MSI-X vectors are ever configured.
+    pci::enable_memory_and_bus_master(&mut cs, bdf, Command::INTERRUPT_DISABLE);
+    // SAFETY: The common configuration lies in an assigned memory BAR
+    // (checked by `VirtioStructures::read`), which the final map covers as
+    // device memory (the host bridge's windows), and decoding is on.
+    unsafe { structures.check_queue_0_notify() }.map_err(|e| HostDiskError::Structure(bdf, e))?;
+    for placement in bars.iter().filter_map(|b| b.placement) {
+        HypHal::grant(placement);
+    }
+
+    let mut root = PciRoot::new(SanitisedConfig::new(cs, bdf, &bars, &structures));
+    let device_function = DeviceFunction {
+        bus: bdf.bus(),
+        device: bdf.device(),
+        function: bdf.function(),
+    };
+    let transport = PciTransport::new::<HypHal, _>(&mut root, device_function)
+        .map_err(|e| HostDiskError::Transport(bdf, e))?;
+    let blk = VirtIOBlk::<HypHal, _>::new(transport).map_err(|e| HostDiskError::Init(bdf, e))?;
+    let disk = HostDisk {
+        capacity: blk.capacity().saturating_mul(SECTOR),
+        read_only: blk.readonly(),
+        blk,
+        bdf,
+    };
+    info!(
+        "host disk: virtio-blk at {}, {} MiB{}",
+        disk.bdf(),
+        disk.capacity_bytes() >> 20,
+        if disk.is_read_only() {
+            ", read-only"
+        } else {
+            ""
+        }
+    );
+    Ok(Some(disk))
+}
+
+fn is_virtio_blk(f: &FunctionInfo) -> bool {
+    f.vendor_id == VIRTIO_VENDOR
+        && matches!(f.device_id, VIRTIO_BLK_TRANSITIONAL | VIRTIO_BLK_MODERN)
+        && f.header_type == HeaderType::Endpoint
+}
+
+/// Configuration space through the ECAM window, 32-bit volatile accesses.
+#[derive(Clone, Copy, Debug)]
+struct EcamAccess {
+    ecam: Ecam,
+}
+
+impl EcamAccess {
+    /// # Safety
+    ///
+    /// `ecam`'s window must be mapped as device memory for as long as any
+    /// copy of the result is used, and not accessed other than through one.
+    unsafe fn new(ecam: Ecam) -> EcamAccess {
+        EcamAccess { ecam }
+    }
+}
+
+impl ConfigSpace for EcamAccess {
+    fn read32(&self, bdf: Bdf, reg: Register) -> u32 {
+        match self.ecam.address(bdf, reg) {
+            // SAFETY: `Ecam::address` only returns 4-aligned addresses
+            // inside the window, which `new`'s caller keeps mapped as
+            // device memory.
+            Some(pa) => unsafe { core::ptr::read_volatile(pa.get() as *const u32) },
+            // No bus there: what hardware returns for an absent function.
+            None => u32::MAX,
+        }
+    }
+
+    fn write32(&mut self, bdf: Bdf, reg: Register, value: u32) {
+        if let Some(pa) = self.ecam.address(bdf, reg) {
+            // SAFETY: As for `read32`.
+            unsafe { core::ptr::write_volatile(pa.get() as *mut u32, value) };
+        }
+    }
+}
+
+/// One virtio structure as its capability describes it.
+#[derive(Clone, Copy, Debug)]
+struct Located {
+    bar: u8,
+    offset: u32,
+    length: u32,
+    /// Where the CPU reaches it.
+    cpu: PhysRange,
+}
+
+/// The virtio structures of a function, validated against its BARs.
+#[derive(Clone, Copy, Debug)]
+struct VirtioStructures {
+    common: Located,
+    notify: Located,
+    notify_off_multiplier: u32,
+    isr: Located,
+    device: Located,
+}
+
+/// `virtio_pci_cap` fields, in bytes from the capability's start (virtio
+/// 1.2 §4.1.4): `cap_len` and `cfg_type` are header bytes 2 and 3.
+const CAP_BAR: u16 = 4;
+const CAP_OFFSET: u16 = 8;
+const CAP_LENGTH: u16 = 12;
+/// `virtio_pci_notify_cap`'s `notify_off_multiplier`.
+const CAP_NOTIFY_MULTIPLIER: u16 = 16;
+/// Length of a `virtio_pci_cap`, and of a `virtio_pci_notify_cap`.
+const CAP_LEN: u8 = 16;
+const NOTIFY_CAP_LEN: u8 = 20;
+
+/// `virtio_pci_common_cfg` registers read before the driver starts
+/// (§4.1.4.3): `queue_select` and `queue_notify_off`, both 16-bit.
+const COMMON_QUEUE_SELECT: u64 = 0x16;
+const COMMON_QUEUE_NOTIFY_OFF: u64 = 0x1e;
+
+impl VirtioStructures {
+    /// Reads the first capability of each structure type (as the spec
+    /// tells drivers to, §4.1.4) and checks each lies inside an assigned
+    /// memory BAR and is long enough.
+    fn read<C: ConfigSpace>(
+        cs: &C,
+        bdf: Bdf,
+        bars: &AssignedBars,
+    ) -> Result<VirtioStructures, HostDiskError> {
+        let mut found: [Option<Located>; 4] = [None; 4];
+        let mut multiplier = None;
+        for cap in pci::capabilities(cs, bdf) {
+            let cap = cap.map_err(|e| HostDiskError::Capabilities(bdf, e))?;
+            let cap_len = (cap.header >> 16) as u8;
+            let cfg_type = (cap.header >> 24) as u8;
+            if cap.id != CapabilityId::VENDOR_SPECIFIC || cap_len < CAP_LEN {
+                continue;
+            }
+            let Some(structure) = Structure::from_cfg_type(cfg_type) else {
+                continue;
+            };
+            let slot = &mut found[structure as usize - 1];
+            if slot.is_some() || (structure == Structure::Notify && cap_len < NOTIFY_CAP_LEN) {
+                continue;
+            }
+            let too_long =
+                || HostDiskError::Structure(bdf, StructureError::CapabilityTooLong(structure));
+            let field = |bytes| {
+                cap.field(bytes)
+                    .map(|reg| cs.read32(bdf, reg))
+                    .ok_or_else(too_long)
+            };
+            let bar = field(CAP_BAR)? as u8;
+            let offset = field(CAP_OFFSET)?;
+            let length = field(CAP_LENGTH)?;
+            if structure == Structure::Notify {
+                multiplier = Some(field(CAP_NOTIFY_MULTIPLIER)?);
+            }
+            let cpu = locate(bars, structure, bar, offset, length)
+                .map_err(|e| HostDiskError::Structure(bdf, e))?;
+            *slot = Some(Located {
+                bar,
+                offset,
+                length,
+                cpu,
+            });
+        }
+        let get = |s: Structure| {
+            found[s as usize - 1].ok_or(HostDiskError::Structure(bdf, StructureError::Missing(s)))
+        };
+        let notify_off_multiplier = multiplier.unwrap_or(0);
+        if notify_off_multiplier % 2 != 0 {
+            return Err(HostDiskError::Structure(
+                bdf,
+                StructureError::OddNotifyMultiplier(notify_off_multiplier),
+            ));
+        }
+        Ok(VirtioStructures {
+            common: get(Structure::Common)?,
+            notify: get(Structure::Notify)?,
+            notify_off_multiplier,
+            isr: get(Structure::Isr)?,
+            device: get(Structure::Device)?,
+        })
+    }
+
+    /// Checks that queue 0's notification address (`queue_notify_off ×
+    /// notify_off_multiplier` into the notification structure, §4.1.4.4)
+    /// is inside it: `virtio-drivers` would panic on one outside.
+    ///
+    /// # Safety
+    ///
+    /// The common configuration structure must be mapped as device memory
+    /// and the function's memory decoding on.
+    unsafe fn check_queue_0_notify(&self) -> Result<(), StructureError> {
+        let common = self.common.cpu.start().get();
+        let select = (common + COMMON_QUEUE_SELECT) as *mut u16;
+        let notify_off = (common + COMMON_QUEUE_NOTIFY_OFF) as *const u16;
+        // SAFETY: Both registers lie inside the structure (`min_length`
+        // was checked), which the caller guarantees is mapped and decoded;
+        // selecting a queue has no effect beyond what the next reads see.
+        let queue_notify_off = unsafe {
+            select.write_volatile(0);
+            notify_off.read_volatile()
+        };
+        let offset = u64::from(queue_notify_off) * u64::from(self.notify_off_multiplier);
+        // `virtio-drivers` writes the 16-bit slot `offset / 2` of the
+        // structure seen as `length / 2` slots.
+        if offset / 2 >= u64::from(self.notify.length) / 2 {
+            return Err(StructureError::NotifyOutOfRange { queue_notify_off });
+        }
+        Ok(())
+    }
+
+    /// The four capabilities, rebuilt in a private copy of `0x40..0x100`
+    /// with a list that ends, for `virtio-drivers` to walk.
+    fn sanitised_capabilities(&self) -> [u32; SANITISED_DWORDS] {
+        let mut dwords = [0; SANITISED_DWORDS];
+        let entries = [
+            (Structure::Common, self.common),
+            (Structure::Notify, self.notify),
+            (Structure::Isr, self.isr),
+            (Structure::Device, self.device),
+        ];
+        for (i, (structure, located)) in entries.into_iter().enumerate() {
+            let at = SANITISED_SLOT * i;
+            let next = if i + 1 < entries.len() {
+                SANITISED_FIRST + SANITISED_SLOT * (i + 1) * 4
+            } else {
+                0
+            };
+            let cap_len = if structure == Structure::Notify {
+                NOTIFY_CAP_LEN
+            } else {
+                CAP_LEN
+            };
+            dwords[at] = u32::from(structure as u8) << 24
+                | u32::from(cap_len) << 16
+                | (next as u32) << 8
+                | u32::from(CapabilityId::VENDOR_SPECIFIC.0);
+            dwords[at + 1] = u32::from(located.bar);
+            dwords[at + 2] = located.offset;
+            dwords[at + 3] = located.length;
+            dwords[at + 4] = self.notify_off_multiplier;
+        }
+        dwords
+    }
+}
+
+/// Where the CPU reaches a structure at `offset`/`length` in BAR `bar`.
+fn locate(
+    bars: &AssignedBars,
+    structure: Structure,
+    bar: u8,
+    offset: u32,
+    length: u32,
+) -> Result<PhysRange, StructureError> {
+    let unusable = StructureError::BarUnusable { structure, bar };
+    let out_of_bar = StructureError::OutOfBar {
+        structure,
+        offset,
+        length,
+    };
+    let assigned = bars.get(bar).ok_or(unusable)?;
+    let placement: Placement = match assigned.bar.kind {
+        BarKind::Memory32 | BarKind::Memory64 => assigned.placement.ok_or(unusable)?,
+        BarKind::Io => return Err(unusable),
+    };
+    // `virtio-drivers` adds these as u32s: keep the sum inside u32 too.
+    let end = offset.checked_add(length).ok_or(out_of_bar)?;
+    if u64::from(end) > assigned.bar.size || length < structure.min_length() {
+        return Err(out_of_bar);
+    }
+    let start = placement
+        .cpu
+        .start()
+        .checked_add(u64::from(offset))
+        .ok_or(out_of_bar)?;
+    PhysRange::new(start, u64::from(length)).ok_or(out_of_bar)
+}
+
+/// BAR bits (PCI Local Bus Specification 3.0 §6.2.5.1): I/O space and the
+/// two flag bits of an I/O BAR, the 64-bit memory type, prefetchable, and
+/// the four flag bits of a memory BAR.
+const BAR_IO: u32 = 1 << 0;
+const BAR_IO_FLAGS: u32 = 0b11;
+const BAR_MEM_64: u32 = 0b10 << 1;
+const BAR_PREFETCHABLE: u32 = 1 << 3;
+const BAR_MEM_FLAGS: u32 = 0xf;
+
+/// The sanitised capabilities live at `0x40..0x100` of the copy: 48
+/// dwords, one capability every six (24 bytes, room for the 20 of a
+/// notification capability).
+const SANITISED_FIRST: usize = 0x40;
+const SANITISED_DWORDS: usize = (0x100 - SANITISED_FIRST) / 4;
+const SANITISED_SLOT: usize = 6;
+
+/// `virtio-drivers`' configuration access: the live ECAM, except for the
+/// disk's BARs and capabilities, which it sees as validated copies.
+///
+/// The copies make what the transport derives from configuration space
+/// (the capability walk, the BAR addresses and sizes it re-reads, the
+/// MMIO it asks [`HypHal::mmio_phys_to_virt`] for) exactly what [`probe`]
+/// checked, whatever the device does meanwhile. The BAR copies behave like
+/// BARs (writes land in their writable bits), so the transport's own BAR
+/// sizing works on them and never touches the device's.
+#[derive(Clone, Copy, Debug)]
+struct SanitisedConfig {
+    cs: EcamAccess,
+    bdf: Bdf,
+    bars: [u32; pci::BARS_TYPE0],
+    bar_writable: [u32; pci::BARS_TYPE0],
+    capabilities: [u32; SANITISED_DWORDS],
+}
+
+impl SanitisedConfig {
+    fn new(
+        cs: EcamAccess,
+        bdf: Bdf,
+        assigned: &AssignedBars,
+        structures: &VirtioStructures,
+    ) -> SanitisedConfig {
+        let mut bars = [0; pci::BARS_TYPE0];
+        let mut bar_writable = [0; pci::BARS_TYPE0];
+        for AssignedBar { bar, placement } in assigned.iter() {
+            let i = usize::from(bar.index);
+            let address_bits = !(bar.size - 1);
+            let pci = placement.map_or(0, |p| p.pci.get());
+            let prefetchable = if bar.prefetchable {
+                BAR_PREFETCHABLE
+            } else {
+                0
+            };
+            match bar.kind {
+                BarKind::Memory32 => {
+                    bars[i] = pci as u32 | prefetchable;
+                    bar_writable[i] = address_bits as u32 & !BAR_MEM_FLAGS;
+                }
+                BarKind::Memory64 => {
+                    bars[i] = pci as u32 | BAR_MEM_64 | prefetchable;
+                    bar_writable[i] = address_bits as u32 & !BAR_MEM_FLAGS;
+                    if let (Some(upper), Some(writable)) =
+                        (bars.get_mut(i + 1), bar_writable.get_mut(i + 1))
+                    {
+                        *upper = (pci >> 32) as u32;
+                        *writable = (address_bits >> 32) as u32;
+                    }
+                }
+                // Left unassigned, so the transport refuses it if named.
+                BarKind::Io => {
+                    bars[i] = BAR_IO;
+                    bar_writable[i] = address_bits as u32 & !BAR_IO_FLAGS;
+                }
+            }
+        }
+        SanitisedConfig {
+            cs,
+            bdf,
+            bars,
+            bar_writable,
+            capabilities: structures.sanitised_capabilities(),
+        }
+    }
+
+    /// The BAR slot `offset` is, if it is one.
+    fn bar_slot(offset: u8) -> Option<usize> {
+        let first = Register::BAR0.offset();
+        let slot = usize::from(u16::from(offset).checked_sub(first)? / 4);
+        (slot < pci::BARS_TYPE0).then_some(slot)
+    }
+}
+
+impl ConfigurationAccess for SanitisedConfig {
+    fn read_word(&self, device_function: DeviceFunction, register_offset: u8) -> u32 {
+        let DeviceFunction {
+            bus,
+            device,
+            function,
+        } = device_function;
+        let (Some(bdf), Some(reg)) = (
+            Bdf::new(bus, device, function),
+            Register::new(register_offset.into()),
+        ) else {
+            return u32::MAX;
+        };
+        if bdf == self.bdf {
+            let offset = usize::from(register_offset);
+            if let Some(slot) = Self::bar_slot(register_offset) {
+                return self.bars[slot];
+            }
+            if reg == Register::CAPABILITIES_POINTER {
+                return SANITISED_FIRST as u32;
+            }
+            if let Some(i) = offset.checked_sub(SANITISED_FIRST) {
+                return self.capabilities.get(i / 4).copied().unwrap_or(0);
+            }
+        }
+        self.cs.read32(bdf, reg)
+    }
+
+    fn write_word(&mut self, device_function: DeviceFunction, register_offset: u8, data: u32) {
+        let DeviceFunction {
+            bus,
+            device,
+            function,
+        } = device_function;
+        if let (Some(bdf), Some(reg)) = (
+            Bdf::new(bus, device, function),
+            Register::new(register_offset.into()),
+        ) {
+            match Self::bar_slot(register_offset) {
+                Some(slot) if bdf == self.bdf => {
+                    let writable = self.bar_writable[slot];
+                    self.bars[slot] = (self.bars[slot] & !writable) | (data & writable);
+                }
+                _ => self.cs.write32(bdf, reg, data),
+            }
+        }
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        *self
+    }
+}
+
+/// `virtio-drivers`' view of the hypervisor's memory.
+///
+/// The hypervisor's stage-1 map is an identity map of all RAM (the heap,
+/// the image and the stacks included), so a buffer's virtual address is
+/// the physical address the device uses, and sharing a buffer is nothing.
+///
+/// Coherency: QEMU's device models read and write guest memory directly,
+/// and the host bridge is `dma-coherent` in QEMU's device tree, so nothing
+/// needs cleaning or invalidating. On hardware whose DMA does not snoop
+/// the CPU caches, `share` would clean the buffer to the point of
+/// coherency (`DC CVAC`) for `DriverToDevice`, and invalidate it (`DC
+/// IVAC`) before the device writes and again in `unshare` for
+/// `DeviceToDriver`; and the rings from `dma_alloc` would need a
+/// non-cacheable mapping, since the driver polls them while the device
+/// writes. With an SMMU translating the function's stream, `share` would
+/// map the buffer and return its IOVA instead.
+#[derive(Debug)]
+struct HypHal;
+
+/// The BARs `mmio_phys_to_virt` may translate: those of the function being
+/// driven, registered by `probe`.
+static MMIO_GRANTS: spin::Mutex<heapless::Vec<Placement, MAX_GRANTS>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+impl HypHal {
+    fn grant(placement: Placement) {
+        // Full only if a second device were probed: its BARs would then
+        // not translate, and its transport would be refused (see
+        // `mmio_phys_to_virt`).
+        let _ = MMIO_GRANTS.lock().push(placement);
+    }
+
+    /// The CPU address of PCI addresses `pci .. pci + size`, if a granted
+    /// BAR holds them.
+    fn translate(pci: u64, size: u64) -> Option<NonNull<u8>> {
+        let grants = MMIO_GRANTS.lock();
+        let cpu = grants.iter().find_map(|p| {
+            let window = Window {
+                kind: WindowKind::Mem64,
+                prefetchable: false,
+                pci_start: p.pci,
+                cpu: p.cpu,
+            };
+            window.to_cpu(PciAddr(pci), size)
+        })?;
+        NonNull::new(cpu.start().get() as *mut u8)
+    }
+}
+
+// SAFETY: `dma_alloc` returns fresh, zeroed, page-aligned heap memory that
+// nothing else references until `dma_dealloc`; the heap is identity
+// mapped, so the returned address is also the physical one.
+// `mmio_phys_to_virt` only returns addresses inside BARs this module
+// assigned and granted, which the final map covers as device memory and
+// nothing else in the hypervisor accesses.
+unsafe impl Hal for HypHal {
+    fn dma_alloc(
+        pages: usize,
+        _direction: BufferDirection,
+    ) -> (virtio_drivers::PhysAddr, NonNull<u8>) {
+        let Some(layout) = dma_layout(pages) else {
+            return (0, NonNull::dangling());
+        };
+        // SAFETY: `layout` has a non-zero size (pages ≥ 1 is checked).
+        let memory = unsafe { alloc_zeroed(layout) };
+        match NonNull::new(memory) {
+            Some(memory) => (memory.as_ptr() as u64, memory),
+            // virtio-drivers reports a physical address of 0 as DmaError.
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(
+        _paddr: virtio_drivers::PhysAddr,
+        vaddr: NonNull<u8>,
+        pages: usize,
+    ) -> i32 {
+        if let Some(layout) = dma_layout(pages) {
+            // SAFETY: The caller passes back what `dma_alloc` returned for
+            // the same `pages`, so this is the same layout and pointer.
+            unsafe { dealloc(vaddr.as_ptr(), layout) };
+        }
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: virtio_drivers::PhysAddr, size: usize) -> NonNull<u8> {
+        match Self::translate(paddr, size as u64) {
+            Some(pointer) => pointer,
+            // Unreachable: the transport reads BARs and capabilities from
+            // `SanitisedConfig`'s copies, which `probe` checked against the
+            // BARs it granted. The trait has no way to return an error.
+            None => panic!("host disk: virtio MMIO at PCI {paddr:#x} is outside its BARs"),
+        }
+    }
+
+    unsafe fn share(
+        buffer: NonNull<[u8]>,
+        _direction: BufferDirection,
+    ) -> virtio_drivers::PhysAddr {
+        // Identity map: the virtual address is the physical one.
+        buffer.cast::<u8>().as_ptr() as u64
+    }
+
+    unsafe fn unshare(
+        _paddr: virtio_drivers::PhysAddr,
+        _buffer: NonNull<[u8]>,
+        _direction: BufferDirection,
+    ) {
+    }
+}
+
+fn dma_layout(pages: usize) -> Option<Layout> {
+    if pages == 0 {
+        return None;
+    }
+    Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+}
