@@ -25,6 +25,15 @@
 //! devices = ["pl011"]       # optional, default ["pl011"]; kinds: see `Device`
 //! after = "beta"            # optional: create and start this VM only once
 //!                           #   the VM named "beta" has stopped
+//! disk = "64M+32M"          # optional: a virtio-blk disk, bytes 64 MiB to
+//!                           #   96 MiB of the host disk ("<offset>+<size>",
+//!                           #   sizes as for memory, multiples of 512, size > 0)
+//! disk_access = "read-only" # optional, with disk: "read-write" (default) or
+//!                           #   "read-only"
+//! network = "lan0"          # optional: a virtio-net port on the virtual
+//!                           #   switch "lan0" (1-32 of [a-z0-9-])
+//! mac = "52:54:00:12:34:01" # optional, with network: the port's MAC, unicast,
+//!                           #   not all zero; default: derived from the name
 //! ```
 //!
 //! `after` chains VMs into sequences (`v2` after `v1`, `v3` after `v2`,
@@ -35,6 +44,19 @@
 //! key. So [`VmSpec::after`] of an accepted VM always names an accepted VM,
 //! and following `after` from any accepted VM ends at one that starts at
 //! boot.
+//!
+//! `disk` gives the VM a virtio-blk device whose sector 0 is the host
+//! disk's byte `<offset>` and whose capacity is `<size>` ([`DiskSpec`]).
+//! Regions of different VMs may overlap: VMs that run one `after` another
+//! share data that way. `network` gives the VM a virtio-net port on the
+//! virtual switch of that name ([`NetSpec`]); VMs naming the same network
+//! see each other's frames, and no others. Without `mac`, the port's MAC is
+//! [`derived_mac`] of the VM's name: `02:` and five bytes of a hash of the
+//! name, a locally administered address that stays the same from boot to
+//! boot. A VM whose MAC (given or derived) an earlier VM on the same
+//! network already has is refused ([`VmError::DuplicateMac`]).
+//! `disk_access` without `disk`, and `mac` without `network`, are refused
+//! ([`VmError::Requires`]).
 //!
 //! Values are basic strings (`"..."` with the escapes `\" \\ \n \t`),
 //! non-negative integers (decimal, `0x` hex, `_` between digits) and arrays
@@ -84,6 +106,7 @@
 extern crate alloc;
 
 mod bundle;
+mod io;
 mod lex;
 mod vm;
 
@@ -91,6 +114,7 @@ pub use bundle::{
     write_bundle, Bundle, BundleError, NameProblem, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, MAGIC,
     MANIFEST_ENTRY, MAX_ENTRIES, MAX_NAME_LEN, VERSION,
 };
+pub use io::{derived_mac, DiskSpec, Mac, NetSpec, DISK_SECTOR, MAX_NETWORK_NAME_LEN};
 pub use vm::{
     Device, Manifest, ManifestError, VmEntry, VmError, VmSpec, MAX_BOOTARGS_LEN, MAX_MANIFEST_LEN,
     MAX_VCPUS, MAX_VMS, MAX_VM_NAME_LEN, MEMORY_GRANULE,

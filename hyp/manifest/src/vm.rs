@@ -8,6 +8,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::bundle::{MANIFEST_ENTRY, MAX_NAME_LEN};
+use crate::io::{
+    check_network_name, derived_mac, parse_disk_access, parse_disk_region, parse_mac, parse_size,
+    DiskSpec, Mac, NetSpec,
+};
 use crate::lex::{self, Line, Value};
 
 /// The most vCPUs one VM may have.
@@ -76,6 +80,13 @@ pub struct VmSpec {
     /// manifest whose spec is `Ok`: a name that is unknown, this VM's own,
     /// part of a cycle, or a refused VM's refuses this VM instead.
     pub after: Option<String>,
+    /// The region of the host disk the VM's virtio-blk device maps, from
+    /// the `disk` and `disk_access` keys; `None` (the default): no disk.
+    pub disk: Option<DiskSpec>,
+    /// The VM's virtio-net port, from the `network` and `mac` keys; `None`
+    /// (the default): no network. Its MAC is unique among the accepted VMs
+    /// on its network.
+    pub net: Option<NetSpec>,
 }
 
 /// A device kind a VM may be given.
@@ -202,6 +213,32 @@ pub enum VmError {
         /// The refused VM.
         name: String,
     },
+    /// A key that means something only with another one, without it:
+    /// `disk_access` without `disk`, `mac` without `network`.
+    Requires {
+        /// The line of the key.
+        line: u32,
+        /// The key.
+        key: &'static str,
+        /// The key it needs.
+        needs: &'static str,
+    },
+    /// An earlier VM's port on the same network has the same MAC.
+    DuplicateMac {
+        /// The line of this VM's `mac` key, or of its `network` key when the
+        /// MAC is derived.
+        line: u32,
+        /// The MAC.
+        mac: [u8; 6],
+        /// Whether this VM's MAC was derived from its name.
+        derived: bool,
+        /// The network.
+        network: String,
+        /// The earlier VM.
+        first: String,
+        /// The `[[vm]]` line of the earlier VM's section.
+        first_line: u32,
+    },
     /// The section comes after [`MAX_VMS`] others.
     TooManyVms {
         /// The section's `[[vm]]` line.
@@ -227,6 +264,8 @@ impl VmError {
             | VmError::AfterSelf { line }
             | VmError::AfterCycle { line, .. }
             | VmError::AfterRefused { line, .. }
+            | VmError::Requires { line, .. }
+            | VmError::DuplicateMac { line, .. }
             | VmError::TooManyVms { line, .. } => line,
         }
     }
@@ -287,6 +326,27 @@ impl fmt::Display for VmError {
                 f,
                 "after = \"{name}\": that VM is refused, so this one would never start"
             ),
+            VmError::Requires { key, needs, .. } => write!(
+                f,
+                "\"{key}\" needs a \"{needs}\" key in the same [[vm]] section"
+            ),
+            VmError::DuplicateMac {
+                mac,
+                derived,
+                network,
+                first,
+                first_line,
+                ..
+            } => {
+                write!(f, "MAC {}", Mac(mac))?;
+                if *derived {
+                    f.write_str(" (derived from the VM's name; give it a \"mac\")")?;
+                }
+                write!(
+                    f,
+                    " is already on network \"{network}\": vm \"{first}\", whose section starts on line {first_line}, has it"
+                )
+            }
             VmError::TooManyVms { max, .. } => {
                 write!(f, "too many VMs; a manifest may start at most {max}")
             }
@@ -390,9 +450,17 @@ impl Manifest {
         let mut vms: Vec<VmEntry> = Vec::with_capacity(sections.len());
         let mut name_lines: Vec<Option<u32>> = Vec::with_capacity(sections.len());
         let mut after_lines: Vec<Option<u32>> = Vec::with_capacity(sections.len());
+        // The network ports so far: (network, MAC) -> the VM's index.
+        let mut ports: BTreeMap<(String, [u8; 6]), usize> = BTreeMap::new();
         for (index, section) in sections.into_iter().enumerate() {
             let name_line = section.name.as_ref().map(|(_, line)| *line);
             after_lines.push(section.after.as_ref().map(|(_, line)| *line));
+            // A derived MAC is blamed on the `network` key that asked for it.
+            let port_line = section
+                .mac
+                .as_ref()
+                .map(|(_, line)| *line)
+                .or(section.network.as_ref().map(|(_, line)| *line));
             let mut entry = section.finish();
             if let (Ok(spec), Some(line)) = (&entry.spec, name_line) {
                 let first = vms
@@ -412,6 +480,24 @@ impl Manifest {
                     line: entry.line,
                     max: MAX_VMS,
                 });
+            }
+            if let Ok(VmSpec { net: Some(net), .. }) = &entry.spec {
+                let port = (net.network.clone(), net.mac);
+                match ports.get(&port) {
+                    Some(&first) => {
+                        entry.spec = Err(VmError::DuplicateMac {
+                            line: port_line.unwrap_or(entry.line),
+                            mac: net.mac,
+                            derived: net.mac_derived,
+                            network: net.network.clone(),
+                            first: vms[first].name.clone(),
+                            first_line: vms[first].line,
+                        });
+                    }
+                    None => {
+                        ports.insert(port, index);
+                    }
+                }
             }
             vms.push(entry);
             name_lines.push(name_line);
@@ -480,10 +566,14 @@ enum Key {
     Bootargs,
     Devices,
     After,
+    Disk,
+    DiskAccess,
+    Network,
+    Mac,
 }
 
 impl Key {
-    const ALL: [Key; 8] = [
+    const ALL: [Key; 12] = [
         Key::Name,
         Key::Vcpus,
         Key::Memory,
@@ -492,6 +582,10 @@ impl Key {
         Key::Bootargs,
         Key::Devices,
         Key::After,
+        Key::Disk,
+        Key::DiskAccess,
+        Key::Network,
+        Key::Mac,
     ];
 
     fn as_str(self) -> &'static str {
@@ -504,6 +598,10 @@ impl Key {
             Key::Bootargs => "bootargs",
             Key::Devices => "devices",
             Key::After => "after",
+            Key::Disk => "disk",
+            Key::DiskAccess => "disk_access",
+            Key::Network => "network",
+            Key::Mac => "mac",
         }
     }
 
@@ -512,7 +610,7 @@ impl Key {
     }
 
     /// This key's bit in [`Section::seen`].
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << self as u8
     }
 }
@@ -526,7 +624,7 @@ struct Section {
     /// The first problem; later ones are not recorded.
     error: Option<VmError>,
     /// The keys met so far, one [`Key::bit`] each, valid or not.
-    seen: u8,
+    seen: u16,
     /// The valid name and its line. Kept even when the section has an error,
     /// so the error message can name the VM.
     name: Option<(String, u32)>,
@@ -538,6 +636,14 @@ struct Section {
     devices: Option<Vec<Device>>,
     /// The `after` name and its line.
     after: Option<(String, u32)>,
+    /// The `disk` region's offset and size.
+    disk: Option<(u64, u64)>,
+    /// Whether `disk_access` says read-only, and its line.
+    disk_access: Option<(bool, u32)>,
+    /// The `network` name and its line.
+    network: Option<(String, u32)>,
+    /// The `mac` and its line.
+    mac: Option<([u8; 6], u32)>,
 }
 
 impl Section {
@@ -555,6 +661,10 @@ impl Section {
             bootargs: None,
             devices: None,
             after: None,
+            disk: None,
+            disk_access: None,
+            network: None,
+            mac: None,
         }
     }
 
@@ -666,6 +776,23 @@ impl Section {
                 check_vm_name(&name).map_err(bad)?;
                 self.after = Some((name, line));
             }
+            Key::Disk => {
+                let region = expect_string(value).map_err(bad)?;
+                self.disk = Some(parse_disk_region(&region).map_err(bad)?);
+            }
+            Key::DiskAccess => {
+                let access = expect_string(value).map_err(bad)?;
+                self.disk_access = Some((parse_disk_access(&access).map_err(bad)?, line));
+            }
+            Key::Network => {
+                let network = expect_string(value).map_err(bad)?;
+                check_network_name(&network).map_err(bad)?;
+                self.network = Some((network, line));
+            }
+            Key::Mac => {
+                let mac = expect_string(value).map_err(bad)?;
+                self.mac = Some((parse_mac(&mac).map_err(bad)?, line));
+            }
         }
         Ok(())
     }
@@ -683,21 +810,51 @@ impl Section {
         VmEntry { name, line, spec }
     }
 
-    /// The spec of an error-free section, if no required key is missing.
+    /// The spec of an error-free section, if no required key is missing
+    /// and no key lacks the one it needs.
     fn spec(self) -> Result<VmSpec, VmError> {
         let missing = |key: Key| VmError::MissingKey {
             line: self.line,
             key: key.as_str(),
         };
+        let name = self.name.ok_or(missing(Key::Name))?.0;
+        let vcpus = self.vcpus.ok_or(missing(Key::Vcpus))?;
+        let memory = self.memory.ok_or(missing(Key::Memory))?;
+        let kernel = self.kernel.ok_or(missing(Key::Kernel))?;
+        let requires = |line: u32, key: Key, needs: Key| VmError::Requires {
+            line,
+            key: key.as_str(),
+            needs: needs.as_str(),
+        };
+        let disk = match (self.disk, self.disk_access) {
+            (Some((offset, size)), access) => Some(DiskSpec {
+                offset,
+                size,
+                read_only: access.is_some_and(|(read_only, _)| read_only),
+            }),
+            (None, Some((_, line))) => return Err(requires(line, Key::DiskAccess, Key::Disk)),
+            (None, None) => None,
+        };
+        let net = match (self.network, self.mac) {
+            (Some((network, _)), mac) => Some(NetSpec {
+                network,
+                mac: mac.map_or_else(|| derived_mac(&name), |(mac, _)| mac),
+                mac_derived: mac.is_none(),
+            }),
+            (None, Some((_, line))) => return Err(requires(line, Key::Mac, Key::Network)),
+            (None, None) => None,
+        };
         Ok(VmSpec {
-            name: self.name.ok_or(missing(Key::Name))?.0,
-            vcpus: self.vcpus.ok_or(missing(Key::Vcpus))?,
-            memory: self.memory.ok_or(missing(Key::Memory))?,
-            kernel: self.kernel.ok_or(missing(Key::Kernel))?,
+            name,
+            vcpus,
+            memory,
+            kernel,
             initrd: self.initrd,
             bootargs: self.bootargs.unwrap_or_default(),
             devices: self.devices.unwrap_or_else(|| vec![Device::Pl011]),
             after: self.after.map(|(name, _)| name),
+            disk,
+            net,
         })
     }
 }
@@ -857,22 +1014,6 @@ fn check_image_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A size such as `"64M"`: an integer (TOML syntax, decimal or hex) with an
-/// optional binary suffix `K`, `M` or `G`; without one it counts bytes.
-fn parse_size(size: &str) -> Result<u64, &'static str> {
-    const SYNTAX: &str = "expected a size such as \"64M\" (suffix K, M or G, binary units)";
-    let (digits, shift) = match size.as_bytes().last() {
-        Some(b'K') => (size.get(..size.len() - 1), 10),
-        Some(b'M') => (size.get(..size.len() - 1), 20),
-        Some(b'G') => (size.get(..size.len() - 1), 30),
-        _ => (Some(size), 0),
-    };
-    let number = lex::parse_integer(digits.ok_or(SYNTAX)?).map_err(|_| SYNTAX)?;
-    number
-        .checked_mul(1 << shift)
-        .ok_or("size too large for 64 bits")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -930,6 +1071,8 @@ after = "alpha"
                         bootargs: "test=psci console=\"x\"".into(),
                         devices: vec![Device::Pl011],
                         after: None,
+                        disk: None,
+                        net: None,
                     }),
                 },
                 VmEntry {
@@ -944,6 +1087,8 @@ after = "alpha"
                         bootargs: String::new(),
                         devices: vec![],
                         after: Some("alpha".into()),
+                        disk: None,
+                        net: None,
                     }),
                 },
             ]
@@ -958,6 +1103,8 @@ after = "alpha"
         assert_eq!(spec.bootargs, "");
         assert_eq!(spec.devices, vec![Device::Pl011]);
         assert_eq!(spec.after, None);
+        assert_eq!(spec.disk, None);
+        assert_eq!(spec.net, None);
     }
 
     #[test]
@@ -974,6 +1121,207 @@ after = "alpha"
             let text = format!("[[vm]]\nname=\"v\"\nvcpus=1\nkernel=\"k\"\nmemory={value}\n");
             assert_eq!(only(&text).spec.unwrap().memory, bytes, "{value}");
         }
+    }
+
+    #[test]
+    fn a_disk_region_with_its_access() {
+        let spec = only(&vm_with("disk = \"64M+32M\"")).spec.unwrap();
+        assert_eq!(
+            spec.disk,
+            Some(DiskSpec {
+                offset: 64 << 20,
+                size: 32 << 20,
+                read_only: false
+            })
+        );
+        for (access, read_only) in [("read-write", false), ("read-only", true)] {
+            // The order of the keys does not matter.
+            let text = vm_with(&format!("disk_access = \"{access}\"\ndisk = \"0+512\""));
+            let disk = only(&text).spec.unwrap().disk.unwrap();
+            assert_eq!(
+                (disk.offset, disk.size, disk.read_only),
+                (0, 512, read_only)
+            );
+        }
+    }
+
+    #[test]
+    fn disk_access_without_a_disk_is_refused_with_its_line() {
+        let error = error_of(&vm_with("bootargs = \"x\"\ndisk_access = \"read-only\""));
+        assert_eq!(
+            error,
+            VmError::Requires {
+                line: 7,
+                key: "disk_access",
+                needs: "disk"
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "line 7: \"disk_access\" needs a \"disk\" key in the same [[vm]] section"
+        );
+    }
+
+    #[test]
+    fn a_disk_value_error_names_the_problem() {
+        let error = error_of(&vm_with("disk = \"1M+1000\""));
+        assert_eq!(
+            error.to_string(),
+            "line 6: bad \"disk\": offset and size must be multiples of the 512-byte sector"
+        );
+        let twice = error_of(&vm_with("disk = \"0+1M\"\ndisk = \"1M+1M\""));
+        assert_eq!(
+            twice,
+            VmError::DuplicateKey {
+                line: 7,
+                key: "disk"
+            }
+        );
+    }
+
+    #[test]
+    fn a_network_port_with_a_given_or_derived_mac() {
+        let text = vm_with("network = \"lan0\"\nmac = \"52:54:00:12:34:01\"");
+        assert_eq!(
+            only(&text).spec.unwrap().net,
+            Some(NetSpec {
+                network: "lan0".into(),
+                mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x01],
+                mac_derived: false
+            })
+        );
+        let net = only(&vm_with("network = \"lan0\""))
+            .spec
+            .unwrap()
+            .net
+            .unwrap();
+        assert_eq!(net.mac, derived_mac("v"));
+        assert!(net.mac_derived);
+    }
+
+    #[test]
+    fn a_mac_without_a_network_is_refused() {
+        assert_eq!(
+            error_of(&vm_with("mac = \"52:54:00:12:34:01\"")),
+            VmError::Requires {
+                line: 6,
+                key: "mac",
+                needs: "network"
+            }
+        );
+    }
+
+    /// A VM section named `name` with the given extra lines.
+    fn vm_named(name: &str, extra: &str) -> String {
+        format!("[[vm]]\nname = \"{name}\"\nvcpus = 1\nmemory = \"2M\"\nkernel = \"k\"\n{extra}\n")
+    }
+
+    #[test]
+    fn the_same_mac_on_one_network_refuses_the_later_vm() {
+        let mac = "mac = \"52:54:00:12:34:01\"";
+        let text = [
+            vm_named("a", &format!("network = \"lan0\"\n{mac}")),
+            // The same MAC on another network is fine.
+            vm_named("b", &format!("network = \"lan1\"\n{mac}")),
+            vm_named("c", &format!("{mac}\nnetwork = \"lan0\"")),
+            // Refused for something else, it claims nothing.
+            vm_named("d", &format!("network = \"lan1\"\n{mac}\nvcpus = 2")),
+            vm_named("e", "network = \"lan2\""),
+        ]
+        .concat();
+        let manifest = Manifest::parse(&text).unwrap();
+        let good: Vec<_> = manifest.good_vms().map(|vm| vm.name.as_str()).collect();
+        assert_eq!(good, ["a", "b", "e"]);
+        let error = manifest.vms[2].spec.clone().unwrap_err();
+        assert_eq!(
+            error,
+            VmError::DuplicateMac {
+                line: 20,
+                mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x01],
+                derived: false,
+                network: "lan0".into(),
+                first: "a".into(),
+                first_line: 1
+            }
+        );
+        assert_eq!(
+            manifest.vms[2].error_message().unwrap().to_string(),
+            "vm \"c\": line 20: MAC 52:54:00:12:34:01 is already on network \"lan0\": vm \"a\", whose section starts on line 1, has it"
+        );
+        assert!(matches!(
+            manifest.vms[3].spec,
+            Err(VmError::DuplicateKey { key: "vcpus", .. })
+        ));
+    }
+
+    #[test]
+    fn a_derived_mac_clash_is_blamed_on_the_network_key() {
+        // A given MAC equal to another VM's derived one.
+        let derived = derived_mac("first");
+        let text = [
+            vm_named("first", "network = \"lan0\""),
+            vm_named(
+                "second",
+                &format!("network = \"lan0\"\nmac = \"{}\"", Mac(&derived)),
+            ),
+            vm_named("third", "network = \"lan0\""),
+        ]
+        .concat();
+        let manifest = Manifest::parse(&text).unwrap();
+        assert!(manifest.vms[0].spec.is_ok());
+        assert!(matches!(
+            manifest.vms[1].spec,
+            Err(VmError::DuplicateMac {
+                line: 13,
+                derived: false,
+                first_line: 1,
+                ..
+            })
+        ));
+        assert!(manifest.vms[2].spec.is_ok());
+        // Two sections with one name derive one MAC; the name clash is
+        // what refuses the second.
+        let text = [
+            vm_named("twin", "network = \"lan0\""),
+            vm_named("twin", "network = \"lan0\""),
+        ]
+        .concat();
+        assert!(matches!(
+            Manifest::parse(&text).unwrap().vms[1].spec,
+            Err(VmError::DuplicateName { .. })
+        ));
+        let message = VmError::DuplicateMac {
+            line: 9,
+            mac: derived,
+            derived: true,
+            network: "lan0".into(),
+            first: "x".into(),
+            first_line: 1,
+        }
+        .to_string();
+        assert!(
+            message.contains("(derived from the VM's name; give it a \"mac\")"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_vm_after_one_refused_for_its_mac_is_refused() {
+        let text = [
+            vm_named("a", "network = \"n\"\nmac = \"02:00:00:00:00:01\""),
+            vm_named("b", "network = \"n\"\nmac = \"02:00:00:00:00:01\""),
+            vm_named("c", "after = \"b\""),
+        ]
+        .concat();
+        let manifest = Manifest::parse(&text).unwrap();
+        assert!(matches!(
+            manifest.vms[1].spec,
+            Err(VmError::DuplicateMac { .. })
+        ));
+        assert!(matches!(
+            manifest.vms[2].spec,
+            Err(VmError::AfterRefused { .. })
+        ));
     }
 
     #[test]
@@ -1127,6 +1475,18 @@ after = "alpha"
             ("after = \"two words\"", "after"),
             ("after = 1", "after"),
             ("after = [\"v\"]", "after"),
+            ("disk = \"64M\"", "disk"),
+            ("disk = \"0+0\"", "disk"),
+            ("disk = \"100+1M\"", "disk"),
+            ("disk = 64", "disk"),
+            ("disk_access = \"ro\"", "disk_access"),
+            ("disk_access = 1", "disk_access"),
+            ("network = \"LAN\"", "network"),
+            ("network = \"\"", "network"),
+            ("network = [\"lan0\"]", "network"),
+            ("mac = \"01:00:5e:00:00:01\"", "mac"),
+            ("mac = \"00:00:00:00:00:00\"", "mac"),
+            ("mac = \"52:54:00:12:34\"", "mac"),
         ];
         for (line, key) in cases {
             // The bad line replaces the section's own occurrence of the key.
@@ -1355,7 +1715,7 @@ kernel = "k"
                 key: "memroy".into()
             }
             .to_string(),
-            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after)"
+            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after, disk, disk_access, network, mac)"
         );
         assert_eq!(
             ManifestError::OutsideVm { line: 2 }.to_string(),

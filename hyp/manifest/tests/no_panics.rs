@@ -3,7 +3,8 @@
 //! accept satisfies the documented invariants.
 
 use manifest::{
-    write_bundle, Bundle, Manifest, DATA_ALIGN, ENTRY_LEN, HEADER_LEN, MAX_VCPUS, MEMORY_GRANULE,
+    write_bundle, Bundle, Manifest, DATA_ALIGN, DISK_SECTOR, ENTRY_LEN, HEADER_LEN, MAX_VCPUS,
+    MEMORY_GRANULE,
 };
 use proptest::prelude::*;
 
@@ -137,6 +138,26 @@ fn section() -> impl Strategy<Value = Vec<String>> {
             1 => key_line("after", "\"[a-c]{1,2}\"", "\"(|a b)\""),
         ],
     );
+    // The device keys, each usually absent; networks and MACs from small
+    // sets, so ports share networks and MACs clash.
+    let devices = (
+        prop_oneof![
+            2 => Just(None),
+            1 => key_line("disk", "\"(0|1M|0x200)\\+(512|2M|1G)\"", "\"(0\\+0|1\\+512|17179869183G\\+1G|1M)\""),
+        ],
+        prop_oneof![
+            3 => Just(None),
+            1 => key_line("disk_access", "\"read-(only|write)\"", "\"(ro|)\""),
+        ],
+        prop_oneof![
+            2 => Just(None),
+            1 => key_line("network", "\"lan[01]\"", "\"(|LAN|a b)\""),
+        ],
+        prop_oneof![
+            2 => Just(None),
+            1 => key_line("mac", "\"02:00:00:00:00:0[12]\"", "\"(01:00:00:00:00:01|00:00:00:00:00:00|02:00)\""),
+        ],
+    );
     let junk = proptest::collection::vec(
         prop_oneof![
             8 => "[ \t]*(#.*)?\r?",
@@ -146,10 +167,22 @@ fn section() -> impl Strategy<Value = Vec<String>> {
         ],
         0..2,
     );
-    (header, keys, junk).prop_flat_map(|(header, keys, junk)| {
+    (header, keys, devices, junk).prop_flat_map(|(header, keys, io, junk)| {
         let (name, vcpus, memory, kernel, initrd, bootargs, devices, after) = keys;
+        let (disk, disk_access, network, mac) = io;
         let body: Vec<String> = [
-            name, vcpus, memory, kernel, initrd, bootargs, devices, after,
+            name,
+            vcpus,
+            memory,
+            kernel,
+            initrd,
+            bootargs,
+            devices,
+            after,
+            disk,
+            disk_access,
+            network,
+            mac,
         ]
         .into_iter()
         .flatten()
@@ -242,6 +275,22 @@ proptest! {
                         prop_assert!(spec.memory >= MEMORY_GRANULE);
                         prop_assert_eq!(spec.memory % MEMORY_GRANULE, 0);
                         prop_assert!(!spec.kernel.is_empty());
+                        if let Some(disk) = &spec.disk {
+                            prop_assert!(disk.size > 0);
+                            prop_assert_eq!(disk.offset % DISK_SECTOR, 0);
+                            prop_assert_eq!(disk.size % DISK_SECTOR, 0);
+                            prop_assert!(disk.offset.checked_add(disk.size).is_some());
+                        }
+                        if let Some(net) = &spec.net {
+                            prop_assert!(!net.network.is_empty());
+                            prop_assert_eq!(net.mac[0] & 1, 0);
+                            prop_assert_ne!(net.mac, [0; 6]);
+                            let same_port = manifest
+                                .good_vms()
+                                .filter(|other| other.net.as_ref().is_some_and(|o| o.network == net.network && o.mac == net.mac))
+                                .count();
+                            prop_assert_eq!(same_port, 1, "MAC shared on {}", net.network);
+                        }
                         // `after` leads through good VMs only, never back
                         // to where it started: every VM can start.
                         let mut current = spec;
