@@ -257,17 +257,22 @@ fn enqueue(entry: Entry, preferred: usize) {
     let target = if CPUS[preferred].idle.load(Ordering::SeqCst) {
         preferred
     } else {
-        (1..nr)
-            .map(|i| (preferred + i) % nr)
-            .find(|&c| CPUS[c].idle.load(Ordering::SeqCst))
-            .unwrap_or_else(|| {
-                (0..nr)
-                    .map(|i| (preferred + i) % nr)
-                    .min_by_key(|&c| CPUS[c].queued.load(Ordering::Relaxed))
-                    .unwrap_or(preferred)
-            })
+        idle_cpu(preferred).unwrap_or_else(|| {
+            (0..nr)
+                .map(|i| (preferred + i) % nr)
+                .min_by_key(|&c| CPUS[c].queued.load(Ordering::Relaxed))
+                .unwrap_or(preferred)
+        })
     };
     push(target, entry);
+}
+
+/// An idle CPU other than `from`, searching from the one after it.
+fn idle_cpu(from: usize) -> Option<usize> {
+    let nr = NR_CPUS.load(Ordering::Acquire);
+    (1..nr)
+        .map(|i| (from + i) % nr)
+        .find(|&c| CPUS[c].idle.load(Ordering::SeqCst))
 }
 
 fn push(cpu: usize, entry: Entry) {
@@ -482,14 +487,13 @@ fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
     match next {
         Next::Yield => {
             run.store(Run::Queued as u8, Ordering::Release);
-            push(
-                cpu,
-                Entry {
-                    vm: vm.clone(),
-                    vcpu,
-                    epoch: vm.epoch(),
-                },
-            );
+            let entry = Entry {
+                vm: vm.clone(),
+                vcpu,
+                epoch: vm.epoch(),
+            };
+            // Round robin here, unless a CPU sits idle: then it goes there.
+            push(idle_cpu(cpu).unwrap_or(cpu), entry);
         }
         // Already marked blocked (under the virtual GIC's lock).
         Next::Block(deadline) => {
