@@ -477,9 +477,6 @@ fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
         vm.leave();
         return;
     }
-    vm.vcpus[vcpu]
-        .run
-        .store(Run::Running as u8, Ordering::Release);
     let next = run_vcpu(vmids, limits, cpu, &vm, vcpu);
     // Off the CPU before anything else: the VMID is no longer live here.
     let _ = vmids.deactivate(cpu);
@@ -636,6 +633,9 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
     if enter_stage2(vmids, cpu, vm, index).is_none() {
         return Next::Stop;
     }
+    // Only now, with `last_cpu` naming this CPU, so kicks come here. A
+    // kick before this found it queued: the flush below sees its effect.
+    vcpu.run.store(Run::Running as u8, Ordering::Release);
     VMPIDR_EL2.set(guest_boot::vmpidr_el2_of(index as u32));
     state.el1.restore();
     vcpu.set_power(Power::On);
