@@ -7,8 +7,9 @@
 //! windows and turns it on (the `pci` crate), then hands it to
 //! `virtio-drivers`' PCI transport. That transport trusts configuration
 //! space more than we do (its capability walk loops on a looping list, and
-//! some of its offset sums overflow), so it is shown a sanitised copy of
-//! the virtio capabilities, checked first against the BARs as assigned.
+//! some of its offset sums overflow), so it sees the function's BARs and
+//! virtio capabilities through a shadow (`pci::VirtioShadow`) holding only
+//! what was checked against the BARs as assigned.
 //!
 //! Requests complete by polling the used ring; the function's INTx is
 //! disabled and no MSI-X vector is set up.
@@ -19,23 +20,15 @@ use core::fmt;
 use core::ptr::NonNull;
 use log::{debug, info};
 use pci::{
-    AllocError, AssignError, AssignedBar, AssignedBars, BarAllocator, BarKind, Bdf,
-    CapabilityError, CapabilityId, Command, ConfigSpace, Ecam, EcamError, FunctionInfo, HeaderType,
-    PciAddr, Placement, Register, Window, WindowKind,
+    AllocError, AssignError, BarAllocator, Bdf, Command, ConfigSpace, Ecam, EcamError,
+    FunctionInfo, HeaderType, PciAddr, Placement, Register, ShadowedConfig, VirtioLayout,
+    VirtioLayoutError, VirtioShadow, Window, WindowKind,
 };
 use platform::{PciSpace, Platform};
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE};
-
-/// The virtio PCI vendor ID (virtio 1.2 §4.1.2).
-const VIRTIO_VENDOR: u16 = 0x1af4;
-/// A transitional virtio-blk: what QEMU's `virtio-blk-pci` is on the root
-/// bus, where it keeps the legacy interface by default.
-const VIRTIO_BLK_TRANSITIONAL: u16 = 0x1001;
-/// A modern virtio-blk: 0x1040 + device type 2.
-const VIRTIO_BLK_MODERN: u16 = 0x1042;
 
 /// Bytes in a sector: the unit of every virtio-blk request.
 const SECTOR: u64 = SECTOR_SIZE as u64;
@@ -67,11 +60,17 @@ pub enum HostDiskError {
     Window(AllocError),
     /// The function's BARs could not be sized or placed.
     Bars(Bdf, AssignError),
-    /// The function's capability list is broken.
-    Capabilities(Bdf, CapabilityError),
     /// A virtio structure the driver needs is missing or does not fit in
     /// its BAR.
-    Structure(Bdf, StructureError),
+    Layout(Bdf, VirtioLayoutError),
+    /// Queue 0's notification address lies outside the notification
+    /// structure.
+    NotifyOutOfRange {
+        /// The function.
+        bdf: Bdf,
+        /// The queue's `queue_notify_off`.
+        queue_notify_off: u16,
+    },
     /// `virtio-drivers` refused the PCI transport.
     Transport(Bdf, VirtioPciError),
     /// `virtio-drivers` could not initialise the device.
@@ -102,8 +101,14 @@ impl fmt::Display for HostDiskError {
             Self::Ecam(e) => write!(f, "host disk: {e}"),
             Self::Window(e) => write!(f, "host disk: {e}"),
             Self::Bars(bdf, e) => write!(f, "host disk {bdf}: {e}"),
-            Self::Capabilities(bdf, e) => write!(f, "host disk {bdf}: {e}"),
-            Self::Structure(bdf, e) => write!(f, "host disk {bdf}: {e}"),
+            Self::Layout(bdf, e) => write!(f, "host disk {bdf}: {e}"),
+            Self::NotifyOutOfRange {
+                bdf,
+                queue_notify_off,
+            } => write!(
+                f,
+                "host disk {bdf}: queue 0's queue_notify_off {queue_notify_off} is outside the notification structure"
+            ),
             Self::Transport(bdf, e) => write!(f, "host disk {bdf}: virtio PCI transport: {e}"),
             Self::Init(bdf, e) => write!(f, "host disk {bdf}: virtio-blk initialisation: {e}"),
             Self::Io(e) => write!(f, "host disk: request failed: {e}"),
@@ -121,116 +126,6 @@ impl fmt::Display for HostDiskError {
                 "host disk: self-check at {offset:#x} read back other data than it wrote"
             ),
         }
-    }
-}
-
-/// What is wrong with the virtio structures a function describes in its
-/// vendor-specific capabilities (virtio 1.2 §4.1.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StructureError {
-    /// No capability for this structure.
-    Missing(Structure),
-    /// The capability's fields lie past the end of conventional
-    /// configuration space.
-    CapabilityTooLong(Structure),
-    /// The structure names a BAR that is not an assigned memory BAR.
-    BarUnusable {
-        /// Which structure.
-        structure: Structure,
-        /// The BAR it names.
-        bar: u8,
-    },
-    /// The structure does not fit in its BAR, or is too short to hold its
-    /// registers.
-    OutOfBar {
-        /// Which structure.
-        structure: Structure,
-        /// Its offset in the BAR.
-        offset: u32,
-        /// Its length.
-        length: u32,
-    },
-    /// The notification multiplier is odd (virtio 1.2 §4.1.4.4 requires an
-    /// even one).
-    OddNotifyMultiplier(u32),
-    /// Queue 0's notification address lies outside the notification
-    /// structure.
-    NotifyOutOfRange {
-        /// The queue's `queue_notify_off`.
-        queue_notify_off: u16,
-    },
-}
-
-impl fmt::Display for StructureError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Missing(s) => write!(f, "no virtio {s} capability"),
-            Self::CapabilityTooLong(s) => {
-                write!(f, "virtio {s} capability runs past configuration space")
-            }
-            Self::BarUnusable { structure, bar } => {
-                write!(f, "virtio {structure} is in BAR{bar}, not an assigned memory BAR")
-            }
-            Self::OutOfBar {
-                structure,
-                offset,
-                length,
-            } => write!(
-                f,
-                "virtio {structure} at {offset:#x}+{length:#x} does not fit its BAR or its registers"
-            ),
-            Self::OddNotifyMultiplier(m) => write!(f, "virtio notify_off_multiplier {m} is odd"),
-            Self::NotifyOutOfRange { queue_notify_off } => write!(
-                f,
-                "virtio queue 0's queue_notify_off {queue_notify_off} is outside the notification structure"
-            ),
-        }
-    }
-}
-
-/// The virtio structures a PCI function locates through its capabilities
-/// (`cfg_type` values, virtio 1.2 §4.1.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Structure {
-    /// `VIRTIO_PCI_CAP_COMMON_CFG`.
-    Common = 1,
-    /// `VIRTIO_PCI_CAP_NOTIFY_CFG`.
-    Notify = 2,
-    /// `VIRTIO_PCI_CAP_ISR_CFG`.
-    Isr = 3,
-    /// `VIRTIO_PCI_CAP_DEVICE_CFG`.
-    Device = 4,
-}
-
-impl Structure {
-    const ALL: [Structure; 4] = [Self::Common, Self::Notify, Self::Isr, Self::Device];
-
-    fn from_cfg_type(cfg_type: u8) -> Option<Structure> {
-        Self::ALL.into_iter().find(|s| *s as u8 == cfg_type)
-    }
-
-    /// The fewest bytes the driver reads from it: `virtio_pci_common_cfg`
-    /// is 56 bytes (§4.1.4.3), a notification a 16-bit write, the ISR one
-    /// byte, and virtio-blk's capacity the first 8 bytes of its
-    /// configuration (§5.2.4).
-    const fn min_length(self) -> u32 {
-        match self {
-            Self::Common => 56,
-            Self::Notify => 2,
-            Self::Isr => 1,
-            Self::Device => 8,
-        }
-    }
-}
-
-impl fmt::Display for Structure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Common => "common configuration",
-            Self::Notify => "notification",
-            Self::Isr => "ISR status",
-            Self::Device => "device configuration",
-        })
     }
 }
 
@@ -438,8 +333,8 @@ impl HostDisk {
 /// # Errors
 ///
 /// [`HostDiskError::Ecam`], [`HostDiskError::Window`],
-/// [`HostDiskError::Bars`], [`HostDiskError::Capabilities`],
-/// [`HostDiskError::Structure`], [`HostDiskError::Transport`],
+/// [`HostDiskError::Bars`], [`HostDiskError::Layout`],
+/// [`HostDiskError::NotifyOutOfRange`], [`HostDiskError::Transport`],
 /// [`HostDiskError::Init`].
 pub fn probe(platform: &Platform) -> Result<Option<HostDisk>, HostDiskError> {
     let Some(pcie) = &platform.pcie else {
@@ -482,18 +377,24 @@ pub fn probe(platform: &Platform) -> Result<Option<HostDisk>, HostDiskError> {
             None => debug!("host disk: {}: not assigned", bar.bar),
         }
     }
-    let structures = VirtioStructures::read(&cs, bdf, &bars)?;
+    let layout = pci::virtio_layout(&cs, bdf, &bars).map_err(|e| HostDiskError::Layout(bdf, e))?;
     // Polled: INTx off, and no MSI-X vectors are ever configured.
     pci::enable_memory_and_bus_master(&mut cs, bdf, Command::INTERRUPT_DISABLE);
     // SAFETY: The common configuration lies in an assigned memory BAR
-    // (checked by `VirtioStructures::read`), which the final map covers as
-    // device memory (the host bridge's windows), and decoding is on.
-    unsafe { structures.check_queue_0_notify() }.map_err(|e| HostDiskError::Structure(bdf, e))?;
+    // (checked by `virtio_layout`), which the final map covers as device
+    // memory (the host bridge's windows), and decoding is on.
+    unsafe { check_queue_0_notify(&layout) }.map_err(|queue_notify_off| {
+        HostDiskError::NotifyOutOfRange {
+            bdf,
+            queue_notify_off,
+        }
+    })?;
     for placement in bars.iter().filter_map(|b| b.placement) {
         HypHal::grant(placement);
     }
 
-    let mut root = PciRoot::new(SanitisedConfig::new(cs, bdf, &bars, &structures));
+    let shadow = VirtioShadow::new(&bars, &layout);
+    let mut root = PciRoot::new(DriverConfig(ShadowedConfig::new(cs, bdf, shadow)));
     let device_function = DeviceFunction {
         bus: bdf.bus(),
         device: bdf.device(),
@@ -522,8 +423,7 @@ pub fn probe(platform: &Platform) -> Result<Option<HostDisk>, HostDiskError> {
 }
 
 fn is_virtio_blk(f: &FunctionInfo) -> bool {
-    f.vendor_id == VIRTIO_VENDOR
-        && matches!(f.device_id, VIRTIO_BLK_TRANSITIONAL | VIRTIO_BLK_MODERN)
+    pci::virtio_device_id(f) == Some(pci::VIRTIO_DEVICE_BLOCK)
         && f.header_type == HeaderType::Endpoint
 }
 
@@ -563,339 +463,75 @@ impl ConfigSpace for EcamAccess {
     }
 }
 
-/// One virtio structure as its capability describes it.
-#[derive(Clone, Copy, Debug)]
-struct Located {
-    bar: u8,
-    offset: u32,
-    length: u32,
-    /// Where the CPU reaches it.
-    cpu: PhysRange,
-}
-
-/// The virtio structures of a function, validated against its BARs.
-#[derive(Clone, Copy, Debug)]
-struct VirtioStructures {
-    common: Located,
-    notify: Located,
-    notify_off_multiplier: u32,
-    isr: Located,
-    device: Located,
-}
-
-/// `virtio_pci_cap` fields, in bytes from the capability's start (virtio
-/// 1.2 §4.1.4): `cap_len` and `cfg_type` are header bytes 2 and 3.
-const CAP_BAR: u16 = 4;
-const CAP_OFFSET: u16 = 8;
-const CAP_LENGTH: u16 = 12;
-/// `virtio_pci_notify_cap`'s `notify_off_multiplier`.
-const CAP_NOTIFY_MULTIPLIER: u16 = 16;
-/// Length of a `virtio_pci_cap`, and of a `virtio_pci_notify_cap`.
-const CAP_LEN: u8 = 16;
-const NOTIFY_CAP_LEN: u8 = 20;
-
-/// `virtio_pci_common_cfg` registers read before the driver starts
-/// (§4.1.4.3): `queue_select` and `queue_notify_off`, both 16-bit.
+/// `virtio_pci_common_cfg` registers read before the driver starts (virtio
+/// 1.2 §4.1.4.3): `queue_select` and `queue_notify_off`, both 16-bit.
 const COMMON_QUEUE_SELECT: u64 = 0x16;
 const COMMON_QUEUE_NOTIFY_OFF: u64 = 0x1e;
 
-impl VirtioStructures {
-    /// Reads the first capability of each structure type (as the spec
-    /// tells drivers to, §4.1.4) and checks each lies inside an assigned
-    /// memory BAR and is long enough.
-    fn read<C: ConfigSpace>(
-        cs: &C,
-        bdf: Bdf,
-        bars: &AssignedBars,
-    ) -> Result<VirtioStructures, HostDiskError> {
-        let mut found: [Option<Located>; 4] = [None; 4];
-        let mut multiplier = None;
-        for cap in pci::capabilities(cs, bdf) {
-            let cap = cap.map_err(|e| HostDiskError::Capabilities(bdf, e))?;
-            let cap_len = (cap.header >> 16) as u8;
-            let cfg_type = (cap.header >> 24) as u8;
-            if cap.id != CapabilityId::VENDOR_SPECIFIC || cap_len < CAP_LEN {
-                continue;
-            }
-            let Some(structure) = Structure::from_cfg_type(cfg_type) else {
-                continue;
-            };
-            let slot = &mut found[structure as usize - 1];
-            if slot.is_some() || (structure == Structure::Notify && cap_len < NOTIFY_CAP_LEN) {
-                continue;
-            }
-            let too_long =
-                || HostDiskError::Structure(bdf, StructureError::CapabilityTooLong(structure));
-            let field = |bytes| {
-                cap.field(bytes)
-                    .map(|reg| cs.read32(bdf, reg))
-                    .ok_or_else(too_long)
-            };
-            let bar = field(CAP_BAR)? as u8;
-            let offset = field(CAP_OFFSET)?;
-            let length = field(CAP_LENGTH)?;
-            if structure == Structure::Notify {
-                multiplier = Some(field(CAP_NOTIFY_MULTIPLIER)?);
-            }
-            let cpu = locate(bars, structure, bar, offset, length)
-                .map_err(|e| HostDiskError::Structure(bdf, e))?;
-            *slot = Some(Located {
-                bar,
-                offset,
-                length,
-                cpu,
-            });
-        }
-        let get = |s: Structure| {
-            found[s as usize - 1].ok_or(HostDiskError::Structure(bdf, StructureError::Missing(s)))
-        };
-        let notify_off_multiplier = multiplier.unwrap_or(0);
-        if notify_off_multiplier % 2 != 0 {
-            return Err(HostDiskError::Structure(
-                bdf,
-                StructureError::OddNotifyMultiplier(notify_off_multiplier),
-            ));
-        }
-        Ok(VirtioStructures {
-            common: get(Structure::Common)?,
-            notify: get(Structure::Notify)?,
-            notify_off_multiplier,
-            isr: get(Structure::Isr)?,
-            device: get(Structure::Device)?,
-        })
-    }
-
-    /// Checks that queue 0's notification address (`queue_notify_off ×
-    /// notify_off_multiplier` into the notification structure, §4.1.4.4)
-    /// is inside it: `virtio-drivers` would panic on one outside.
-    ///
-    /// # Safety
-    ///
-    /// The common configuration structure must be mapped as device memory
-    /// and the function's memory decoding on.
-    unsafe fn check_queue_0_notify(&self) -> Result<(), StructureError> {
-        let common = self.common.cpu.start().get();
-        let select = (common + COMMON_QUEUE_SELECT) as *mut u16;
-        let notify_off = (common + COMMON_QUEUE_NOTIFY_OFF) as *const u16;
-        // SAFETY: Both registers lie inside the structure (`min_length`
-        // was checked), which the caller guarantees is mapped and decoded;
-        // selecting a queue has no effect beyond what the next reads see.
-        let queue_notify_off = unsafe {
-            select.write_volatile(0);
-            notify_off.read_volatile()
-        };
-        let offset = u64::from(queue_notify_off) * u64::from(self.notify_off_multiplier);
-        // `virtio-drivers` writes the 16-bit slot `offset / 2` of the
-        // structure seen as `length / 2` slots.
-        if offset / 2 >= u64::from(self.notify.length) / 2 {
-            return Err(StructureError::NotifyOutOfRange { queue_notify_off });
-        }
-        Ok(())
-    }
-
-    /// The four capabilities, rebuilt in a private copy of `0x40..0x100`
-    /// with a list that ends, for `virtio-drivers` to walk.
-    fn sanitised_capabilities(&self) -> [u32; SANITISED_DWORDS] {
-        let mut dwords = [0; SANITISED_DWORDS];
-        let entries = [
-            (Structure::Common, self.common),
-            (Structure::Notify, self.notify),
-            (Structure::Isr, self.isr),
-            (Structure::Device, self.device),
-        ];
-        for (i, (structure, located)) in entries.into_iter().enumerate() {
-            let at = SANITISED_SLOT * i;
-            let next = if i + 1 < entries.len() {
-                SANITISED_FIRST + SANITISED_SLOT * (i + 1) * 4
-            } else {
-                0
-            };
-            let cap_len = if structure == Structure::Notify {
-                NOTIFY_CAP_LEN
-            } else {
-                CAP_LEN
-            };
-            dwords[at] = u32::from(structure as u8) << 24
-                | u32::from(cap_len) << 16
-                | (next as u32) << 8
-                | u32::from(CapabilityId::VENDOR_SPECIFIC.0);
-            dwords[at + 1] = u32::from(located.bar);
-            dwords[at + 2] = located.offset;
-            dwords[at + 3] = located.length;
-            dwords[at + 4] = self.notify_off_multiplier;
-        }
-        dwords
-    }
-}
-
-/// Where the CPU reaches a structure at `offset`/`length` in BAR `bar`.
-fn locate(
-    bars: &AssignedBars,
-    structure: Structure,
-    bar: u8,
-    offset: u32,
-    length: u32,
-) -> Result<PhysRange, StructureError> {
-    let unusable = StructureError::BarUnusable { structure, bar };
-    let out_of_bar = StructureError::OutOfBar {
-        structure,
-        offset,
-        length,
-    };
-    let assigned = bars.get(bar).ok_or(unusable)?;
-    let placement: Placement = match assigned.bar.kind {
-        BarKind::Memory32 | BarKind::Memory64 => assigned.placement.ok_or(unusable)?,
-        BarKind::Io => return Err(unusable),
-    };
-    // `virtio-drivers` adds these as u32s: keep the sum inside u32 too.
-    let end = offset.checked_add(length).ok_or(out_of_bar)?;
-    if u64::from(end) > assigned.bar.size || length < structure.min_length() {
-        return Err(out_of_bar);
-    }
-    let start = placement
-        .cpu
-        .start()
-        .checked_add(u64::from(offset))
-        .ok_or(out_of_bar)?;
-    PhysRange::new(start, u64::from(length)).ok_or(out_of_bar)
-}
-
-/// BAR bits (PCI Local Bus Specification 3.0 §6.2.5.1): I/O space and the
-/// two flag bits of an I/O BAR, the 64-bit memory type, prefetchable, and
-/// the four flag bits of a memory BAR.
-const BAR_IO: u32 = 1 << 0;
-const BAR_IO_FLAGS: u32 = 0b11;
-const BAR_MEM_64: u32 = 0b10 << 1;
-const BAR_PREFETCHABLE: u32 = 1 << 3;
-const BAR_MEM_FLAGS: u32 = 0xf;
-
-/// The sanitised capabilities live at `0x40..0x100` of the copy: 48
-/// dwords, one capability every six (24 bytes, room for the 20 of a
-/// notification capability).
-const SANITISED_FIRST: usize = 0x40;
-const SANITISED_DWORDS: usize = (0x100 - SANITISED_FIRST) / 4;
-const SANITISED_SLOT: usize = 6;
-
-/// `virtio-drivers`' configuration access: the live ECAM, except for the
-/// disk's BARs and capabilities, which it sees as validated copies.
+/// Checks that queue 0's notification address (`queue_notify_off ×
+/// notify_off_multiplier` into the notification structure, §4.1.4.4) is
+/// inside it: `virtio-drivers` would panic on one outside. Returns the
+/// offending `queue_notify_off`.
 ///
-/// The copies make what the transport derives from configuration space
-/// (the capability walk, the BAR addresses and sizes it re-reads, the
-/// MMIO it asks [`HypHal::mmio_phys_to_virt`] for) exactly what [`probe`]
-/// checked, whatever the device does meanwhile. The BAR copies behave like
-/// BARs (writes land in their writable bits), so the transport's own BAR
-/// sizing works on them and never touches the device's.
+/// # Safety
+///
+/// `layout.common` must be mapped as device memory and the function's
+/// memory decoding on.
+unsafe fn check_queue_0_notify(layout: &VirtioLayout) -> Result<(), u16> {
+    let common = layout.common.cpu.start().get();
+    let select = (common + COMMON_QUEUE_SELECT) as *mut u16;
+    let notify_off = (common + COMMON_QUEUE_NOTIFY_OFF) as *const u16;
+    // SAFETY: Both registers lie inside the common configuration, whose
+    // 56 bytes `virtio_layout` checked fit its BAR, which the caller
+    // guarantees is mapped and decoded; selecting a queue only changes
+    // what the queue registers show.
+    let queue_notify_off = unsafe {
+        select.write_volatile(0);
+        notify_off.read_volatile()
+    };
+    let offset = u64::from(queue_notify_off) * u64::from(layout.notify_off_multiplier);
+    // `virtio-drivers` writes the 16-bit slot `offset / 2` of the
+    // structure seen as `length / 2` slots.
+    if offset / 2 >= u64::from(layout.notify.length) / 2 {
+        return Err(queue_notify_off);
+    }
+    Ok(())
+}
+
+/// `virtio-drivers`' configuration access: the live ECAM with the disk's
+/// BARs and capabilities shadowed ([`pci::VirtioShadow`]), so that what
+/// the transport derives from configuration space (the capability walk,
+/// the BAR addresses and sizes it re-reads, the MMIO it asks
+/// [`HypHal::mmio_phys_to_virt`] for) is exactly what [`probe`] checked,
+/// whatever the device does meanwhile.
 #[derive(Clone, Copy, Debug)]
-struct SanitisedConfig {
-    cs: EcamAccess,
-    bdf: Bdf,
-    bars: [u32; pci::BARS_TYPE0],
-    bar_writable: [u32; pci::BARS_TYPE0],
-    capabilities: [u32; SANITISED_DWORDS],
-}
+struct DriverConfig(ShadowedConfig<EcamAccess>);
 
-impl SanitisedConfig {
-    fn new(
-        cs: EcamAccess,
-        bdf: Bdf,
-        assigned: &AssignedBars,
-        structures: &VirtioStructures,
-    ) -> SanitisedConfig {
-        let mut bars = [0; pci::BARS_TYPE0];
-        let mut bar_writable = [0; pci::BARS_TYPE0];
-        for AssignedBar { bar, placement } in assigned.iter() {
-            let i = usize::from(bar.index);
-            let address_bits = !(bar.size - 1);
-            let pci = placement.map_or(0, |p| p.pci.get());
-            let prefetchable = if bar.prefetchable {
-                BAR_PREFETCHABLE
-            } else {
-                0
-            };
-            match bar.kind {
-                BarKind::Memory32 => {
-                    bars[i] = pci as u32 | prefetchable;
-                    bar_writable[i] = address_bits as u32 & !BAR_MEM_FLAGS;
-                }
-                BarKind::Memory64 => {
-                    bars[i] = pci as u32 | BAR_MEM_64 | prefetchable;
-                    bar_writable[i] = address_bits as u32 & !BAR_MEM_FLAGS;
-                    if let (Some(upper), Some(writable)) =
-                        (bars.get_mut(i + 1), bar_writable.get_mut(i + 1))
-                    {
-                        *upper = (pci >> 32) as u32;
-                        *writable = (address_bits >> 32) as u32;
-                    }
-                }
-                // Left unassigned, so the transport refuses it if named.
-                BarKind::Io => {
-                    bars[i] = BAR_IO;
-                    bar_writable[i] = address_bits as u32 & !BAR_IO_FLAGS;
-                }
-            }
-        }
-        SanitisedConfig {
-            cs,
-            bdf,
-            bars,
-            bar_writable,
-            capabilities: structures.sanitised_capabilities(),
-        }
-    }
-
-    /// The BAR slot `offset` is, if it is one.
-    fn bar_slot(offset: u8) -> Option<usize> {
-        let first = Register::BAR0.offset();
-        let slot = usize::from(u16::from(offset).checked_sub(first)? / 4);
-        (slot < pci::BARS_TYPE0).then_some(slot)
-    }
-}
-
-impl ConfigurationAccess for SanitisedConfig {
-    fn read_word(&self, device_function: DeviceFunction, register_offset: u8) -> u32 {
+impl DriverConfig {
+    fn at(device_function: DeviceFunction, register_offset: u8) -> Option<(Bdf, Register)> {
         let DeviceFunction {
             bus,
             device,
             function,
         } = device_function;
-        let (Some(bdf), Some(reg)) = (
-            Bdf::new(bus, device, function),
-            Register::new(register_offset.into()),
-        ) else {
-            return u32::MAX;
-        };
-        if bdf == self.bdf {
-            let offset = usize::from(register_offset);
-            if let Some(slot) = Self::bar_slot(register_offset) {
-                return self.bars[slot];
-            }
-            if reg == Register::CAPABILITIES_POINTER {
-                return SANITISED_FIRST as u32;
-            }
-            if let Some(i) = offset.checked_sub(SANITISED_FIRST) {
-                return self.capabilities.get(i / 4).copied().unwrap_or(0);
-            }
+        Some((
+            Bdf::new(bus, device, function)?,
+            Register::new(register_offset.into())?,
+        ))
+    }
+}
+
+impl ConfigurationAccess for DriverConfig {
+    fn read_word(&self, device_function: DeviceFunction, register_offset: u8) -> u32 {
+        match Self::at(device_function, register_offset) {
+            Some((bdf, reg)) => self.0.read32(bdf, reg),
+            None => u32::MAX,
         }
-        self.cs.read32(bdf, reg)
     }
 
     fn write_word(&mut self, device_function: DeviceFunction, register_offset: u8, data: u32) {
-        let DeviceFunction {
-            bus,
-            device,
-            function,
-        } = device_function;
-        if let (Some(bdf), Some(reg)) = (
-            Bdf::new(bus, device, function),
-            Register::new(register_offset.into()),
-        ) {
-            match Self::bar_slot(register_offset) {
-                Some(slot) if bdf == self.bdf => {
-                    let writable = self.bar_writable[slot];
-                    self.bars[slot] = (self.bars[slot] & !writable) | (data & writable);
-                }
-                _ => self.cs.write32(bdf, reg, data),
-            }
+        if let Some((bdf, reg)) = Self::at(device_function, register_offset) {
+            self.0.write32(bdf, reg, data);
         }
     }
 

@@ -16,6 +16,9 @@
 //!   function on.
 //! - [`capabilities`] and [`extended_capabilities`] walk the capability
 //!   lists.
+//! - [`virtio_layout`] finds a virtio function's structures and checks
+//!   them against its BARs; a [`VirtioShadow`] shows a driver only what
+//!   was checked.
 //!
 //! Configuration space is device input: nothing read from it is trusted.
 //! A bogus BAR, a capability list that loops or leaves its space, a
@@ -35,6 +38,7 @@ mod enumerate;
 pub mod fake;
 #[cfg(test)]
 mod tests;
+mod virtio;
 
 pub use addr::{PhysAddr, PhysRange};
 pub use assign::{
@@ -52,3 +56,7 @@ pub use config::{
 };
 pub use ecam::{Ecam, EcamError, ECAM_BUS_SIZE};
 pub use enumerate::{functions, probe_function, ClassCode, FunctionInfo, Functions, HeaderType};
+pub use virtio::{
+    virtio_device_id, virtio_layout, ShadowedConfig, VirtioLayout, VirtioLayoutError, VirtioRegion,
+    VirtioShadow, VirtioStructure, VIRTIO_DEVICE_BLOCK, VIRTIO_VENDOR_ID,
+};

@@ -957,3 +957,262 @@ fn random_configuration_space_never_panics_or_hangs() {
         }
     }
 }
+
+// ---- virtio -----------------------------------------------------------
+
+fn info(cs: &FakeConfigSpace, at: Bdf) -> FunctionInfo {
+    probe_function(cs, at).unwrap()
+}
+
+#[test]
+fn virtio_device_ids_cover_transitional_and_modern() {
+    let cs = qemu_bus(false);
+    assert_eq!(
+        virtio_device_id(&info(&cs, BLK())),
+        Some(VIRTIO_DEVICE_BLOCK)
+    );
+    assert_eq!(virtio_device_id(&info(&cs, bdf(0, 1, 0))), Some(1));
+    assert_eq!(virtio_device_id(&info(&cs, bdf(0, 0, 0))), None);
+    let cs = qemu_bus(true);
+    assert_eq!(
+        virtio_device_id(&info(&cs, BLK())),
+        Some(VIRTIO_DEVICE_BLOCK)
+    );
+    let mut f = info(&cs, BLK());
+    for (device, expected) in [
+        (0x1040, None),
+        (0x1059, Some(25)),
+        (0x1080, None),
+        (0x1006, None),
+    ] {
+        f.device_id = device;
+        assert_eq!(virtio_device_id(&f), expected, "{device:#x}");
+    }
+}
+
+/// The disk of `cs` with its BARs assigned in QEMU's windows.
+fn assigned_blk(cs: &mut FakeConfigSpace) -> AssignedBars {
+    let mut alloc = qemu_allocator();
+    assign_bars(cs, BLK(), HeaderType::Endpoint, &mut alloc).unwrap()
+}
+
+fn region(bar: u8, offset: u32, length: u32, cpu: u64) -> VirtioRegion {
+    VirtioRegion {
+        bar,
+        offset,
+        length,
+        cpu: range(cpu, u64::from(length)),
+    }
+}
+
+#[test]
+fn qemu_virtio_blk_layout_is_in_bar4() {
+    for modern_only in [false, true] {
+        let mut cs = qemu_bus(modern_only);
+        let bars = assigned_blk(&mut cs);
+        let layout = virtio_layout(&cs, BLK(), &bars).unwrap();
+        let base = 0x80_0000_0000;
+        assert_eq!(
+            layout,
+            VirtioLayout {
+                common: region(4, 0, 0x1000, base),
+                notify: region(4, 0x3000, 0x1000, base + 0x3000),
+                notify_off_multiplier: 4,
+                isr: region(4, 0x1000, 0x1000, base + 0x1000),
+                device: Some(region(4, 0x2000, 0x1000, base + 0x2000)),
+            }
+        );
+    }
+}
+
+/// Layout of the disk after `make` changed it (BARs assigned first).
+fn layout_after(make: impl FnOnce(&mut FakeFunction)) -> Result<VirtioLayout, VirtioLayoutError> {
+    let mut cs = qemu_bus(false);
+    let bars = assigned_blk(&mut cs);
+    make(cs.function_mut(BLK()).unwrap());
+    virtio_layout(&cs, BLK(), &bars)
+}
+
+#[test]
+fn virtio_structure_outside_its_bar_is_refused() {
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x5c, 0x3001); // ISR length past BAR4's 16 KiB
+        }),
+        Err(VirtioLayoutError::OutOfBar {
+            structure: VirtioStructure::Isr,
+            offset: 0x1000,
+            length: 0x3001
+        })
+    );
+    // offset + length wraps a u32.
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x78, 0xffff_f000).set(0x7c, 0x2000);
+        }),
+        Err(VirtioLayoutError::OutOfBar {
+            structure: VirtioStructure::Notify,
+            offset: 0xffff_f000,
+            length: 0x2000
+        })
+    );
+    // Common configuration too short for its 56 bytes of registers.
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x4c, 0x30);
+        }),
+        Err(VirtioLayoutError::OutOfBar {
+            structure: VirtioStructure::Common,
+            offset: 0,
+            length: 0x30
+        })
+    );
+}
+
+#[test]
+fn virtio_structure_in_an_unusable_bar_is_refused() {
+    for (bar, what) in [
+        (0, "the unassigned I/O BAR"),
+        (2, "no BAR"),
+        (5, "BAR4's upper half"),
+        (0xff, "no such BAR"),
+    ] {
+        assert_eq!(
+            layout_after(|f| {
+                f.set(0x44, bar);
+            }),
+            Err(VirtioLayoutError::BarUnusable {
+                structure: VirtioStructure::Common,
+                bar: bar as u8
+            }),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn missing_virtio_structures_are_named() {
+    // The ISR capability at 0x50 links straight to the end.
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x50, 0x0310_0009);
+        }),
+        Err(VirtioLayoutError::Missing(VirtioStructure::Common))
+    );
+    // A notification capability too short to hold its multiplier is not one.
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x70, 0x0210_6009);
+        }),
+        Err(VirtioLayoutError::Missing(VirtioStructure::Notify))
+    );
+    // Device configuration is optional.
+    let layout = layout_after(|f| {
+        f.set(0x60, 0x0710_5009); // cfg_type 7: not one the driver reads
+    })
+    .unwrap();
+    assert_eq!(layout.device, None);
+}
+
+#[test]
+fn first_virtio_capability_of_a_type_wins() {
+    // Make the device-configuration capability at 0x60 a second common one.
+    let layout = layout_after(|f| {
+        f.set(0x60, 0x0110_5009);
+    })
+    .unwrap();
+    assert_eq!(layout.common.offset, 0x2000, "0x60 comes before 0x40");
+    assert_eq!(layout.device, None);
+}
+
+#[test]
+fn odd_notify_multiplier_and_broken_lists_are_refused() {
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x80, 3);
+        }),
+        Err(VirtioLayoutError::OddNotifyMultiplier(3))
+    );
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x40, 0x0110_7009); // common links back to notify at 0x70
+        }),
+        Err(VirtioLayoutError::Capabilities(CapabilityError::Loop {
+            from: Register::new(0x40).unwrap(),
+            pointer: 0x70
+        }))
+    );
+    // A common configuration capability at 0xf8, before the real one,
+    // whose offset field would be at 0x100.
+    assert_eq!(
+        layout_after(|f| {
+            f.set(0x50, 0x0310_f809).set(0xf8, 0x0110_4009).set(0xfc, 4);
+        }),
+        Err(VirtioLayoutError::CapabilityTooLong(
+            VirtioStructure::Common
+        ))
+    );
+}
+
+/// The disk behind a shadow, and the layout it was built from.
+fn shadowed(modern_only: bool) -> (ShadowedConfig<FakeConfigSpace>, VirtioLayout, Bars) {
+    let mut cs = qemu_bus(modern_only);
+    let bars = assigned_blk(&mut cs);
+    let layout = virtio_layout(&cs, BLK(), &bars).unwrap();
+    let sized = size_bars(&mut cs, BLK(), HeaderType::Endpoint).unwrap();
+    enable_memory_and_bus_master(&mut cs, BLK(), Command::empty());
+    cs.writes.clear();
+    let shadow = VirtioShadow::new(&bars, &layout);
+    (ShadowedConfig::new(cs, BLK(), shadow), layout, sized)
+}
+
+#[test]
+fn shadow_shows_the_checked_layout_and_a_list_that_ends() {
+    for modern_only in [false, true] {
+        let (cs, layout, _) = shadowed(modern_only);
+        let caps = ids(cs.inner(), BLK());
+        assert_eq!(caps.len(), 6, "the device has six");
+        let seen: Vec<_> = capabilities(&cs, BLK()).collect();
+        assert_eq!(seen.len(), 4);
+        assert!(seen
+            .iter()
+            .all(|c| c.is_ok_and(|c| c.id == CapabilityId::VENDOR_SPECIFIC)));
+        let bars = {
+            let mut cs = qemu_bus(modern_only);
+            assigned_blk(&mut cs)
+        };
+        assert_eq!(virtio_layout(&cs, BLK(), &bars), Ok(layout));
+    }
+}
+
+#[test]
+fn shadow_bars_size_like_the_device_and_keep_it_untouched() {
+    let (mut cs, _, sized) = shadowed(false);
+    let before = cs.inner().function(BLK()).unwrap().regs.clone();
+    let through_shadow = size_bars(&mut cs, BLK(), HeaderType::Endpoint).unwrap();
+    assert_eq!(through_shadow, sized);
+    // Only the command register (decoding off, then on) reached the device.
+    assert!(cs
+        .inner()
+        .writes
+        .iter()
+        .all(|w| w.reg == Register::COMMAND_STATUS));
+    assert_eq!(cs.inner().function(BLK()).unwrap().regs, before);
+    // The shadow BARs hold the assigned addresses again.
+    assert_eq!(cs.read32(BLK(), Register::bar(1).unwrap()), 0x1000_0000);
+    assert_eq!(cs.read32(BLK(), Register::bar(4).unwrap()), 0x0000_000c);
+    assert_eq!(cs.read32(BLK(), Register::bar(5).unwrap()), 0x80);
+    assert_eq!(cs.read32(BLK(), Register::bar(0).unwrap()), 0x1);
+}
+
+#[test]
+fn shadow_covers_one_function_only() {
+    let (mut cs, _, _) = shadowed(false);
+    let nic = bdf(0, 1, 0);
+    assert_eq!(cs.read32(nic, Register::VENDOR_DEVICE), 0x1000_1af4);
+    assert_eq!(ids(cs.inner(), nic).len(), capabilities(&cs, nic).count());
+    cs.write32(nic, Register::bar(1).unwrap(), u32::MAX);
+    assert_eq!(cs.inner().function(nic).unwrap().get(0x14), 0xffff_f000);
+    // The disk's identity is read live.
+    assert_eq!(cs.read32(BLK(), Register::VENDOR_DEVICE), 0x1001_1af4);
+}
