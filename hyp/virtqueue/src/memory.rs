@@ -115,7 +115,9 @@ impl<M: GuestMemory + ?Sized> GuestMemory for &M {
 /// The offset of `[gpa, gpa + len)` inside a window of guest memory that
 /// starts at `base` and is `size` bytes long, or why the range is not inside
 /// it: the bounds check a [`GuestMemory`] over one contiguous block of RAM
-/// needs, with every sum checked.
+/// needs, with every sum checked. A range whose end does not fit in 64 bits
+/// is refused as [`MemError::Overflow`], so a window is taken to end at
+/// most at `u64::MAX` (guest RAM never reaches that high).
 ///
 /// ```
 /// use virtqueue::{window_offset, MemError};
