@@ -25,6 +25,8 @@ use pci::{
     VirtioLayoutError, VirtioShadow, Window, WindowKind,
 };
 use platform::{PciSpace, Platform};
+use spin::mutex::SpinMutex;
+use spin::Once;
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::pci::{PciTransport, VirtioPciError};
@@ -320,6 +322,19 @@ impl HostDisk {
     fn read_sectors(&mut self, sector: usize, buf: &mut [u8]) -> Result<(), HostDiskError> {
         self.blk.read_blocks(sector, buf).map_err(HostDiskError::Io)
     }
+}
+
+/// The host disk, once [`install`]ed.
+static DISK: Once<SpinMutex<HostDisk>> = Once::new();
+
+/// Makes `disk` the host disk every VM's disk region is on.
+pub fn install(disk: HostDisk) {
+    DISK.call_once(|| SpinMutex::new(disk));
+}
+
+/// Runs `f` on the host disk, if there is one (one user at a time).
+pub fn with<R>(f: impl FnOnce(&mut HostDisk) -> R) -> Option<R> {
+    DISK.get().map(|disk| f(&mut disk.lock()))
 }
 
 /// Finds the first virtio-blk function on the host bridge's first bus,

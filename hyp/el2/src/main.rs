@@ -19,6 +19,7 @@ mod exceptions;
 mod exits;
 mod gic;
 mod heap;
+mod hostdisk;
 mod ich;
 mod launch;
 mod layout;
@@ -164,6 +165,21 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     // SAFETY: The final tables map the image, all RAM and the console.
     unsafe { mmu::switch_to_final(tables) };
     report_online();
+    match hostdisk::probe(&platform) {
+        Ok(Some(mut disk)) => {
+            // Debug builds (the system tests) prove the disk round-trips
+            // data; the check restores what it overwrites.
+            if cfg!(debug_assertions) {
+                match disk.self_check() {
+                    Ok(()) => info!("host disk: self-check passed"),
+                    Err(e) => warn!("host disk: {e}"),
+                }
+            }
+            hostdisk::install(disk);
+        }
+        Ok(None) => {}
+        Err(e) => warn!("host disk: {e}; VMs get no disks"),
+    }
 
     let options = apply_options(&platform);
     let hw = hardware(options.vmid_bits);

@@ -87,6 +87,10 @@ pub fn build(
     for mmio in platform.mmio_regions() {
         map.map_range(&region(&mmio), DEVICE)?;
     }
+    // The host bridge's memory windows, where `hostdisk` puts BARs.
+    for window in crate::hostdisk::pci_mmio_windows(platform) {
+        map.map_range(&region(&window), DEVICE)?;
+    }
     let translation = Translation {
         ttbr0: map.root_address().0 as u64,
         tcr: FINAL_TCR | (TCR_EL2.get() & TCR_IPS_MASK),

@@ -62,6 +62,8 @@ pub enum CreateError {
     Stage2(stage2::Stage2Error),
     /// The virtual GIC could not be built for this many vCPUs.
     Gic(vgic::ConfigError),
+    /// The VM's disk cannot be set up.
+    Disk(crate::virtio::DiskSetupError),
     /// Not enough free memory for the VM's RAM.
     OutOfMemory {
         /// Bytes asked for.
@@ -80,6 +82,7 @@ impl fmt::Display for CreateError {
             Self::DeviceTree(e) => write!(f, "device tree: {e}"),
             Self::Stage2(e) => write!(f, "stage 2: {e}"),
             Self::Gic(e) => write!(f, "virtual GIC: {e}"),
+            Self::Disk(e) => write!(f, "disk: {e}"),
             Self::OutOfMemory { bytes } => write!(
                 f,
                 "not enough free memory for {} MiB of guest RAM",
@@ -342,7 +345,15 @@ impl Vm {
                 device: Box::new(uart.clone()),
             });
         }
-        mmio.extend(crate::virtio::slots(&spec.name));
+        let ram_view = crate::virtio::GuestRamView {
+            base: ram_ipa.get(),
+            size: ram.size(),
+            host: ram.ptr,
+        };
+        mmio.extend(
+            crate::virtio::slots(&spec.name, ram_view, spec.disk.as_ref())
+                .map_err(CreateError::Disk)?,
+        );
         let vgic = Vgic::new(spec.vcpus as usize, NR_SPIS).map_err(CreateError::Gic)?;
         let vcpus = (0..spec.vcpus as usize)
             .map(|_| Vcpu {
