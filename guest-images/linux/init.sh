@@ -15,6 +15,31 @@
 #                      before the busy workload (default 0)
 #   guest.name=<name>  the hostname (and so the shell prompt)
 #
+# The virtio modes (a disk is /dev/vda, a network port eth0):
+#
+#   guest.run=disk-write   write guest.disk-mib MiB of random data at the
+#                      start of /dev/vda, read it back past the page cache and
+#                      print `guest: disk sha256=<hex> bytes=<n>`
+#   guest.run=disk-read    print the disk's size (`guest: disk sectors=<n>`)
+#                      and the same sha256 line for its first guest.disk-mib
+#                      MiB; on a read-only disk, check a write is refused
+#                      (`guest: disk write refused`)
+#   guest.run=net-server   address eth0 with guest.ip, ping guest.peer, take
+#                      one TCP connection on port 5000 and print what came:
+#                      `guest: net received <n> bytes in <s> s (...)` and
+#                      `guest: net sha256=<hex> bytes=<n>`
+#   guest.run=net-client   the same, but send guest.net-mib MiB of random data
+#                      to guest.peer: `guest: net sent <n> bytes in <s> s
+#                      (<MiB/s> MiB/s)` and the sha256 line of what was sent
+#   guest.run=net-watch    address eth0, then wait for a line on the console
+#                      (at most guest.watch seconds) and print eth0's counters:
+#                      `guest: net rx_packets=<n> rx_bytes=<n> tx_packets=<n>`
+#   guest.disk-mib=<n>     MiB the disk modes write or read (default 1)
+#   guest.net-mib=<n>      MiB net-client sends (default 16)
+#   guest.ip=<addr/len>    eth0's IPv4 address, e.g. 10.0.0.1/24
+#   guest.peer=<addr>      the other VM's address
+#   guest.watch=<s>        how long net-watch waits for its line (default 300)
+#
 # Every line meant for the host starts with `guest: `.
 #
 # See guest-images/linux/README.md; tools/src/linux.rs builds the initramfs.
@@ -40,6 +65,11 @@ run=shell
 busy=10
 idle=0
 name=
+disk_mib=1
+net_mib=16
+ip=
+peer=
+watch=300
 # No globbing while splitting the command line into words.
 set -f
 for word in $(cat /proc/cmdline); do
@@ -48,6 +78,11 @@ for word in $(cat /proc/cmdline); do
     guest.busy=*) busy=${word#guest.busy=} ;;
     guest.idle=*) idle=${word#guest.idle=} ;;
     guest.name=*) name=${word#guest.name=} ;;
+    guest.disk-mib=*) disk_mib=${word#guest.disk-mib=} ;;
+    guest.net-mib=*) net_mib=${word#guest.net-mib=} ;;
+    guest.ip=*) ip=${word#guest.ip=} ;;
+    guest.peer=*) peer=${word#guest.peer=} ;;
+    guest.watch=*) watch=${word#guest.watch=} ;;
     esac
 done
 set +f
@@ -74,6 +109,44 @@ cpu_list_count() {
 
 online_cpus() {
     cpu_list_count "$(cat /sys/devices/system/cpu/online)"
+}
+
+# Whether $1 is a positive decimal number.
+positive() {
+    case "$1" in
+    '' | *[!0-9]* | 0*) return 1 ;;
+    esac
+}
+
+# Seconds since boot, with hundredths: a clock for timing transfers.
+now() {
+    read -r seconds _ </proc/uptime
+    echo "$seconds"
+}
+
+# `<s> s (<MiB/s> MiB/s)` for $3 bytes moved between uptimes $1 and $2.
+rate() {
+    awk -v start="$1" -v end="$2" -v bytes="$3" 'BEGIN {
+        s = end - start
+        if (s < 0.01) s = 0.01
+        printf "%.2f s (%.2f MiB/s)", s, bytes / 1048576 / s
+    }'
+}
+
+# The SHA-256 of file $1, in hex.
+sha256() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+# Waits up to $2 seconds for path $1 to exist (a device the virtio modules
+# bring up asynchronously); false if it never does.
+wait_for() {
+    tries=$(($2 * 10))
+    while [ ! -e "$1" ]; do
+        [ "$tries" -gt 0 ] || return 1
+        tries=$((tries - 1))
+        usleep 100000
+    done
 }
 
 # A CPU-bound loop that never ends by itself.
@@ -173,6 +246,198 @@ run_check() {
     fi
 }
 
+# --- the virtio disk ------------------------------------------------------
+
+# Why the last dd failed: its `dd: ...` line, else its last line.
+dd_error() {
+    grep -m 1 '^dd: ' /tmp/dd.err || tail -n 1 /tmp/dd.err
+}
+
+# Reads the first $1 MiB of /dev/vda into file $2, past the page cache: with
+# O_DIRECT, or if the kernel refuses that, after dropping the caches.
+read_disk() {
+    if ! dd if=/dev/vda of="$2" bs=1M count="$1" iflag=direct 2>/tmp/dd.err; then
+        say "disk: O_DIRECT read refused ($(dd_error)); dropping caches instead"
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+        dd if=/dev/vda of="$2" bs=1M count="$1" 2>/tmp/dd.err || return 1
+    fi
+}
+
+# Waits for /dev/vda and prints its size; false (having said why) if there
+# is none or it is smaller than guest.disk-mib.
+disk_ready() {
+    if ! positive "$disk_mib"; then
+        say "disk FAIL guest.disk-mib=$disk_mib is not a positive number of MiB"
+        return 1
+    fi
+    if ! wait_for /sys/block/vda 30 || ! wait_for /dev/vda 5; then
+        say "disk FAIL no /dev/vda after 30 s"
+        return 1
+    fi
+    sectors=$(cat /sys/block/vda/size)
+    say "disk sectors=$sectors"
+    if [ "$sectors" -lt $((disk_mib * 2048)) ]; then
+        say "disk FAIL /dev/vda has $sectors sectors, fewer than guest.disk-mib=$disk_mib MiB"
+        return 1
+    fi
+}
+
+# Writes random data to the start of the disk, reads it back past the page
+# cache and prints the SHA-256 of what came back (which must be what went).
+run_disk_write() {
+    disk_ready || return
+    bytes=$((disk_mib * 1048576))
+    dd if=/dev/urandom of=/tmp/disk.out bs=1M count="$disk_mib" 2>/dev/null
+    written=$(sha256 /tmp/disk.out)
+    if ! dd if=/tmp/disk.out of=/dev/vda bs=1M oflag=direct conv=fsync 2>/tmp/dd.err; then
+        say "disk FAIL writing /dev/vda: $(dd_error)"
+        return
+    fi
+    sync
+    if ! read_disk "$disk_mib" /tmp/disk.in; then
+        say "disk FAIL reading /dev/vda back: $(dd_error)"
+        return
+    fi
+    read_back=$(sha256 /tmp/disk.in)
+    say "disk sha256=$read_back bytes=$(wc -c </tmp/disk.in)"
+    if [ "$read_back" = "$written" ]; then
+        say "disk write PASS"
+    else
+        say "disk FAIL read back sha256 $read_back, but wrote $written"
+    fi
+}
+
+# Prints the SHA-256 of the start of the disk; on a read-only disk, also
+# tries to write and expects the kernel (told by the device) to refuse.
+run_disk_read() {
+    disk_ready || return
+    ro=$(cat /sys/block/vda/ro)
+    say "disk ro=$ro"
+    if ! read_disk "$disk_mib" /tmp/disk.in; then
+        say "disk FAIL reading /dev/vda: $(dd_error)"
+        return
+    fi
+    say "disk sha256=$(sha256 /tmp/disk.in) bytes=$(wc -c </tmp/disk.in)"
+    if [ "$ro" = 1 ]; then
+        if dd if=/dev/urandom of=/dev/vda bs=4096 count=1 oflag=direct conv=fsync 2>/tmp/dd.err; then
+            say "disk FAIL a write to the read-only disk succeeded"
+        else
+            say "disk write refused: $(dd_error)"
+        fi
+    fi
+    say "disk read PASS"
+}
+
+# --- the virtio network ----------------------------------------------------
+
+# Port 5000: where net-server listens.
+NET_PORT=5000
+
+# Waits for eth0, gives it guest.ip and brings it up; false (having said
+# why) if it cannot.
+net_ready() {
+    case "$ip" in
+    */*) ;;
+    *)
+        say "net FAIL guest.ip=$ip is not an address/prefix such as 10.0.0.1/24"
+        return 1
+        ;;
+    esac
+    if ! wait_for /sys/class/net/eth0 30; then
+        say "net FAIL no eth0 after 30 s"
+        return 1
+    fi
+    ip link set lo up
+    if ! ip addr add "$ip" dev eth0 || ! ip link set eth0 up; then
+        say "net FAIL could not configure eth0"
+        return 1
+    fi
+    say "net eth0 mac=$(cat /sys/class/net/eth0/address) ip=$ip"
+}
+
+# Pings guest.peer until it answers (it may still be booting), at most
+# 60 s, then three times for the record.
+ping_peer() {
+    tries=60
+    until ping -c 1 -W 1 "$peer" >/dev/null 2>&1; do
+        tries=$((tries - 1))
+        if [ "$tries" -le 0 ]; then
+            say "net FAIL $peer does not answer pings"
+            return 1
+        fi
+    done
+    summary=$(ping -c 3 "$peer" | grep -E 'transmitted|round-trip' | tr '\n' ' ')
+    say "net ping $peer: ${summary% }"
+}
+
+# eth0's counters, from sysfs.
+net_counters() {
+    stats=/sys/class/net/eth0/statistics
+    echo "rx_packets=$(cat $stats/rx_packets) rx_bytes=$(cat $stats/rx_bytes) tx_packets=$(cat $stats/tx_packets)"
+}
+
+# Takes one TCP connection on port 5000 and reports what arrived.
+run_net_server() {
+    net_ready || return
+    # nc ends its half of the connection when its stdin ends; a FIFO opened
+    # for reading and writing never ends, so only the sender's close does.
+    mkfifo /tmp/hold
+    timeout 600 nc -l -p "$NET_PORT" <>/tmp/hold >/tmp/net.in 2>/tmp/nc.err &
+    listener=$!
+    ping_peer
+    # The clock starts with the first byte, or when nc finished.
+    while [ ! -s /tmp/net.in ] && kill -0 "$listener" 2>/dev/null; do
+        usleep 10000
+    done
+    start=$(now)
+    wait "$listener"
+    status=$?
+    end=$(now)
+    bytes=$(wc -c </tmp/net.in)
+    [ "$status" = 0 ] || say "net FAIL nc exited with status $status: $(cat /tmp/nc.err)"
+    say "net received $bytes bytes in $(rate "$start" "$end" "$bytes")"
+    say "net sha256=$(sha256 /tmp/net.in) bytes=$bytes"
+    say "net $(net_counters)"
+}
+
+# Sends guest.net-mib MiB of random data to guest.peer's port 5000.
+run_net_client() {
+    net_ready || return
+    if ! positive "$net_mib"; then
+        say "net FAIL guest.net-mib=$net_mib is not a positive number of MiB"
+        return
+    fi
+    ping_peer || return
+    dd if=/dev/urandom of=/tmp/net.out bs=1M count="$net_mib" 2>/dev/null
+    bytes=$(wc -c </tmp/net.out)
+    say "net sha256=$(sha256 /tmp/net.out) bytes=$bytes"
+    # The server may not listen yet: a refused connection is tried again.
+    tries=30
+    while :; do
+        start=$(now)
+        nc "$peer" "$NET_PORT" </tmp/net.out 2>/tmp/nc.err && break
+        tries=$((tries - 1))
+        if [ "$tries" -le 0 ]; then
+            say "net FAIL could not send to $peer:$NET_PORT: $(cat /tmp/nc.err)"
+            return
+        fi
+        sleep 1
+    done
+    end=$(now)
+    say "net sent $bytes bytes in $(rate "$start" "$end" "$bytes")"
+    say "net $(net_counters)"
+}
+
+# Brings eth0 up and waits for a console line (or guest.watch seconds),
+# then prints what eth0 received meanwhile: on a network of its own, nothing.
+run_net_watch() {
+    net_ready || return
+    say "net watching eth0 for $watch s; press Enter to stop"
+    read -r -t "$watch" _ || true
+    say "net $(net_counters)"
+}
+
 # An interactive shell on the console; the guest powers off when it exits.
 # cttyhack opens the real console device (ttyAMA0) as the controlling
 # terminal of a new session, so job control and Ctrl-C work.
@@ -184,7 +449,12 @@ run_shell() {
 case "$run" in
 check) run_check ;;
 shell) run_shell ;;
-*) say "FAIL unknown guest.run=$run (modes: check, shell)" ;;
+disk-write) run_disk_write ;;
+disk-read) run_disk_read ;;
+net-server) run_net_server ;;
+net-client) run_net_client ;;
+net-watch) run_net_watch ;;
+*) say "FAIL unknown guest.run=$run (modes: check, shell, disk-write, disk-read, net-server, net-client, net-watch)" ;;
 esac
 
 say "powering off"

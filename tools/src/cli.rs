@@ -34,6 +34,10 @@ run options:
                    (target/guest-images), and the test guest and the Linux
                    guest are built first if it names them
   --no-vms         boot the hypervisor without a boot bundle
+  --disk FILE      the host disk (a raw image) whose regions back the VMs'
+                   `disk`s (default target/hyp-tools/run/disk.img, made or
+                   grown to fit the manifest's regions and kept from run to
+                   run; no disk when no VM has one)
   --kernel FILE    boot FILE (an ELF, converted, or a flat image) instead of
                    building the hypervisor
   --timeout SECS   kill QEMU after SECS seconds (default: no limit when
@@ -89,6 +93,8 @@ pub struct RunOptions {
     /// Wall-clock limit after which QEMU is killed; `None` for the default
     /// (see [`DEFAULT_RUN_TIMEOUT`]).
     pub timeout: Option<Duration>,
+    /// The host disk image instead of the kept one in the scratch directory.
+    pub disk: Option<PathBuf>,
     /// Extra arguments appended verbatim to the QEMU command line.
     pub qemu_args: Vec<String>,
 }
@@ -103,6 +109,7 @@ impl Default for RunOptions {
             manifest: Some(Manifest::Default),
             kernel: None,
             timeout: None,
+            disk: None,
             qemu_args: Vec::new(),
         }
     }
@@ -177,6 +184,7 @@ fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
                     Some(Manifest::User(PathBuf::from(value_of(&arg, args.next())?)));
             }
             "--no-vms" => options.manifest = None,
+            "--disk" => options.disk = Some(PathBuf::from(value_of(&arg, args.next())?)),
             "--timeout" => {
                 let value = value_of(&arg, args.next())?;
                 let secs: u64 = value
@@ -237,16 +245,17 @@ mod tests {
 
     #[test]
     fn run_options_are_parsed() {
-        let Command::Run(options) =
-            parse_str("run --smp 2 --debug --append hyp.fault=data-abort --timeout 30 -- -s -S")
-                .unwrap()
-        else {
+        let Command::Run(options) = parse_str(
+            "run --smp 2 --debug --append hyp.fault=data-abort --timeout 30 --disk d.img -- -s -S",
+        )
+        .unwrap() else {
             panic!("not a run command");
         };
         assert_eq!(options.smp, 2);
         assert_eq!(options.profile, Profile::Debug);
         assert_eq!(options.append.as_deref(), Some("hyp.fault=data-abort"));
         assert_eq!(options.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(options.disk, Some(PathBuf::from("d.img")));
         assert_eq!(options.qemu_args, ["-s", "-S"]);
     }
 

@@ -752,6 +752,22 @@ mod tests {
             "counter-check \"$busy\"",
             "setsid cttyhack sh",
             "poweroff -f",
+            // The virtio modes and the lines the system tests read.
+            "disk-write) run_disk_write",
+            "disk-read) run_disk_read",
+            "net-server) run_net_server",
+            "net-client) run_net_client",
+            "net-watch) run_net_watch",
+            "say \"disk sectors=$sectors\"",
+            "say \"disk sha256=",
+            "say \"disk write refused: ",
+            "iflag=direct",
+            "oflag=direct",
+            "say \"net sent $bytes bytes in $(rate ",
+            "say \"net received $bytes bytes in $(rate ",
+            "say \"net sha256=",
+            "nc -l -p \"$NET_PORT\"",
+            "rx_packets=",
         ] {
             assert!(
                 init.contains(needle),

@@ -7,6 +7,7 @@
 mod bundle;
 mod cargo;
 mod cli;
+mod disk;
 mod dtb;
 mod guests;
 mod hosttest;
@@ -18,7 +19,9 @@ mod systest;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 
 use cli::{Command, RunOptions, TestOptions};
 
@@ -60,6 +63,7 @@ fn run(options: &RunOptions) -> Result<bool> {
         Some(path) => image::prepare_kernel(&cargo::from_invocation_dir(path))?,
         None => cargo::build_hypervisor(options.profile)?,
     };
+    let mut disk = None;
     let initrd = match &options.manifest {
         None => None,
         Some(manifest) => {
@@ -74,6 +78,7 @@ fn run(options: &RunOptions) -> Result<bool> {
                 println!("bundle: {warning}");
             }
             println!("bundle: {} from {}", out.display(), path.display());
+            disk = run_disk(options, &path)?;
             Some(assembled.path)
         }
     };
@@ -83,9 +88,31 @@ fn run(options: &RunOptions) -> Result<bool> {
         append: options.append.clone(),
         dtb: options.dtb.as_deref().map(cargo::from_invocation_dir),
         initrd,
+        disk,
         extra_args: options.qemu_args.clone(),
     };
     qemu::run_interactive(&config, options.timeout)
+}
+
+/// The host disk for `run`: the user's `--disk`, else the kept image in
+/// the scratch directory, made or grown to hold the regions the manifest
+/// at `manifest` gives its VMs; `None` when no VM has a disk and none was
+/// given.
+fn run_disk(options: &RunOptions, manifest: &std::path::Path) -> Result<Option<PathBuf>> {
+    if let Some(disk) = &options.disk {
+        return Ok(Some(cargo::from_invocation_dir(disk)));
+    }
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading the manifest {}", manifest.display()))?;
+    let path = cargo::scratch_dir("run")?.join("disk.img");
+    Ok(disk::prepare_persistent(&path, &text)?.map(|size| {
+        println!(
+            "disk: {} ({} MiB; kept from run to run, delete it to start afresh)",
+            path.display(),
+            size >> 20
+        );
+        path
+    }))
 }
 
 /// `test`: host tests, then system tests, then the one summary line.

@@ -55,6 +55,9 @@ pub struct QemuConfig {
     pub dtb: Option<PathBuf>,
     /// The boot bundle (`-initrd`): the manifest and the guest images.
     pub initrd: Option<PathBuf>,
+    /// The host disk: a raw image, given to the hypervisor as a virtio-blk
+    /// function on the PCIe root bus ([`disk_args`]).
+    pub disk: Option<PathBuf>,
     /// Extra arguments, appended last.
     pub extra_args: Vec<String>,
 }
@@ -74,11 +77,30 @@ impl QemuConfig {
         if let Some(initrd) = &self.initrd {
             command.arg("-initrd").arg(initrd);
         }
+        if let Some(disk) = &self.disk {
+            command.args(disk_args(disk));
+        }
         // A reset (or a triple-fault-like wedge) ends the run instead of looping.
         command.arg("-no-reboot");
         command.args(&self.extra_args);
         command
     }
+}
+
+/// The host disk's arguments: the raw image as drive `hd0`, behind a
+/// virtio-blk PCI function on the root bus. `disable-legacy=on` makes it a
+/// modern-only device (device ID 0x1042): on the root bus QEMU would
+/// otherwise make it transitional (0x1001) with a legacy I/O BAR, and the
+/// hypervisor's driver (virtio-drivers' PCI transport) speaks virtio 1.x.
+pub fn disk_args(image: &Path) -> [String; 4] {
+    // QEMU's option parser takes `,,` for a comma inside a value.
+    let file = image.display().to_string().replace(',', ",,");
+    [
+        "-drive".into(),
+        format!("file={file},if=none,format=raw,id=hd0"),
+        "-device".into(),
+        "virtio-blk-pci,drive=hd0,disable-legacy=on".into(),
+    ]
 }
 
 /// `-machine`, `-cpu`, `-smp`, `-m`; `machine_suffix` extends the machine options.
@@ -516,6 +538,7 @@ mod tests {
             append: Some("hyp.fault=data-abort".into()),
             dtb: Some("/t/broken.dtb".into()),
             initrd: Some("/t/bundle.bin".into()),
+            disk: Some("/t/a,b/disk.img".into()),
             extra_args: vec!["-s".into()],
         };
         let args: Vec<_> = config
@@ -543,6 +566,10 @@ mod tests {
                 "/t/broken.dtb",
                 "-initrd",
                 "/t/bundle.bin",
+                "-drive",
+                "file=/t/a,,b/disk.img,if=none,format=raw,id=hd0",
+                "-device",
+                "virtio-blk-pci,drive=hd0,disable-legacy=on",
                 "-no-reboot",
                 "-s",
             ]
@@ -551,13 +578,14 @@ mod tests {
             append: None,
             dtb: None,
             initrd: None,
+            disk: None,
             extra_args: vec![],
             ..config
         };
         let args: Vec<_> = plain.command().get_args().map(|a| a.to_owned()).collect();
         assert!(!args
             .iter()
-            .any(|a| a == "-append" || a == "-dtb" || a == "-initrd"));
+            .any(|a| a == "-append" || a == "-dtb" || a == "-initrd" || a == "-drive"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! of ERROR, WARN, INFO, DEBUG, TRACE padded to five characters.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use regex::Regex;
 use crate::cargo::{self, Profile};
 use crate::guests::{self, Needs};
 use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig, Step};
-use crate::{bundle, dtb};
+use crate::{bundle, disk, dtb};
 
 /// Generous for TCG on a 2-core host, where a boot takes a few seconds.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -134,7 +135,51 @@ pub struct SystemTest {
     pub exit: ExpectExit,
     /// Wall-clock limit for the boot.
     pub timeout: Duration,
+    /// A host disk for the hypervisor, made fresh for the run; see
+    /// [`TestDisk`] for what is checked afterwards.
+    pub disk: Option<TestDisk>,
+    /// The test's own check once QEMU has exited, for what patterns on
+    /// single lines cannot say (values compared across lines, the disk).
+    pub check: Option<PostCheck>,
 }
+
+/// A host disk for a system test: `target/hyp-tools/<test>/disk.img`, made
+/// fresh for every run and filled with [`disk::pattern_sector`]'s pattern,
+/// given to QEMU as a virtio-blk PCI function (see [`qemu::disk_args`]).
+///
+/// After the run every byte outside `may_change` must still hold the
+/// pattern, and each console line `[vm] guest: disk sha256=<hex> bytes=<n>`
+/// must match the first `n` bytes of that VM's region (its manifest entry's
+/// `disk`) as the run left them: what a VM wrote is in its region, and what
+/// it read came from there.
+#[derive(Debug, Clone, Copy)]
+pub struct TestDisk {
+    /// Size in bytes: a multiple of 512.
+    pub size: u64,
+    /// The byte ranges, `start..end`, the run may change.
+    pub may_change: &'static [Range<u64>],
+}
+
+/// What a [`PostCheck`] looks at.
+#[derive(Debug)]
+pub struct Ran<'a> {
+    /// The console, line by line.
+    pub log: &'a [String],
+    /// The test's host disk, as the run left it.
+    pub disk: Option<&'a Path>,
+}
+
+/// What a check after the run found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// What is wrong; empty when the check passed.
+    pub problems: Vec<String>,
+    /// What is worth showing either way (measurements, what was checked).
+    pub notes: Vec<String>,
+}
+
+/// A system test's own check after QEMU has exited.
+pub type PostCheck = fn(&Ran<'_>) -> Result<Checked>;
 
 /// Every system test. Add a row to add a test.
 pub const SYSTEM_TESTS: &[SystemTest] = &[
@@ -160,6 +205,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "broken_dtb_names_missing_gic",
@@ -175,6 +222,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC],
         exit: ExpectExit::ByItself,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "sync_exception_report",
@@ -200,6 +249,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "stack_overflow_is_reported",
@@ -222,6 +273,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "panic_names_its_location_and_stops",
@@ -240,6 +293,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "guest_psci",
@@ -269,6 +324,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "guest_abort_on_unowned_ipa",
@@ -293,6 +350,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "two_vms_isolated",
@@ -320,6 +379,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "vmid_rollover_ten_vms_three_bits",
@@ -350,6 +411,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: LONG_TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "fuzzing_guest_leaves_others_running",
@@ -371,6 +434,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: LONG_TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "guest_system_reset_reboots",
@@ -389,6 +454,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "manifest_errors_stop_only_that_vm",
@@ -412,6 +479,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "linux_two_guests",
@@ -444,6 +513,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: LINUX_FORBID,
         exit: ExpectExit::Success,
         timeout: LINUX_TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "linux_vmid_rollover",
@@ -489,6 +560,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         forbid: LINUX_FORBID,
         exit: ExpectExit::Success,
         timeout: LINUX_TIMEOUT,
+        disk: None,
+        check: None,
     },
     SystemTest {
         name: "console_input_reaches_chosen_vm",
@@ -514,6 +587,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         ],
         exit: ExpectExit::Success,
         timeout: TIMEOUT,
+        disk: None,
+        check: None,
     },
 ];
 
@@ -732,12 +807,21 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
             Some(assembled.path)
         }
     };
+    let disk = match test.disk {
+        None => None,
+        Some(spec) => {
+            let path = cargo::scratch_dir(test.name)?.join("disk.img");
+            disk::create_patterned(&path, spec.size)?;
+            Some(path)
+        }
+    };
     let config = QemuConfig {
         kernel,
         smp: test.smp,
         append: test.append.map(str::to_owned),
         dtb,
         initrd,
+        disk: disk.clone(),
         extra_args: Vec::new(),
     };
     let mut checker = Checker::new(test.expect, test.forbid)?;
@@ -771,12 +855,33 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
 
     let mut problems = checker.problems();
     problems.extend(exit_problem(finished.exit, test.exit, test.timeout));
+    let ran = Ran {
+        log: &log,
+        disk: disk.as_deref(),
+    };
+    let mut notes = Vec::new();
+    for after in [disk_check(test, &ran), test.check.map(|check| check(&ran))] {
+        match after {
+            None => {}
+            Some(Ok(checked)) => {
+                problems.extend(checked.problems);
+                notes.extend(checked.notes);
+            }
+            Some(Err(error)) => problems.push(format!("{error:#}")),
+        }
+    }
     let seconds = finished.elapsed.as_secs_f64();
     if problems.is_empty() {
         println!("system test {} ... ok ({seconds:.1} s)", test.name);
+        for note in &notes {
+            println!("  {note}");
+        }
         return Ok(true);
     }
     println!("system test {} ... FAILED ({seconds:.1} s)", test.name);
+    for note in &notes {
+        println!("  {note}");
+    }
     for warning in &warnings {
         println!("bundle: {warning}");
     }
@@ -801,6 +906,47 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
         println!("  {problem}");
     }
     Ok(false)
+}
+
+/// The checks of a test's [`TestDisk`], once the run is over; `None` for a
+/// test without one.
+fn disk_check(test: &SystemTest, ran: &Ran<'_>) -> Option<Result<Checked>> {
+    let spec = test.disk?;
+    let path = ran.disk?;
+    Some(check_disk(spec, test.manifest, ran.log, path))
+}
+
+/// See [`TestDisk`].
+fn check_disk(
+    spec: TestDisk,
+    manifest: Option<&str>,
+    log: &[String],
+    path: &Path,
+) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let changed = disk::changed_ranges(path)?;
+    let bytes: u64 = changed.iter().map(|range| range.end - range.start).sum();
+    checked.notes.push(format!(
+        "disk: {bytes} bytes changed in {} range(s)",
+        changed.len()
+    ));
+    for range in disk::outside(&changed, spec.may_change) {
+        checked.problems.push(format!(
+            "disk: bytes {:#x}..{:#x} changed, outside the ranges the test allows",
+            range.start, range.end
+        ));
+    }
+    if let Some(manifest) = manifest {
+        let manifest = cargo::workspace_root().join(manifest);
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let (problems, matched) = disk::check_reported_hashes(log, &text, path)?;
+        checked.problems.extend(problems);
+        checked.notes.push(format!(
+            "disk: {matched} reported sha256 line(s) checked against the host disk"
+        ));
+    }
+    Ok(checked)
 }
 
 /// Fails if the table has two tests of the same name (the filter and the
