@@ -1,13 +1,15 @@
 //! The VM's virtio-mmio slots: all of QEMU `virt`'s 32, as its device
 //! tree describes them. A slot with no device reads as "no device"
-//! (DeviceID 0), so a guest may probe every one; slot 0 holds the VM's
-//! disk (virtio-blk) if the manifest gives it one.
+//! (DeviceID 0), so a guest may probe every one. The VM's disk
+//! (virtio-blk), if the manifest gives it one, is in the first slot, its
+//! network port (virtio-net) in the next.
 //!
 //! The register model is `virtio-mmio`'s and the queue and request
 //! handling `virtqueue`'s; this layer traps the accesses, gives them the
 //! VM's RAM, carries out requests on the host disk when the guest notifies,
-//! and drives the slot's interrupt line. Requests run synchronously on the
-//! notifying vCPU's physical CPU.
+//! passes transmitted frames through the switch (`vswitch`) into the
+//! receivers' queues, and drives the slots' interrupt lines. All of it runs
+//! synchronously on the notifying vCPU's physical CPU.
 //!
 //! Anything wrong in what the guest put in its queues marks the device
 //! DEVICE_NEEDS_RESET (and is logged): it does nothing more until the driver
@@ -15,18 +17,23 @@
 
 use crate::hostdisk;
 use crate::mmio::{Line, MmioDevice, MmioRegion};
+use crate::vm::Vm;
 use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
+use alloc::sync::{Arc, Weak};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use guest_boot::virt::{self, Spi};
 use log::{info, warn};
-use manifest::DiskSpec;
+use manifest::{DiskSpec, NetSpec};
 use spin::mutex::SpinMutex;
+use spin::Once;
 use virtio_mmio::{DeviceId, DeviceInfo, Event, Features, Ignored, MmioTransport};
 use virtqueue::blk::{BlkDevice, Disk, DiskError};
 use virtqueue::{GuestMemory, MemError, Queue, QueueConfig, QueueFeatures};
+use vswitch::{Backlog, NetDevice, PortId, Route, RxOutcome, Switch, SwitchError, Tx};
 
 /// Ignored accesses and queue errors logged per slot before it goes quiet.
 const MAX_WARNINGS: u64 = 8;
@@ -157,16 +164,6 @@ fn io_result(result: Option<Result<(), hostdisk::HostDiskError>>) -> Result<(), 
     }
 }
 
-/// A virtio-blk device on a region of the host disk.
-#[derive(Debug)]
-struct Blk {
-    device: BlkDevice,
-    disk: RegionDisk,
-    queue: Option<Queue>,
-    /// Marked DEVICE_NEEDS_RESET: nothing is done until the driver resets.
-    broken: bool,
-}
-
 /// Why a VM's disk cannot be made.
 #[derive(Debug)]
 pub enum DiskSetupError {
@@ -201,10 +198,184 @@ impl core::fmt::Display for DiskSetupError {
     }
 }
 
+/// What sits behind a slot's transport.
+#[derive(Debug)]
+enum Backend {
+    /// A disk: one request queue.
+    Blk { device: BlkDevice, disk: RegionDisk },
+    /// A network port: receive and transmit queues.
+    Net(Net),
+}
+
+#[derive(Debug)]
+struct Net {
+    device: NetDevice,
+    /// Its switch port, once attached.
+    port: Option<PortId>,
+    /// Frames waiting for receive buffers.
+    backlog: Backlog,
+}
+
+/// Frames kept per port while the guest has no receive buffers posted.
+const BACKLOG_FRAMES: usize = 256;
+
 #[derive(Debug)]
 struct SlotState {
     transport: MmioTransport,
-    blk: Option<Blk>,
+    backend: Option<Backend>,
+    queues: Vec<Option<Queue>>,
+    /// Marked DEVICE_NEEDS_RESET: nothing is done until the driver resets.
+    broken: bool,
+}
+
+impl SlotState {
+    fn new(transport: MmioTransport, backend: Option<Backend>) -> Self {
+        let queues = (0..transport.queue_count()).map(|_| None).collect();
+        Self {
+            transport,
+            backend,
+            queues,
+            broken: false,
+        }
+    }
+
+    /// Gives up on the device after a guest error, until the driver resets
+    /// it.
+    fn fail(&mut self) {
+        self.broken = true;
+        for queue in &mut self.queues {
+            *queue = None;
+        }
+        self.transport.set_needs_reset();
+    }
+
+    /// Handles a transport event; frames the guest transmitted are added to
+    /// `sent`, for the switch.
+    fn event(
+        &mut self,
+        ram: &GuestRamView,
+        event: Event,
+        sent: &mut Vec<Vec<u8>>,
+    ) -> Result<(), virtqueue::QueueError> {
+        match event {
+            Event::Reset => {
+                self.broken = false;
+                for queue in &mut self.queues {
+                    *queue = None;
+                }
+            }
+            Event::QueueStopped(index) => {
+                if let Some(queue) = self.queues.get_mut(usize::from(index.0)) {
+                    *queue = None;
+                }
+            }
+            Event::QueueReady(index, config) if !self.broken => {
+                let features = self
+                    .transport
+                    .negotiated_features()
+                    .map_or(0, Features::bits);
+                let config = QueueConfig {
+                    size: config.size,
+                    desc_table: config.desc.get(),
+                    driver_ring: config.driver.get(),
+                    device_ring: config.device.get(),
+                    features: QueueFeatures::from_negotiated(features),
+                };
+                let queue = Queue::new(config, ram)?;
+                if let Some(slot) = self.queues.get_mut(usize::from(index.0)) {
+                    *slot = Some(queue);
+                }
+            }
+            Event::Notify(index) if !self.broken => self.notified(ram, index.0, sent)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The driver made buffers available in queue `index`.
+    fn notified(
+        &mut self,
+        ram: &GuestRamView,
+        index: u16,
+        sent: &mut Vec<Vec<u8>>,
+    ) -> Result<(), virtqueue::QueueError> {
+        let Self {
+            transport,
+            backend,
+            queues,
+            ..
+        } = self;
+        let Some(queue) = queues.get_mut(usize::from(index)).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        match backend {
+            Some(Backend::Blk { device, disk }) => {
+                while let Some(chain) = queue.pop(ram)? {
+                    let written = device.handle(&chain, ram, disk)?;
+                    queue.push_used(ram, chain.head(), written)?;
+                }
+            }
+            Some(Backend::Net(net)) if index == vswitch::TX_QUEUE => {
+                while let Some(chain) = queue.pop(ram)? {
+                    if let Tx::Frame(frame) = net.device.transmit(&chain, ram)? {
+                        sent.push(frame);
+                    }
+                    queue.push_used(ram, chain.head(), 0)?;
+                }
+            }
+            Some(Backend::Net(net)) => fill_rx(net, queue, ram)?,
+            None => return Ok(()),
+        }
+        if queue.needs_interrupt(ram)? {
+            transport.raise_used_buffer();
+        }
+        Ok(())
+    }
+
+    /// A frame from the switch: queued, and handed to the guest as far as it
+    /// has receive buffers.
+    fn deliver(&mut self, ram: &GuestRamView, frame: &[u8]) -> Result<(), virtqueue::QueueError> {
+        let Self {
+            transport,
+            backend: Some(Backend::Net(net)),
+            queues,
+            broken: false,
+        } = self
+        else {
+            return Ok(());
+        };
+        net.backlog.push(frame.to_vec());
+        let Some(queue) = queues
+            .get_mut(usize::from(vswitch::RX_QUEUE))
+            .and_then(Option::as_mut)
+        else {
+            return Ok(());
+        };
+        fill_rx(net, queue, ram)?;
+        if queue.needs_interrupt(ram)? {
+            transport.raise_used_buffer();
+        }
+        Ok(())
+    }
+}
+
+/// Moves waiting frames into the receive queue's buffers.
+fn fill_rx(
+    net: &mut Net,
+    queue: &mut Queue,
+    ram: &GuestRamView,
+) -> Result<(), virtqueue::QueueError> {
+    while let Some(frame) = net.backlog.front() {
+        let Some(chain) = queue.pop(ram)? else {
+            break;
+        };
+        let used = match net.device.receive(&chain, ram, frame)? {
+            RxOutcome::Delivered { used_len } | RxOutcome::TooSmall { used_len } => used_len,
+        };
+        queue.push_used(ram, chain.head(), used)?;
+        net.backlog.pop_front();
+    }
+    Ok(())
 }
 
 /// One virtio-mmio slot.
@@ -215,7 +386,7 @@ pub struct VirtioSlot {
     slot: u32,
     spi: Spi,
     ram: GuestRamView,
-    state: SpinMutex<SlotState>,
+    state: Arc<SpinMutex<SlotState>>,
     warnings: AtomicU64,
 }
 
@@ -244,62 +415,6 @@ impl VirtioSlot {
             Some(why) => self.warn(format_args!("{why}, ignored")),
         }
     }
-
-    fn event(&self, state: &mut SlotState, event: Event) {
-        let SlotState { transport, blk } = state;
-        let Some(blk) = blk.as_mut() else {
-            return;
-        };
-        let result = match event {
-            Event::Reset => {
-                blk.queue = None;
-                blk.broken = false;
-                Ok(())
-            }
-            Event::QueueStopped(_) => {
-                blk.queue = None;
-                Ok(())
-            }
-            Event::QueueReady(_, config) if !blk.broken => {
-                let features = transport.negotiated_features().map_or(0, Features::bits);
-                let config = QueueConfig {
-                    size: config.size,
-                    desc_table: config.desc.get(),
-                    driver_ring: config.driver.get(),
-                    device_ring: config.device.get(),
-                    features: QueueFeatures::from_negotiated(features),
-                };
-                Queue::new(config, &self.ram).map(|queue| blk.queue = Some(queue))
-            }
-            Event::Notify(_) if !blk.broken => self.process(transport, blk),
-            _ => Ok(()),
-        };
-        if let Err(e) = result {
-            self.warn(format_args!("virtio-blk: {e}; the device needs a reset"));
-            blk.broken = true;
-            blk.queue = None;
-            transport.set_needs_reset();
-        }
-    }
-
-    /// Carries out every request the guest has made available.
-    fn process(
-        &self,
-        transport: &mut MmioTransport,
-        blk: &mut Blk,
-    ) -> Result<(), virtqueue::QueueError> {
-        let Some(queue) = blk.queue.as_mut() else {
-            return Ok(());
-        };
-        while let Some(chain) = queue.pop(&self.ram)? {
-            let written = blk.device.handle(&chain, &self.ram, &mut blk.disk)?;
-            queue.push_used(&self.ram, chain.head(), written)?;
-        }
-        if queue.needs_interrupt(&self.ram)? {
-            transport.raise_used_buffer();
-        }
-        Ok(())
-    }
 }
 
 impl MmioDevice for VirtioSlot {
@@ -310,11 +425,27 @@ impl MmioDevice for VirtioSlot {
     }
 
     fn write(&self, offset: u64, size: u8, value: u64) {
-        let mut state = self.state.lock();
-        let access = state.transport.write(offset, size, value);
-        self.note(access.ignored);
-        if let Some(event) = access.value {
-            self.event(&mut state, event);
+        let mut sent = Vec::new();
+        let port = {
+            let mut state = self.state.lock();
+            let access = state.transport.write(offset, size, value);
+            self.note(access.ignored);
+            if let Some(event) = access.value {
+                if let Err(e) = state.event(&self.ram, event, &mut sent) {
+                    self.warn(format_args!("{e}; the device needs a reset"));
+                    state.fail();
+                }
+            }
+            match &state.backend {
+                Some(Backend::Net(net)) => net.port,
+                _ => None,
+            }
+        };
+        // With no slot locked: delivery locks the receivers'.
+        if let Some(port) = port {
+            for frame in sent {
+                switch_frame(port, &frame);
+            }
         }
     }
 
@@ -326,9 +457,96 @@ impl MmioDevice for VirtioSlot {
     }
 }
 
+/// A VM's network port: what the switch needs to reach it.
+#[derive(Debug)]
+pub struct NetPort {
+    state: Arc<SpinMutex<SlotState>>,
+    spi: Spi,
+    ram: GuestRamView,
+    network: String,
+    mac: [u8; 6],
+    id: Option<PortId>,
+}
+
+/// A port as the switch's registry keeps it.
+#[derive(Clone)]
+struct PortHandle {
+    state: Weak<SpinMutex<SlotState>>,
+    vm: Weak<Vm>,
+    spi: Spi,
+    ram: GuestRamView,
+}
+
+/// Every network's switch.
+static SWITCH: Once<SpinMutex<Switch>> = Once::new();
+
+/// Attached ports, by switch port.
+static PORTS: SpinMutex<BTreeMap<PortId, PortHandle>> = SpinMutex::new(BTreeMap::new());
+
+fn switch() -> &'static SpinMutex<Switch> {
+    SWITCH.call_once(|| SpinMutex::new(Switch::default()))
+}
+
+/// Sends `frame` from port `from` wherever the switch routes it.
+fn switch_frame(from: PortId, frame: &[u8]) {
+    let Route::To(ports) = switch().lock().route(from, frame) else {
+        return;
+    };
+    for to in ports {
+        let Some(port) = PORTS.lock().get(&to).cloned() else {
+            continue;
+        };
+        let (Some(state), Some(vm)) = (port.state.upgrade(), port.vm.upgrade()) else {
+            continue;
+        };
+        let high = {
+            let mut state = state.lock();
+            if let Err(e) = state.deliver(&port.ram, frame) {
+                warn!(
+                    "vm \"{}\": virtio-net: {e}; the device needs a reset",
+                    vm.name
+                );
+                state.fail();
+            }
+            state.transport.interrupt_line()
+        };
+        vm.set_spi(port.spi, high);
+    }
+}
+
+impl NetPort {
+    /// Connects the port to its network's switch, on behalf of `vm`.
+    pub fn attach(&mut self, vm: Weak<Vm>) -> Result<(), SwitchError> {
+        let id = switch().lock().add_port(&self.network, self.mac)?;
+        self.id = Some(id);
+        if let Some(Backend::Net(net)) = &mut self.state.lock().backend {
+            net.port = Some(id);
+        }
+        PORTS.lock().insert(
+            id,
+            PortHandle {
+                state: Arc::downgrade(&self.state),
+                vm,
+                spi: self.spi,
+                ram: self.ram,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl Drop for NetPort {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            PORTS.lock().remove(&id);
+            switch().lock().remove_port(id);
+        }
+    }
+}
+
 /// The VM's disk device from its manifest entry, checked against the host
 /// disk.
-fn blk(vm: &str, spec: &DiskSpec) -> Result<(MmioTransport, Blk), DiskSetupError> {
+fn blk(vm: &str, spec: &DiskSpec) -> Result<(MmioTransport, Backend), DiskSetupError> {
     let (capacity, host_read_only) = hostdisk::with(|d| (d.capacity_bytes(), d.is_read_only()))
         .ok_or(DiskSetupError::NoHostDisk)?;
     let end = spec.end();
@@ -364,39 +582,74 @@ fn blk(vm: &str, spec: &DiskSpec) -> Result<(MmioTransport, Blk), DiskSetupError
     );
     Ok((
         transport,
-        Blk {
+        Backend::Blk {
             device,
             disk: RegionDisk {
                 offset: spec.offset,
                 size: spec.size,
             },
-            queue: None,
-            broken: false,
         },
     ))
 }
 
+/// The VM's network device from its manifest entry.
+fn net(vm: &str, spec: &NetSpec) -> (MmioTransport, Backend) {
+    let device = NetDevice::new(spec.mac);
+    let info = DeviceInfo {
+        device_id: DeviceId::NET,
+        vendor_id: VENDOR_ID,
+        features: Features::from_bits(device.features()),
+        queue_max_sizes: vec![vswitch::QUEUE_SIZE_MAX; 2],
+        config: device.config_space(),
+    };
+    info!("vm \"{vm}\": {spec}");
+    // The device's own offer is valid; an empty slot is the fallback if not.
+    let transport = MmioTransport::new(info).unwrap_or_else(|_| MmioTransport::empty());
+    (
+        transport,
+        Backend::Net(Net {
+            device,
+            port: None,
+            backlog: Backlog::new(BACKLOG_FRAMES),
+        }),
+    )
+}
+
 /// The MMIO regions of all the VM's virtio-mmio slots: its disk, if any,
-/// in slot 0, the rest empty.
+/// in slot 0, its network port next, the rest empty; and the network port,
+/// to be attached once the VM exists.
 pub fn slots(
     vm: &str,
     ram: GuestRamView,
     disk: Option<&DiskSpec>,
-) -> Result<Vec<MmioRegion>, DiskSetupError> {
-    let mut disk = disk.map(|spec| blk(vm, spec)).transpose()?;
-    Ok((0..virt::VIRTIO_MMIO_SLOTS)
+    net_spec: Option<&NetSpec>,
+) -> Result<(Vec<MmioRegion>, Option<NetPort>), DiskSetupError> {
+    let mut devices: VecDeque<(MmioTransport, Backend)> = VecDeque::new();
+    if let Some(spec) = disk {
+        devices.push_back(blk(vm, spec)?);
+    }
+    if let Some(spec) = net_spec {
+        devices.push_back(net(vm, spec));
+    }
+    let mut port = None;
+    let regions = (0..virt::VIRTIO_MMIO_SLOTS)
         .filter_map(|slot| {
             let (frame, spi) = virt::virtio_mmio_slot(slot)?;
-            let state = match disk.take() {
-                Some((transport, blk)) => SlotState {
-                    transport,
-                    blk: Some(blk),
-                },
-                None => SlotState {
-                    transport: MmioTransport::empty(),
-                    blk: None,
-                },
+            let state = match devices.pop_front() {
+                Some((transport, backend)) => SlotState::new(transport, Some(backend)),
+                None => SlotState::new(MmioTransport::empty(), None),
             };
+            let state = Arc::new(SpinMutex::new(state));
+            if let (Some(spec), Some(Backend::Net(_))) = (net_spec, &state.lock().backend) {
+                port = Some(NetPort {
+                    state: state.clone(),
+                    spi,
+                    ram,
+                    network: spec.network.clone(),
+                    mac: spec.mac,
+                    id: None,
+                });
+            }
             Some(MmioRegion {
                 base: frame.start().get(),
                 size: frame.size(),
@@ -405,10 +658,11 @@ pub fn slots(
                     slot,
                     spi,
                     ram,
-                    state: SpinMutex::new(state),
+                    state,
                     warnings: AtomicU64::new(0),
                 }),
             })
         })
-        .collect())
+        .collect();
+    Ok((regions, port))
 }

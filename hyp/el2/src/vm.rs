@@ -17,6 +17,7 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use guest_boot::virt::Spi;
 use guest_boot::{GuestMachine, ImageHeader, LoadPlan};
 use id_alloc::{Context, Vmid};
 use log::{info, warn};
@@ -251,6 +252,9 @@ pub struct Vm {
     images: Images,
     /// Its console UART, also in `mmio`, kept here to give it input.
     uart: Option<Arc<VirtualPl011>>,
+    /// Its network port (its device is in `mmio`); leaves the switch when
+    /// the VM is freed.
+    net: SpinMutex<Option<crate::virtio::NetPort>>,
     /// Last, so that it drops after the RAM: counts the VM as freed.
     _freed: FreedGuard,
 }
@@ -350,10 +354,10 @@ impl Vm {
             size: ram.size(),
             host: ram.ptr,
         };
-        mmio.extend(
-            crate::virtio::slots(&spec.name, ram_view, spec.disk.as_ref())
-                .map_err(CreateError::Disk)?,
-        );
+        let (slots, net) =
+            crate::virtio::slots(&spec.name, ram_view, spec.disk.as_ref(), spec.net.as_ref())
+                .map_err(CreateError::Disk)?;
+        mmio.extend(slots);
         let vgic = Vgic::new(spec.vcpus as usize, NR_SPIS).map_err(CreateError::Gic)?;
         let vcpus = (0..spec.vcpus as usize)
             .map(|_| Vcpu {
@@ -392,8 +396,17 @@ impl Vm {
                 plan,
             },
             uart,
+            net: SpinMutex::new(net),
             _freed: FreedGuard::new(),
         });
+        if let Some(port) = vm.net.lock().as_mut() {
+            if let Err(e) = port.attach(Arc::downgrade(&vm)) {
+                warn!(
+                    "vm \"{}\": network: {e}; the VM runs without its port",
+                    vm.name
+                );
+            }
+        }
         vm.load_images();
         Ok(vm)
     }
@@ -533,13 +546,18 @@ impl Vm {
     /// Drives the VM's GIC from `device`'s interrupt line and wakes or
     /// kicks the vCPUs that may now take it.
     pub fn update_line(self: &Arc<Self>, device: &dyn MmioDevice) {
-        let Some(line) = device.interrupt() else {
+        if let Some(line) = device.interrupt() {
+            self.set_spi(line.spi, line.high);
+        }
+    }
+
+    /// Drives SPI `spi` of the VM's GIC and wakes or kicks the vCPUs that
+    /// may now take it.
+    pub fn set_spi(self: &Arc<Self>, spi: Spi, high: bool) {
+        let Some(intid) = IntId::spi(spi.number()) else {
             return;
         };
-        let Some(intid) = IntId::spi(line.spi.number()) else {
-            return;
-        };
-        let kick = self.vgic.lock().set_level(intid, 0, line.high);
+        let kick = self.vgic.lock().set_level(intid, 0, high);
         match kick {
             Ok(kick) => sched::kick(self, kick),
             Err(e) => warn!("vm \"{}\": device interrupt {intid:?}: {e}", self.name),
