@@ -18,10 +18,10 @@
 //!   [`QueueError::BeyondChain`] naming the part and the bytes that were
 //!   missing or unexpected (the device needs a reset).
 //! - A transmitted frame the device cannot pass on is dropped, with a
-//!   [`DropReason`]: shorter than [`MIN_FRAME`](crate::MIN_FRAME), longer than
-//!   [`MAX_FRAME_VLAN`](crate::MAX_FRAME_VLAN) (checked before anything is copied, so the guest's
-//!   chain length never sizes an allocation), or a header asking for an
-//!   offload that was not offered.
+//!   [`DropReason`]: shorter than [`MIN_FRAME`](crate::MIN_FRAME), longer
+//!   than [`MAX_FRAME_VLAN`](crate::MAX_FRAME_VLAN) (checked before
+//!   anything is copied, so the guest's chain length never sizes an
+//!   allocation), or a header asking for an offload that was not offered.
 //! - A received frame that does not fit the chain is dropped and the chain
 //!   returned empty.
 
