@@ -53,12 +53,15 @@ impl Limits {
     }
 }
 
-macro_rules! lr_access {
-    ($($n:literal: $reg:literal),* $(,)?) => {
-        fn write_lr(n: usize, value: u64) {
+/// Declares `$read(n)` and `$write(n, value)` for a numbered family of
+/// system registers (the list registers, the active-priority registers),
+/// whose names must be constants in the instruction.
+macro_rules! register_array {
+    ($read:ident, $write:ident, $($n:literal: $reg:literal),* $(,)?) => {
+        fn $write(n: usize, value: u64) {
             match n {
                 $(
-                    // SAFETY: A list register only affects the virtual CPU
+                    // SAFETY: These registers only affect the virtual CPU
                     // interface, which only the guest uses.
                     $n => unsafe {
                         asm!(concat!("msr ", $reg, ", {}"), in(reg) value, options(nomem, nostack))
@@ -68,11 +71,11 @@ macro_rules! lr_access {
             }
         }
 
-        fn read_lr(n: usize) -> u64 {
+        fn $read(n: usize) -> u64 {
             let value: u64;
             match n {
                 $(
-                    // SAFETY: Reading a list register has no side effects.
+                    // SAFETY: Reading these registers has no side effects.
                     $n => unsafe {
                         asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack))
                     },
@@ -84,44 +87,16 @@ macro_rules! lr_access {
     };
 }
 
-lr_access! {
+register_array! {
+    read_lr, write_lr,
     0: "s3_4_c12_c12_0", 1: "s3_4_c12_c12_1", 2: "s3_4_c12_c12_2", 3: "s3_4_c12_c12_3",
     4: "s3_4_c12_c12_4", 5: "s3_4_c12_c12_5", 6: "s3_4_c12_c12_6", 7: "s3_4_c12_c12_7",
     8: "s3_4_c12_c13_0", 9: "s3_4_c12_c13_1", 10: "s3_4_c12_c13_2", 11: "s3_4_c12_c13_3",
     12: "s3_4_c12_c13_4", 13: "s3_4_c12_c13_5", 14: "s3_4_c12_c13_6", 15: "s3_4_c12_c13_7",
 }
 
-macro_rules! ap1r_access {
-    ($($n:literal: $reg:literal),* $(,)?) => {
-        fn write_ap1r(n: usize, value: u64) {
-            match n {
-                $(
-                    // SAFETY: Only affects the virtual CPU interface.
-                    $n => unsafe {
-                        asm!(concat!("msr ", $reg, ", {}"), in(reg) value, options(nomem, nostack))
-                    },
-                )*
-                _ => {}
-            }
-        }
-
-        fn read_ap1r(n: usize) -> u64 {
-            let value: u64;
-            match n {
-                $(
-                    // SAFETY: Reading has no side effects.
-                    $n => unsafe {
-                        asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack))
-                    },
-                )*
-                _ => value = 0,
-            }
-            value
-        }
-    };
-}
-
-ap1r_access! {
+register_array! {
+    read_ap1r, write_ap1r,
     0: "s3_4_c12_c9_0", 1: "s3_4_c12_c9_1", 2: "s3_4_c12_c9_2", 3: "s3_4_c12_c9_3",
 }
 
