@@ -1,0 +1,525 @@
+//! The benchmarks, and the `BENCH` lines that report them.
+//!
+//! Each benchmark runs its operation `warmup` times unmeasured, then
+//! `iterations` times between two reads of the virtual counter, and prints
+//!
+//! ```text
+//! BENCH <name> <iterations> <total_ticks> <ticks_per_op>
+//! ```
+//!
+//! with `ticks_per_op` to two decimals. A benchmark whose hypervisor hook is
+//! missing prints `BENCH <name> unsupported`, one that went wrong
+//! `BENCH <name> error <why>`; neither is ever given a number.
+//!
+//! Interrupts stay masked in PSTATE throughout: the guest polls the GIC's
+//! CPU interface (ICC_IAR1_EL1, ICC_HPPIR1_EL1), and a vCPU waiting with
+//! WFI is woken by a pending interrupt all the same.
+
+use crate::bootargs::Options;
+use crate::firmware::{self, Status};
+use crate::gic::{self, GicError};
+use crate::{counter, println, smp};
+use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
+use core::arch::asm;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The null hypercall's function ID: SMC64 SiP service call 0, which
+/// neither the hypervisor nor KVM implements, so both answer
+/// `NOT_SUPPORTED` straight away.
+pub const NULL_CALL: u32 = 0xC200_0000;
+/// Vendor-specific hypervisor service (SMC64): move the calling vCPU to
+/// another physical CPU, then return `SUCCESS`.
+pub const MIGRATE_CALL: u32 = 0xC600_0001;
+/// Vendor-specific hypervisor service (SMC64): force a VMID rollover (a new
+/// generation), then return `SUCCESS`.
+pub const VMID_ROLLOVER_CALL: u32 = 0xC600_0002;
+
+/// virtio-mmio slot 0's MagicValue register and what it reads.
+const VIRTIO_MAGIC_ADDRESS: u64 = 0x0A00_0000;
+const VIRTIO_MAGIC: u32 = 0x7472_6976;
+
+/// The SGI the guest sends itself (virtual EOI and self-SGI benchmarks).
+pub const SELF_SGI: u32 = 1;
+/// The SGI vCPU 0 sends vCPU 1 (virtual IPI).
+pub const IPI_SGI: u32 = 2;
+/// The EL1 virtual timer's PPI.
+pub const VTIMER_PPI: u32 = 27;
+
+/// How far ahead the virtual timer is programmed: 2000 ticks, far more than
+/// the few instructions between programming it and polling for it.
+const VTIMER_AHEAD: u64 = 2000;
+
+/// How long any single wait may take before it is an error: 1 s of counter
+/// at 1 GHz (a billion instructions under `-icount shift=0`).
+const WAIT_TICKS: u64 = 1_000_000_000;
+
+/// What went wrong in a benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A call answered other than expected.
+    Answer {
+        /// The call.
+        call: &'static str,
+        /// What it answered.
+        got: Status,
+    },
+    /// A register read returned other than expected.
+    Read {
+        /// The register.
+        what: &'static str,
+        /// The value read.
+        got: u64,
+        /// The value expected.
+        expected: u64,
+    },
+    /// A wait lasted longer than [`WAIT_TICKS`].
+    Timeout(&'static str),
+    /// The GIC could not be set up.
+    Gic(GicError),
+    /// The benchmark needs a second vCPU.
+    OneVcpu,
+    /// vCPU 1 could not set up its GIC (it printed why).
+    PeerSetup,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Answer { call, got } => write!(f, "{call} answered {got}"),
+            Self::Read {
+                what,
+                got,
+                expected,
+            } => write!(f, "{what} read {got:#x}, expected {expected:#x}"),
+            Self::Timeout(what) => write!(f, "timed out waiting for {what}"),
+            Self::Gic(e) => write!(f, "GIC: {e}"),
+            Self::OneVcpu => f.write_str("needs a second vCPU"),
+            Self::PeerSetup => f.write_str("vCPU 1 could not set up its GIC"),
+        }
+    }
+}
+
+impl From<GicError> for Failure {
+    fn from(e: GicError) -> Self {
+        Self::Gic(e)
+    }
+}
+
+/// How a benchmark ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Measured: counter ticks over all the measured iterations.
+    Measured(u64),
+    /// The hypervisor does not implement the hook the benchmark needs.
+    Unsupported,
+}
+
+/// One benchmark.
+#[derive(Clone, Copy)]
+pub struct Bench {
+    /// The name in `BENCH` lines and `only=`.
+    pub name: &'static str,
+    /// Runs it.
+    run: fn(&Context) -> Result<Outcome, Failure>,
+}
+
+impl fmt::Debug for Bench {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// What every benchmark runs with.
+#[derive(Debug)]
+pub struct Context {
+    /// Iteration counts.
+    pub options: Options,
+    /// vCPU 0's MPIDR affinity.
+    pub self_mpidr: u64,
+    /// vCPU 1's, if the VM has one.
+    pub peer_mpidr: Option<u64>,
+}
+
+/// Every benchmark, in the order they run. The first two calibrate: the
+/// loop's own cost, and the cost of the counter read around one operation.
+pub const BENCHES: &[Bench] = &[
+    Bench {
+        name: "loop-nop",
+        run: loop_nop,
+    },
+    Bench {
+        name: "counter-read",
+        run: counter_read,
+    },
+    Bench {
+        name: "hvc-null",
+        run: hvc_null,
+    },
+    Bench {
+        name: "mmio-virtio",
+        run: mmio_virtio,
+    },
+    Bench {
+        name: "mmio-gicd",
+        run: mmio_gicd,
+    },
+    Bench {
+        name: "virtual-eoi",
+        run: virtual_eoi,
+    },
+    Bench {
+        name: "sgi-self",
+        run: sgi_self,
+    },
+    Bench {
+        name: "vtimer-latency",
+        run: vtimer_latency,
+    },
+    Bench {
+        name: "virtual-ipi",
+        run: virtual_ipi,
+    },
+    Bench {
+        name: "vcpu-migrate",
+        run: |cx| hook(cx, "vcpu-migrate", MIGRATE_CALL),
+    },
+    Bench {
+        name: "vmid-rollover",
+        run: |cx| hook(cx, "vmid-rollover", VMID_ROLLOVER_CALL),
+    },
+];
+
+/// Runs `bench` and prints its line.
+pub fn run_and_report(bench: &Bench, cx: &Context) {
+    let iterations = cx.options.iterations;
+    match (bench.run)(cx) {
+        Ok(Outcome::Measured(total)) => {
+            // Hundredths of a tick per operation, in 128 bits so no total
+            // can overflow.
+            let hundredths = u128::from(total) * 100 / u128::from(iterations);
+            println!(
+                "BENCH {} {iterations} {total} {}.{:02}",
+                bench.name,
+                hundredths / 100,
+                hundredths % 100
+            );
+        }
+        Ok(Outcome::Unsupported) => println!("BENCH {} unsupported", bench.name),
+        Err(failure) => println!("BENCH {} error {failure}", bench.name),
+    }
+}
+
+impl Context {
+    /// Runs `op` `warmup` times, then `iterations` times between two
+    /// counter reads; returns the ticks between them.
+    fn timed(&self, mut op: impl FnMut() -> Result<(), Failure>) -> Result<u64, Failure> {
+        for _ in 0..self.options.warmup {
+            op()?;
+        }
+        let start = counter::now();
+        for _ in 0..self.options.iterations {
+            op()?;
+        }
+        Ok(counter::now().wrapping_sub(start))
+    }
+
+    /// Like [`Context::timed`], but only `op` is timed in each iteration,
+    /// not `prepare` before it; returns the sum of `op`'s times.
+    fn timed_each(
+        &self,
+        mut prepare: impl FnMut() -> Result<(), Failure>,
+        mut op: impl FnMut() -> Result<(), Failure>,
+    ) -> Result<u64, Failure> {
+        let mut once = || -> Result<u64, Failure> {
+            prepare()?;
+            let start = counter::now();
+            op()?;
+            Ok(counter::now().wrapping_sub(start))
+        };
+        for _ in 0..self.options.warmup {
+            once()?;
+        }
+        let mut total = 0u64;
+        for _ in 0..self.options.iterations {
+            total = total.wrapping_add(once()?);
+        }
+        Ok(total)
+    }
+
+    /// The ICC_SGI1R_EL1 value that sends `intid` to this vCPU.
+    fn self_sgi(&self, intid: u32) -> u64 {
+        gic::sgi_value(self.self_mpidr, intid)
+    }
+}
+
+/// Polls until `condition` holds, for at most [`WAIT_TICKS`].
+fn wait_for(what: &'static str, mut condition: impl FnMut() -> bool) -> Result<(), Failure> {
+    let start = counter::now();
+    while !condition() {
+        if counter::elapsed(start, WAIT_TICKS) {
+            return Err(Failure::Timeout(what));
+        }
+    }
+    Ok(())
+}
+
+/// The loop alone: one NOP per iteration. Under `-icount shift=0` its
+/// ticks per operation are the loop's instructions per iteration.
+fn loop_nop(cx: &Context) -> Result<Outcome, Failure> {
+    cx.timed(|| {
+        // SAFETY: A NOP.
+        unsafe { asm!("nop", options(nomem, nostack)) };
+        Ok(())
+    })
+    .map(Outcome::Measured)
+}
+
+/// Two counter reads back to back: what [`Context::timed_each`] adds to
+/// every operation it times.
+fn counter_read(cx: &Context) -> Result<Outcome, Failure> {
+    cx.timed_each(|| Ok(()), || Ok(())).map(Outcome::Measured)
+}
+
+/// (1) A hypercall the hypervisor answers at once: the round trip of an
+/// exit to the hypervisor and back.
+fn hvc_null(cx: &Context) -> Result<Outcome, Failure> {
+    let got = Status::from_x0(firmware::hvc(NULL_CALL, [0; 3]));
+    if got != Status::NOT_SUPPORTED {
+        return Err(Failure::Answer {
+            call: "HVC 0xc2000000",
+            got,
+        });
+    }
+    cx.timed(|| {
+        firmware::hvc(NULL_CALL, [0; 3]);
+        Ok(())
+    })
+    .map(Outcome::Measured)
+}
+
+fn read32(address: u64) -> u32 {
+    // SAFETY: `address` is a device register in the device window that
+    // `mmu` maps; reading it has no side effects.
+    unsafe { (address as *const u32).read_volatile() }
+}
+
+/// (2) An MMIO read that the hypervisor emulates (under KVM: that its VMM
+/// answers in user space): virtio-mmio slot 0's MagicValue.
+fn mmio_virtio(cx: &Context) -> Result<Outcome, Failure> {
+    let got = read32(VIRTIO_MAGIC_ADDRESS);
+    if got != VIRTIO_MAGIC {
+        return Err(Failure::Read {
+            what: "virtio-mmio slot 0 MagicValue",
+            got: got.into(),
+            expected: VIRTIO_MAGIC.into(),
+        });
+    }
+    cx.timed(|| {
+        read32(VIRTIO_MAGIC_ADDRESS);
+        Ok(())
+    })
+    .map(Outcome::Measured)
+}
+
+/// (3) An MMIO read of the emulated GIC distributor (under KVM: the
+/// in-kernel vGIC): GICD_IIDR.
+fn mmio_gicd(cx: &Context) -> Result<Outcome, Failure> {
+    cx.timed(|| {
+        read32(gic::GICD_IIDR_ADDRESS);
+        Ok(())
+    })
+    .map(Outcome::Measured)
+}
+
+/// Acknowledges the interrupt expected pending and checks it was `intid`.
+fn acknowledge_expecting(intid: u32) -> Result<(), Failure> {
+    let got = gic::acknowledge();
+    if got != gic::SPURIOUS {
+        gic::end_of_interrupt(got);
+    }
+    if got == intid {
+        Ok(())
+    } else {
+        Err(Failure::Read {
+            what: "ICC_IAR1_EL1",
+            got: got.into(),
+            expected: intid.into(),
+        })
+    }
+}
+
+/// (4) Virtual EOI: a self-sent SGI, once pending, is acknowledged and
+/// ended; only the acknowledge and the EOI are timed. With the vGIC's list
+/// registers neither should leave the guest.
+fn virtual_eoi(cx: &Context) -> Result<Outcome, Failure> {
+    let sgi = cx.self_sgi(SELF_SGI);
+    cx.timed_each(
+        || {
+            gic::send_sgi(sgi);
+            wait_for("the self-sent SGI to be pending", || {
+                gic::highest_pending() == SELF_SGI
+            })
+        },
+        || acknowledge_expecting(SELF_SGI),
+    )
+    .map(Outcome::Measured)
+}
+
+/// A self-sent SGI from the write of ICC_SGI1R_EL1 (which traps) through
+/// its acknowledge and EOI.
+fn sgi_self(cx: &Context) -> Result<Outcome, Failure> {
+    let sgi = cx.self_sgi(SELF_SGI);
+    cx.timed(|| {
+        gic::send_sgi(sgi);
+        wait_for("the self-sent SGI to be pending", || {
+            gic::highest_pending() == SELF_SGI
+        })?;
+        acknowledge_expecting(SELF_SGI)
+    })
+    .map(Outcome::Measured)
+}
+
+/// (6) Virtual timer latency: the counter ticks from the programmed
+/// CNTV_CVAL_EL0 to the moment the guest acknowledges the timer's PPI
+/// (polling ICC_IAR1_EL1, interrupts masked). Each run then turns the timer
+/// off and ends the interrupt.
+fn vtimer_latency(cx: &Context) -> Result<Outcome, Failure> {
+    let once = || -> Result<u64, Failure> {
+        let deadline = counter::now() + VTIMER_AHEAD;
+        CNTV_CVAL_EL0.set(deadline);
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET);
+        let start = counter::now();
+        let seen = loop {
+            let intid = gic::acknowledge();
+            if intid == VTIMER_PPI {
+                break counter::now();
+            }
+            if intid != gic::SPURIOUS {
+                gic::end_of_interrupt(intid);
+                CNTV_CTL_EL0.set(0);
+                return Err(Failure::Read {
+                    what: "ICC_IAR1_EL1",
+                    got: intid.into(),
+                    expected: VTIMER_PPI.into(),
+                });
+            }
+            if counter::elapsed(start, WAIT_TICKS) {
+                CNTV_CTL_EL0.set(0);
+                return Err(Failure::Timeout("the virtual timer's interrupt"));
+            }
+        };
+        // Off first, so the level is low by the time the EOI lets the
+        // hypervisor sample it again.
+        CNTV_CTL_EL0.set(0);
+        gic::end_of_interrupt(VTIMER_PPI);
+        Ok(seen.wrapping_sub(deadline))
+    };
+    for _ in 0..cx.options.warmup {
+        once()?;
+    }
+    let mut total = 0u64;
+    for _ in 0..cx.options.iterations {
+        total = total.wrapping_add(once()?);
+    }
+    Ok(Outcome::Measured(total))
+}
+
+/// vCPU 1 has set up its GIC and waits for IPIs.
+static IPI_READY: AtomicBool = AtomicBool::new(false);
+/// IPIs vCPU 1 has answered: the reply vCPU 0 waits for.
+static IPI_REPLIES: AtomicU64 = AtomicU64::new(0);
+/// vCPU 0's request that vCPU 1 turn itself off at the next IPI.
+static IPI_STOP: AtomicBool = AtomicBool::new(false);
+/// vCPU 1 saw the stop request and is about to call CPU_OFF.
+static IPI_STOPPED: AtomicBool = AtomicBool::new(false);
+/// vCPU 1 could not set up its GIC.
+static IPI_SETUP_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// (5) Virtual IPI: vCPU 0 sends an SGI to vCPU 1, which waits in WFI,
+/// acknowledges it, ends it and answers by bumping a counter in shared
+/// memory; vCPU 0 spins until the answer comes. One round trip per
+/// iteration. vCPU 1 is started for this benchmark and turned off after it.
+fn virtual_ipi(cx: &Context) -> Result<Outcome, Failure> {
+    let peer = cx.peer_mpidr.ok_or(Failure::OneVcpu)?;
+    IPI_READY.store(false, Ordering::Relaxed);
+    IPI_REPLIES.store(0, Ordering::Relaxed);
+    IPI_STOP.store(false, Ordering::Relaxed);
+    IPI_STOPPED.store(false, Ordering::Relaxed);
+    IPI_SETUP_FAILED.store(false, Ordering::Relaxed);
+    let status = firmware::cpu_on(peer, 1);
+    if status != Status::SUCCESS {
+        return Err(Failure::Answer {
+            call: "PSCI CPU_ON of vCPU 1",
+            got: status,
+        });
+    }
+    wait_for("vCPU 1 to set up its GIC", || {
+        IPI_READY.load(Ordering::Acquire) || IPI_SETUP_FAILED.load(Ordering::Acquire)
+    })?;
+    if IPI_SETUP_FAILED.load(Ordering::Acquire) {
+        return Err(Failure::PeerSetup);
+    }
+    let sgi = gic::sgi_value(peer, IPI_SGI);
+    let mut sent = 0u64;
+    let result = cx.timed(|| {
+        sent += 1;
+        gic::send_sgi(sgi);
+        wait_for("vCPU 1's reply", || {
+            IPI_REPLIES.load(Ordering::Acquire) == sent
+        })
+    });
+    // vCPU 1 leaves at the next IPI, whatever happened.
+    IPI_STOP.store(true, Ordering::Release);
+    gic::send_sgi(sgi);
+    let stopped = wait_for("vCPU 1 to stop", || IPI_STOPPED.load(Ordering::Acquire));
+    let total = result?;
+    stopped?;
+    Ok(Outcome::Measured(total))
+}
+
+/// vCPU 1's part of [`virtual_ipi`]: answers IPIs until asked to stop, then
+/// turns itself off.
+pub fn ipi_responder() -> ! {
+    if let Err(e) = gic::enable_cpu(smp::current_mpidr(), 1 << IPI_SGI) {
+        println!("BENCH-FAIL vcpu 1: GIC: {e}");
+        IPI_SETUP_FAILED.store(true, Ordering::Release);
+        smp::park()
+    }
+    IPI_READY.store(true, Ordering::Release);
+    loop {
+        aarch64_cpu::asm::wfi();
+        loop {
+            let intid = gic::acknowledge();
+            if intid == gic::SPURIOUS {
+                break;
+            }
+            gic::end_of_interrupt(intid);
+            if intid != IPI_SGI {
+                continue;
+            }
+            if IPI_STOP.load(Ordering::Acquire) {
+                IPI_STOPPED.store(true, Ordering::Release);
+                let status = firmware::cpu_off();
+                println!("BENCH-FAIL vcpu 1: CPU_OFF answered {status}");
+                smp::park()
+            }
+            IPI_REPLIES.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// (7), (8) A hypervisor hook behind a vendor-specific hypercall: measured
+/// if the hypervisor answers `SUCCESS`, unsupported if `NOT_SUPPORTED`.
+fn hook(cx: &Context, name: &'static str, function: u32) -> Result<Outcome, Failure> {
+    match Status::from_x0(firmware::hvc(function, [0; 3])) {
+        Status::SUCCESS => {}
+        Status::NOT_SUPPORTED => return Ok(Outcome::Unsupported),
+        got => return Err(Failure::Answer { call: name, got }),
+    }
+    cx.timed(|| match Status::from_x0(firmware::hvc(function, [0; 3])) {
+        Status::SUCCESS => Ok(()),
+        got => Err(Failure::Answer { call: name, got }),
+    })
+    .map(Outcome::Measured)
+}
