@@ -2,7 +2,9 @@
 //! that each access traps as a data abort and is carried out here.
 
 use crate::vcpu::GuestRegs;
+use crate::vm::Vm;
 use alloc::boxed::Box;
+use alloc::sync::Weak;
 use core::fmt::Debug;
 use guest_boot::virt::Spi;
 use syndrome::DataAbort;
@@ -21,6 +23,12 @@ pub trait MmioDevice: Send + Sync + Debug {
     fn interrupt(&self) -> Option<Line> {
         None
     }
+    /// Called once, when the VM exists. A device that changes its
+    /// interrupt line from more than one CPU (a network port receiving while
+    /// its guest acknowledges) drives the VM's GIC itself, under its own
+    /// lock, so that levels never reach the GIC out of order; such a device
+    /// keeps `vm` and returns `None` from [`interrupt`](Self::interrupt).
+    fn attach_vm(&self, _vm: &Weak<Vm>) {}
 }
 
 /// A device's level-sensitive interrupt line.

@@ -16,7 +16,7 @@
 //! resets it, and nothing else is affected.
 
 use crate::hostdisk;
-use crate::mmio::{Line, MmioDevice, MmioRegion};
+use crate::mmio::{MmioDevice, MmioRegion};
 use crate::vm::Vm;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -388,6 +388,9 @@ pub struct VirtioSlot {
     ram: GuestRamView,
     state: Arc<SpinMutex<SlotState>>,
     warnings: AtomicU64,
+    /// The VM, whose GIC line this slot drives under `state`'s lock (see
+    /// [`MmioDevice::attach_vm`]).
+    vm: Once<Weak<Vm>>,
 }
 
 impl VirtioSlot {
@@ -436,6 +439,9 @@ impl MmioDevice for VirtioSlot {
                     state.fail();
                 }
             }
+            if let Some(vm) = self.vm.get().and_then(Weak::upgrade) {
+                vm.set_spi(self.spi, state.transport.interrupt_line());
+            }
             match &state.backend {
                 Some(Backend::Net(net)) => net.port,
                 _ => None,
@@ -449,11 +455,8 @@ impl MmioDevice for VirtioSlot {
         }
     }
 
-    fn interrupt(&self) -> Option<Line> {
-        Some(Line {
-            spi: self.spi,
-            high: self.state.lock().transport.interrupt_line(),
-        })
+    fn attach_vm(&self, vm: &Weak<Vm>) {
+        self.vm.call_once(|| vm.clone());
     }
 }
 
@@ -499,18 +502,16 @@ fn switch_frame(from: PortId, frame: &[u8]) {
         let (Some(state), Some(vm)) = (port.state.upgrade(), port.vm.upgrade()) else {
             continue;
         };
-        let high = {
-            let mut state = state.lock();
-            if let Err(e) = state.deliver(&port.ram, frame) {
-                warn!(
-                    "vm \"{}\": virtio-net: {e}; the device needs a reset",
-                    vm.name
-                );
-                state.fail();
-            }
-            state.transport.interrupt_line()
-        };
-        vm.set_spi(port.spi, high);
+        let mut state = state.lock();
+        if let Err(e) = state.deliver(&port.ram, frame) {
+            warn!(
+                "vm \"{}\": virtio-net: {e}; the device needs a reset",
+                vm.name
+            );
+            state.fail();
+        }
+        // Under the slot's lock, as every change of its line.
+        vm.set_spi(port.spi, state.transport.interrupt_line());
     }
 }
 
@@ -660,6 +661,7 @@ pub fn slots(
                     ram,
                     state,
                     warnings: AtomicU64::new(0),
+                    vm: Once::new(),
                 }),
             })
         })

@@ -369,35 +369,40 @@ impl Vm {
                 run: AtomicU8::new(sched::Run::Off as u8),
             })
             .collect();
-        let vm = Arc::new_cyclic(|me| Self {
-            me: me.clone(),
-            name: spec.name.clone(),
-            vmid: Context::new(),
-            last_vmid: AtomicU16::new(0),
-            stage2,
-            vtcr: config.vtcr(),
-            ram: SpinMutex::new(ram),
-            ram_ipa: ram_ipa.get(),
-            vcpus,
-            vgic: SpinMutex::new(vgic),
-            mmio,
-            last_vcpu_ran: [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS],
-            aborts: AtomicU64::new(0),
-            control: SpinMutex::new(Control {
-                running: 0,
-                pending: None,
-                epoch: 0,
-                ended: false,
-            }),
-            images: Images {
-                kernel,
-                initrd,
-                dtb,
-                plan,
-            },
-            uart,
-            net: SpinMutex::new(net),
-            _freed: FreedGuard::new(),
+        let vm = Arc::new_cyclic(|me| {
+            for region in &mmio {
+                region.device.attach_vm(me);
+            }
+            Self {
+                me: me.clone(),
+                name: spec.name.clone(),
+                vmid: Context::new(),
+                last_vmid: AtomicU16::new(0),
+                stage2,
+                vtcr: config.vtcr(),
+                ram: SpinMutex::new(ram),
+                ram_ipa: ram_ipa.get(),
+                vcpus,
+                vgic: SpinMutex::new(vgic),
+                mmio,
+                last_vcpu_ran: [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS],
+                aborts: AtomicU64::new(0),
+                control: SpinMutex::new(Control {
+                    running: 0,
+                    pending: None,
+                    epoch: 0,
+                    ended: false,
+                }),
+                images: Images {
+                    kernel,
+                    initrd,
+                    dtb,
+                    plan,
+                },
+                uart,
+                net: SpinMutex::new(net),
+                _freed: FreedGuard::new(),
+            }
         });
         if let Some(port) = vm.net.lock().as_mut() {
             if let Err(e) = port.attach(Arc::downgrade(&vm)) {

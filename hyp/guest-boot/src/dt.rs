@@ -45,6 +45,9 @@ const GIC_PPI: u32 = 1;
 /// what QEMU `virt` uses for the timer and the UART under GICv3.
 const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 
+/// `IRQ_TYPE_EDGE_RISING`, the same header.
+const IRQ_TYPE_EDGE_RISING: u32 = 1;
+
 /// The affinity fields of MPIDR_EL1 (Arm ARM D23.2 "MPIDR_EL1"): Aff0 in
 /// bits 0-7, Aff1 8-15, Aff2 16-23, Aff3 32-39.
 const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
@@ -252,9 +255,10 @@ pub fn write_dtb(m: &GuestMachine) -> Result<Vec<u8>, DtbError> {
         let node = w.begin_node(&format!("virtio_mmio@{:x}", regs.start().get()))?;
         w.property_string("compatible", "virtio,mmio")?;
         w.property_array_u64("reg", &[regs.start().get(), regs.size()])?;
-        // Level-sensitive (QEMU says edge): the hypervisor's line follows
-        // InterruptStatus, high until the driver acknowledges.
-        w.property_array_u32("interrupts", &spi_cells(spi))?;
+        // Edge-triggered, as on QEMU's virt: the driver reads and acknowledges
+        // InterruptStatus on every interrupt anyway, and an edge needs no
+        // end-of-interrupt exit, which a level interrupt would.
+        w.property_array_u32("interrupts", &[GIC_SPI, spi.number(), IRQ_TYPE_EDGE_RISING])?;
         // Guest RAM is ordinary cacheable memory to the hypervisor too.
         w.property_null("dma-coherent")?;
         w.end_node(node)?;
