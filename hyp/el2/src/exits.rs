@@ -136,7 +136,6 @@ fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next
         {
             return match mmio::emulate(&*region.device, offset, abort, regs) {
                 Ok(()) => {
-                    vm.update_line(&*region.device);
                     regs.pc += 4;
                     Next::Resume
                 }

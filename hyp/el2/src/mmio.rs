@@ -6,7 +6,6 @@ use crate::vm::Vm;
 use alloc::boxed::Box;
 use alloc::sync::Weak;
 use core::fmt::Debug;
-use guest_boot::virt::Spi;
 use syndrome::DataAbort;
 
 /// A device emulated by trapping its register accesses.
@@ -17,27 +16,12 @@ pub trait MmioDevice: Send + Sync + Debug {
     fn write(&self, offset: u64, size: u8, value: u64);
     /// Called when the VM stops: emit anything still buffered.
     fn flush(&self) {}
-    /// The device's interrupt output, if it has one: which SPI and whether
-    /// the line is high now. Read after every access (and after input
-    /// arrives from outside), so the VM's virtual GIC follows the line.
-    fn interrupt(&self) -> Option<Line> {
-        None
-    }
-    /// Called once, when the VM exists. A device that changes its
-    /// interrupt line from more than one CPU (a network port receiving while
-    /// its guest acknowledges) drives the VM's GIC itself, under its own
-    /// lock, so that levels never reach the GIC out of order; such a device
-    /// keeps `vm` and returns `None` from [`interrupt`](Self::interrupt).
+    /// Called once, when the VM exists. A device with an interrupt keeps
+    /// `vm` and drives its line in the VM's GIC itself, always under the
+    /// device's own lock: its line changes on more than one CPU (input
+    /// arriving while the guest acknowledges), and levels must reach the GIC
+    /// in the order they happened.
     fn attach_vm(&self, _vm: &Weak<Vm>) {}
-}
-
-/// A device's level-sensitive interrupt line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Line {
-    /// The SPI the device tree gives the device.
-    pub spi: Spi,
-    /// Whether the line is asserted.
-    pub high: bool,
 }
 
 /// A device and where the VM sees it.

@@ -5,7 +5,7 @@
 //! vCPUs; it is freed, its RAM returned to the heap, when the last of them
 //! lets go after it stopped.
 
-use crate::mmio::{MmioDevice, MmioRegion};
+use crate::mmio::MmioRegion;
 use crate::vcpu::VcpuState;
 use crate::vuart::VirtualPl011;
 use crate::{mmu, sched};
@@ -13,7 +13,7 @@ use addr::{IntermediatePhysAddr, PhysAddr};
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use alloc::boxed::Box;
 use alloc::string::String;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -225,8 +225,6 @@ struct Control {
 /// A virtual machine.
 #[derive(Debug)]
 pub struct Vm {
-    /// Itself, for callbacks that only get `&self` (console input).
-    me: Weak<Vm>,
     /// Its name from the manifest.
     pub name: String,
     /// The allocator's context for its VMID.
@@ -374,7 +372,6 @@ impl Vm {
                 region.device.attach_vm(me);
             }
             Self {
-                me: me.clone(),
                 name: spec.name.clone(),
                 vmid: Context::new(),
                 last_vmid: AtomicU16::new(0),
@@ -548,14 +545,6 @@ impl Vm {
         }
     }
 
-    /// Drives the VM's GIC from `device`'s interrupt line and wakes or
-    /// kicks the vCPUs that may now take it.
-    pub fn update_line(self: &Arc<Self>, device: &dyn MmioDevice) {
-        if let Some(line) = device.interrupt() {
-            self.set_spi(line.spi, line.high);
-        }
-    }
-
     /// Drives SPI `spi` of the VM's GIC and wakes or kicks the vCPUs that
     /// may now take it.
     pub fn set_spi(self: &Arc<Self>, spi: Spi, high: bool) {
@@ -587,11 +576,9 @@ impl crate::console::ConsoleInput for Vm {
     }
 
     fn console_input(&self, bytes: &[u8]) {
-        let (Some(uart), Some(me)) = (&self.uart, self.me.upgrade()) else {
-            return;
-        };
-        uart.receive(bytes);
-        me.update_line(&**uart);
+        if let Some(uart) = &self.uart {
+            uart.receive(bytes);
+        }
     }
 }
 

@@ -10,14 +10,16 @@
 //! QEMU's `virt` board gives its UART.
 
 use crate::console;
-use crate::mmio::{Line, MmioDevice};
+use crate::mmio::MmioDevice;
+use crate::vm::Vm;
 use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use console_mux::OutputId;
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::warn;
 use spin::mutex::SpinMutex;
+use spin::Once;
 use vpl011::{Access, Ignored, Pl011, Received};
 
 /// Input kept for the guest beyond its FIFO; more is dropped (and counted).
@@ -61,6 +63,8 @@ pub struct VirtualPl011 {
     state: SpinMutex<State>,
     /// Ignored accesses so far.
     ignored: AtomicU32,
+    /// The VM, whose GIC line this UART drives under `state`'s lock.
+    vm: Once<Weak<Vm>>,
 }
 
 impl VirtualPl011 {
@@ -77,13 +81,22 @@ impl VirtualPl011 {
                 dropped: 0,
             }),
             ignored: AtomicU32::new(0),
+            vm: Once::new(),
+        }
+    }
+
+    /// Drives the VM's UART interrupt from the model's line. Called with
+    /// `state` locked, so levels from console input (on one CPU) and from
+    /// the guest's accesses (on another) reach the GIC in order.
+    fn drive_line(&self, state: &State) {
+        if let Some(vm) = self.vm.get().and_then(Weak::upgrade) {
+            vm.set_spi(guest_boot::virt::UART_SPI, state.uart.interrupt_line());
         }
     }
 
     /// Queues input for the guest: into the receive FIFO as far as it has
     /// room, the rest into the backlog; beyond the backlog's 4 KiB, input is
-    /// dropped. The caller then updates the VM's interrupt line from
-    /// [`MmioDevice::interrupt`].
+    /// dropped. The guest's receive interrupt follows.
     pub fn receive(&self, bytes: &[u8]) {
         let mut state = self.state.lock();
         let room = BACKLOG.saturating_sub(state.backlog.len());
@@ -91,6 +104,7 @@ impl VirtualPl011 {
         state.backlog.extend(kept.iter().copied());
         state.dropped += dropped.len() as u64;
         state.refill();
+        self.drive_line(&state);
     }
 
     /// Input dropped so far because the guest did not read it.
@@ -127,6 +141,7 @@ impl MmioDevice for VirtualPl011 {
             let mut state = self.state.lock();
             let access = state.uart.read(offset, size);
             state.refill();
+            self.drive_line(&state);
             access
         };
         self.note(ignored);
@@ -139,6 +154,7 @@ impl MmioDevice for VirtualPl011 {
             let access = state.uart.write(offset, size, value);
             // Enabling the receiver or switching FIFO mode makes room.
             state.refill();
+            self.drive_line(&state);
             access
         };
         // Printed outside the UART's lock, so a slow console never holds up
@@ -153,11 +169,8 @@ impl MmioDevice for VirtualPl011 {
         console::end_vm_line(self.output);
     }
 
-    fn interrupt(&self) -> Option<Line> {
-        Some(Line {
-            spi: guest_boot::virt::UART_SPI,
-            high: self.state.lock().uart.interrupt_line(),
-        })
+    fn attach_vm(&self, vm: &Weak<Vm>) {
+        self.vm.call_once(|| vm.clone());
     }
 }
 
@@ -177,7 +190,7 @@ impl MmioDevice for Arc<VirtualPl011> {
         VirtualPl011::flush(self);
     }
 
-    fn interrupt(&self) -> Option<Line> {
-        VirtualPl011::interrupt(self)
+    fn attach_vm(&self, vm: &Weak<Vm>) {
+        VirtualPl011::attach_vm(self, vm);
     }
 }
