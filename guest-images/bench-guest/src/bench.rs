@@ -43,6 +43,8 @@ const VIRTIO_MAGIC: u32 = 0x7472_6976;
 pub const SELF_SGI: u32 = 1;
 /// The SGI vCPU 0 sends vCPU 1 (virtual IPI).
 pub const IPI_SGI: u32 = 2;
+/// The SGI vCPU 1 answers with.
+pub const REPLY_SGI: u32 = 3;
 /// The EL1 virtual timer's PPI.
 pub const VTIMER_PPI: u32 = 27;
 
@@ -427,7 +429,7 @@ fn vtimer_latency(cx: &Context) -> Result<Outcome, Failure> {
 
 /// vCPU 1 has set up its GIC and waits for IPIs.
 static IPI_READY: AtomicBool = AtomicBool::new(false);
-/// IPIs vCPU 1 has answered: the reply vCPU 0 waits for.
+/// IPIs vCPU 1 has answered, checked by vCPU 0 after every round trip.
 static IPI_REPLIES: AtomicU64 = AtomicU64::new(0);
 /// vCPU 0's request that vCPU 1 turn itself off at the next IPI.
 static IPI_STOP: AtomicBool = AtomicBool::new(false);
@@ -435,11 +437,46 @@ static IPI_STOP: AtomicBool = AtomicBool::new(false);
 static IPI_STOPPED: AtomicBool = AtomicBool::new(false);
 /// vCPU 1 could not set up its GIC.
 static IPI_SETUP_FAILED: AtomicBool = AtomicBool::new(false);
+/// vCPU 0's MPIDR affinity, where vCPU 1's replies go.
+static IPI_REPLY_TO: AtomicU64 = AtomicU64::new(0);
 
-/// (5) Virtual IPI: vCPU 0 sends an SGI to vCPU 1, which waits in WFI,
-/// acknowledges it, ends it and answers by bumping a counter in shared
-/// memory; vCPU 0 spins until the answer comes. One round trip per
-/// iteration. vCPU 1 is started for this benchmark and turned off after it.
+/// Most wake-ups from WFI without the awaited SGI before a wait is an
+/// error (WFI may end for no reason at all, Arm ARM D1.6.2).
+const MAX_WAKEUPS: u32 = 1 << 20;
+
+/// Waits in WFI until SGI `intid` is acknowledged, and ends it.
+fn wait_for_sgi(intid: u32) -> Result<(), Failure> {
+    for _ in 0..MAX_WAKEUPS {
+        aarch64_cpu::asm::wfi();
+        match gic::acknowledge() {
+            gic::SPURIOUS => {}
+            got => {
+                gic::end_of_interrupt(got);
+                return if got == intid {
+                    Ok(())
+                } else {
+                    Err(Failure::Read {
+                        what: "ICC_IAR1_EL1",
+                        got: got.into(),
+                        expected: intid.into(),
+                    })
+                };
+            }
+        }
+    }
+    Err(Failure::Timeout("an SGI (too many wake-ups without it)"))
+}
+
+/// (5) Virtual IPI, a ping-pong: vCPU 0 sends SGI 2 to vCPU 1 and waits in
+/// WFI; vCPU 1, waiting in WFI, acknowledges it, ends it, counts it in
+/// shared memory and answers with SGI 3, which wakes vCPU 0. One operation
+/// is one round trip: two IPIs, each waking a halted vCPU.
+///
+/// Both sides wait in WFI rather than spinning: under QEMU's
+/// single-threaded `-icount` emulation a spinning CPU keeps the others
+/// from running until its time slice ends, so a spinning waiter would
+/// measure QEMU's slices rather than the hypervisor. vCPU 1 is started for
+/// this benchmark and turned off after it.
 fn virtual_ipi(cx: &Context) -> Result<Outcome, Failure> {
     let peer = cx.peer_mpidr.ok_or(Failure::OneVcpu)?;
     IPI_READY.store(false, Ordering::Relaxed);
@@ -447,6 +484,7 @@ fn virtual_ipi(cx: &Context) -> Result<Outcome, Failure> {
     IPI_STOP.store(false, Ordering::Relaxed);
     IPI_STOPPED.store(false, Ordering::Relaxed);
     IPI_SETUP_FAILED.store(false, Ordering::Relaxed);
+    IPI_REPLY_TO.store(cx.self_mpidr, Ordering::Release);
     let status = firmware::cpu_on(peer, 1);
     if status != Status::SUCCESS {
         return Err(Failure::Answer {
@@ -465,9 +503,17 @@ fn virtual_ipi(cx: &Context) -> Result<Outcome, Failure> {
     let result = cx.timed(|| {
         sent += 1;
         gic::send_sgi(sgi);
-        wait_for("vCPU 1's reply", || {
-            IPI_REPLIES.load(Ordering::Acquire) == sent
-        })
+        wait_for_sgi(REPLY_SGI)?;
+        let replies = IPI_REPLIES.load(Ordering::Acquire);
+        if replies == sent {
+            Ok(())
+        } else {
+            Err(Failure::Read {
+                what: "vCPU 1's reply count",
+                got: replies,
+                expected: sent,
+            })
+        }
     });
     // vCPU 1 leaves at the next IPI, whatever happened.
     IPI_STOP.store(true, Ordering::Release);
@@ -486,6 +532,7 @@ pub fn ipi_responder() -> ! {
         IPI_SETUP_FAILED.store(true, Ordering::Release);
         smp::park()
     }
+    let reply = gic::sgi_value(IPI_REPLY_TO.load(Ordering::Acquire), REPLY_SGI);
     IPI_READY.store(true, Ordering::Release);
     loop {
         aarch64_cpu::asm::wfi();
@@ -505,6 +552,7 @@ pub fn ipi_responder() -> ! {
                 smp::park()
             }
             IPI_REPLIES.fetch_add(1, Ordering::Release);
+            gic::send_sgi(reply);
         }
     }
 }

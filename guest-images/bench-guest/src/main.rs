@@ -42,7 +42,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
     if let Err(e) = gic::enable_distributor().and_then(|()| {
         gic::enable_cpu(
             self_mpidr,
-            (1 << bench::SELF_SGI) | (1 << bench::VTIMER_PPI),
+            (1 << bench::SELF_SGI) | (1 << bench::REPLY_SGI) | (1 << bench::VTIMER_PPI),
         )
     }) {
         fail(format_args!("GIC: {e}"));
