@@ -1,0 +1,888 @@
+//! The SMMUv3 in front of the host's PCIe bus: what lets a device's DMA
+//! reach memory, and through which translation.
+//!
+//! The formats and rules (stream table entries and their update order,
+//! commands, event records, queue indexes) are the host-tested `smmuv3`
+//! crate; this module owns the hardware and the memory the SMMU reads:
+//!
+//! - a linear stream table (spec 3.3.1) covering bus 0 of the host bridge
+//!   (256 StreamIDs; on QEMU `virt` a PCI function's StreamID is its
+//!   routing ID), more if the host disk sits higher;
+//! - a command queue and an event queue, polled: no interrupts, no MSIs;
+//!   CMD_SYNC completes when SMMU_CMDQ_CONS moves past it.
+//!
+//! Every StreamID starts **aborted**, except the hypervisor's own host
+//! disk, which is let through untranslated (bypass). An unassigned device
+//! must not DMA anywhere: the hypervisor's memory and every VM's are all
+//! one physical address space to a bus master, so anything but abort would
+//! let it read or overwrite them. The disk is the hypervisor's own device,
+//! and `virtio-drivers` hands it physical addresses of the identity-mapped
+//! heap, hence bypass. Outside the stream table (StreamIDs beyond it),
+//! transactions are terminated too (C_BAD_STREAMID, recorded), and while
+//! the SMMU is off SMMU_GBPA aborts everything.
+//!
+//! A VM's passthrough device gets a stage-2-only entry with the VM's VMID
+//! and its stage-2 tables, from the same VTCR_EL2 value the CPU uses
+//! ([`Smmu::attach_stage2`]): the device sees exactly the guest's IPA
+//! space. VMIDs written here must be pinned in the allocator for as long
+//! as the entry lives, so that a rollover never hands them to another VM
+//! ([`Smmu::change_vmid`] exists for the day one is not).
+//!
+//! Every poll (CR0ACK, GBPA, command completion) gives up after
+//! [`POLL_TIMEOUT_MS`] with [`SmmuError::Timeout`]. If initialisation fails
+//! half-way, the SMMU is left off with SMMU_GBPA aborting: DMA through it
+//! fails closed.
+//!
+//! QEMU notes: QEMU 10's `virt` SMMU implements both stages whatever
+//! `-global arm-smmuv3.stage=` says (the board sets it to `nested`), so
+//! stage 2 needs no option. A virtio PCI device without
+//! `iommu_platform=on` does its DMA around the SMMU (QEMU gives it the
+//! plain memory address space), so on QEMU the host disk (virtio-blk-pci,
+//! whose driver cannot negotiate VIRTIO_F_ACCESS_PLATFORM) works whatever
+//! its entry says; a virtio device passed through to a VM needs
+//! `iommu_platform=on` to be translated. Other PCI devices (e1000e, edu,
+//! ...) always go through it.
+
+#![allow(
+    dead_code,
+    reason = "the passthrough calls (attach, detach, invalidate, drain) come with the VM side"
+)]
+
+use crate::timer;
+use addr::{IntermediatePhysAddr, PhysAddr, PhysRange};
+use alloc::alloc::{alloc_zeroed, Layout};
+use core::arch::asm;
+use core::fmt;
+use core::ptr::NonNull;
+use id_alloc::Vmid;
+use log::{info, warn};
+use platform::Platform;
+use smmuv3::regs::{
+    SmmuRegisters, CMDQ_CONS, CMDQ_PROD, CR0, CR1, CR2, EVENTQ_CONS, EVENTQ_PROD, GBPA, GERROR,
+    QUEUE_BASE, SMMU_REGISTERS_SIZE, STRTAB_BASE, STRTAB_BASE_CFG,
+};
+use smmuv3::{
+    ste_update_sequence, Command, CommandError, Event, Features, FeaturesError, QueueError, Ring,
+    Stage2Entry, Ste, SteError, SteKind, StepWrite, StreamId, STE_WORDS,
+};
+use spin::{Mutex, Once};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// How long any poll of the SMMU may take. QEMU answers at once; hardware
+/// in microseconds.
+pub const POLL_TIMEOUT_MS: u64 = 100;
+
+/// StreamIDs the stream table covers at least: bus 0 (256 functions).
+const MIN_STREAM_TABLE_LOG2: u8 = 8;
+/// The largest stream table made: 65536 entries, 4 MiB.
+const MAX_STREAM_TABLE_LOG2: u8 = 16;
+/// Command queue: 256 entries of 16 bytes, 4 KiB.
+const CMDQ_LOG2: u8 = 8;
+/// Event queue: 128 entries of 32 bytes, 4 KiB.
+const EVENTQ_LOG2: u8 = 7;
+
+/// Bytes in a stream table entry, a command and an event record.
+const STE_BYTES: usize = 64;
+const COMMAND_BYTES: usize = 16;
+const EVENT_BYTES: usize = 32;
+
+/// SMMU_GERROR.SFM_ERR: the SMMU entered service failure mode and stopped
+/// (spec 12.3); nothing it is asked will complete. The other global errors
+/// are handled where they arise: CMDQ_ERR by [`Smmu::poll_commands`],
+/// EVENTQ_ABT_ERR by [`Smmu::drain_events`]; the MSI ones cannot happen,
+/// no MSI being configured.
+const SERVICE_FAILURE: u32 = 1 << 8;
+
+/// Why the SMMU could not be set up or could not do what was asked.
+#[derive(Debug)]
+pub enum SmmuError {
+    /// [`init`] ran before.
+    AlreadyInitialised,
+    /// The device tree's register window is smaller than pages 0 and 1.
+    RegistersTooSmall(PhysRange),
+    /// The ID registers are unusable.
+    Features(FeaturesError),
+    /// The SMMU's table and queue accesses do not snoop the CPUs' caches
+    /// (SMMU_IDR0.COHACC = 0); this driver does no cache maintenance.
+    NotCoherent,
+    /// The stream table or queue bases are fixed by the hardware
+    /// (SMMU_IDR1.TABLES_PRESET or QUEUES_PRESET).
+    Preset,
+    /// The SMMU's queues are smaller than this driver's.
+    QueueTooSmall {
+        /// Which queue.
+        queue: &'static str,
+        /// log2 of the largest it takes.
+        max_log2: u8,
+    },
+    /// The host disk's StreamID is beyond what the SMMU or this driver's
+    /// stream table handles.
+    HostDiskStreamTooLarge(StreamId),
+    /// No memory for the stream table or a queue.
+    OutOfMemory,
+    /// A poll gave up.
+    Timeout(&'static str),
+    /// The SMMU reported a queue index that cannot be.
+    Queue(QueueError),
+    /// The SMMU refused a command.
+    Command {
+        /// The command, if it is one this driver issues.
+        command: Option<Command>,
+        /// Its opcode.
+        opcode: u8,
+        /// Why.
+        error: CommandError,
+    },
+    /// The SMMU stopped: service failure mode (the SMMU_GERROR bits).
+    GlobalError(u32),
+    /// The StreamID is beyond the stream table.
+    StreamOutOfRange(StreamId),
+    /// The StreamID is the host disk's, which stays in bypass.
+    HostDiskStream(StreamId),
+    /// The stream is already attached to a VM.
+    AlreadyAttached {
+        /// The stream.
+        stream: StreamId,
+        /// The VMID its entry holds.
+        vmid: Vmid,
+    },
+    /// The stream is not attached to a VM.
+    NotAttached(StreamId),
+    /// The stream's entry is neither abort nor stage 2 (not written by this
+    /// driver).
+    UnexpectedEntry(StreamId, SteKind),
+    /// The stage-2 configuration does not fit the SMMU.
+    Ste(SteError),
+}
+
+impl fmt::Display for SmmuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyInitialised => write!(f, "smmu: already initialised"),
+            Self::RegistersTooSmall(regs) => write!(
+                f,
+                "smmu: register window {regs} is smaller than {SMMU_REGISTERS_SIZE:#x} bytes"
+            ),
+            Self::Features(e) => write!(f, "smmu: {e}"),
+            Self::NotCoherent => write!(
+                f,
+                "smmu: not coherent (SMMU_IDR0.COHACC = 0), and this driver does no cache maintenance"
+            ),
+            Self::Preset => write!(f, "smmu: table or queue bases are preset by the hardware"),
+            Self::QueueTooSmall { queue, max_log2 } => {
+                write!(f, "smmu: the {queue} queue takes at most 2^{max_log2} entries")
+            }
+            Self::HostDiskStreamTooLarge(stream) => write!(
+                f,
+                "smmu: the host disk's StreamID {stream} is beyond the stream table"
+            ),
+            Self::OutOfMemory => write!(f, "smmu: no memory for the stream table or queues"),
+            Self::Timeout(what) => write!(f, "smmu: timed out waiting for {what}"),
+            Self::Queue(e) => write!(f, "smmu: {e}"),
+            Self::Command {
+                command: Some(command),
+                error,
+                ..
+            } => write!(f, "smmu: {command}: {error}"),
+            Self::Command {
+                command: None,
+                opcode,
+                error,
+            } => write!(f, "smmu: {} ({opcode:#04x}): {error}", Command::name(*opcode)),
+            Self::GlobalError(bits) => {
+                write!(f, "smmu: service failure mode (SMMU_GERROR bits {bits:#x})")
+            }
+            Self::StreamOutOfRange(stream) => {
+                write!(f, "smmu: StreamID {stream} is beyond the stream table")
+            }
+            Self::HostDiskStream(stream) => write!(
+                f,
+                "smmu: StreamID {stream} is the host disk's, which stays in bypass"
+            ),
+            Self::AlreadyAttached { stream, vmid } => {
+                write!(f, "smmu: stream {stream} is already attached to VMID {vmid}")
+            }
+            Self::NotAttached(stream) => write!(f, "smmu: stream {stream} is not attached"),
+            Self::UnexpectedEntry(stream, kind) => {
+                write!(f, "smmu: stream {stream} has an unexpected entry ({kind})")
+            }
+            Self::Ste(e) => write!(f, "smmu: {e}"),
+        }
+    }
+}
+
+/// What [`Smmu::drain_events`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Records decoded and handed to the callback.
+    pub events: u32,
+    /// The SMMU dropped records since the last drain: the queue overflowed
+    /// (SMMU_EVENTQ_PROD.OVFLG toggled), or a record could not be written
+    /// (SMMU_GERROR.EVENTQ_ABT_ERR, which is what QEMU raises for a full
+    /// queue).
+    pub lost: bool,
+}
+
+/// One SMMUv3 and the memory it reads.
+pub struct Smmu {
+    regs: &'static SmmuRegisters,
+    base: PhysAddr,
+    features: Features,
+    /// The stream table: `1 << table_log2` entries of eight words.
+    table: NonNull<[u64; STE_WORDS]>,
+    table_log2: u8,
+    commands: NonNull<[u64; 2]>,
+    command_ring: Ring,
+    events: NonNull<[u64; 4]>,
+    event_ring: Ring,
+    /// The last SMMU_EVENTQ_PROD.OVFLG acknowledged.
+    overflow_ack: bool,
+    host_disk: Option<StreamId>,
+}
+
+// SAFETY: The table and queues are heap memory owned by this `Smmu` alone
+// (and read by the SMMU); the registers are only touched through it. It
+// lives in a mutex, so one CPU at a time uses it.
+unsafe impl Send for Smmu {}
+
+impl fmt::Debug for Smmu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smmu")
+            .field("base", &self.base)
+            .field("table_entries", &self.table_entries())
+            .field("host_disk", &self.host_disk)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Zeroed heap memory of `bytes` (a power of two), aligned to its size as
+/// the stream table and queue bases need (spec 6.3.23 to 6.3.25). Never
+/// freed: the SMMU reads it for the rest of the hypervisor's life.
+fn allocate<T>(bytes: usize) -> Result<NonNull<T>, SmmuError> {
+    let layout = Layout::from_size_align(bytes, bytes).map_err(|_| SmmuError::OutOfMemory)?;
+    // SAFETY: `bytes` is non-zero (every caller asks for at least 4 KiB).
+    let memory = unsafe { alloc_zeroed(layout) };
+    NonNull::new(memory.cast::<T>()).ok_or(SmmuError::OutOfMemory)
+}
+
+/// Orders every earlier memory access before every later one, for all
+/// observers, the SMMU included.
+fn dsb() {
+    // SAFETY: A barrier has no memory-safety effects.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Bits needed to index `value`.
+fn bits_for(value: u32) -> u8 {
+    // At most 32: the cast is lossless.
+    (u32::BITS - value.leading_zeros()) as u8
+}
+
+impl Smmu {
+    /// Checks the SMMU at `regs`, takes it over and turns it on: every
+    /// stream aborted but `host_disk`'s, in bypass.
+    ///
+    /// # Safety
+    ///
+    /// `regs` must be an SMMUv3's register window, mapped as device memory
+    /// for the rest of the hypervisor's life and touched by nothing else.
+    /// No device may be doing DMA it needs while this runs (every
+    /// transaction is aborted meanwhile).
+    unsafe fn new(regs: PhysRange, host_disk: Option<StreamId>) -> Result<Smmu, SmmuError> {
+        if regs.size() < SMMU_REGISTERS_SIZE {
+            return Err(SmmuError::RegistersTooSmall(regs));
+        }
+        // SAFETY: The caller guarantees the window is this SMMU's registers,
+        // mapped and ours; it is at least the size of the block.
+        let block: &'static SmmuRegisters = unsafe { &*(regs.start().get() as *const _) };
+        let p0 = &block.page0;
+        let features =
+            Features::from_id_registers(p0.idr0.get(), p0.idr1.get(), p0.idr3.get(), p0.idr5.get())
+                .map_err(SmmuError::Features)?;
+        if !features.coherent {
+            return Err(SmmuError::NotCoherent);
+        }
+        if features.tables_preset || features.queues_preset {
+            return Err(SmmuError::Preset);
+        }
+        for (queue, max_log2, ours) in [
+            ("command", features.cmdq_max_log2, CMDQ_LOG2),
+            ("event", features.eventq_max_log2, EVENTQ_LOG2),
+        ] {
+            if max_log2 < ours {
+                return Err(SmmuError::QueueTooSmall { queue, max_log2 });
+            }
+        }
+        let needed = host_disk.map_or(0, |s| bits_for(s.get()));
+        let table_log2 = MIN_STREAM_TABLE_LOG2
+            .max(needed)
+            .min(features.stream_id_bits);
+        if needed > table_log2 || table_log2 > MAX_STREAM_TABLE_LOG2 {
+            return Err(SmmuError::HostDiskStreamTooLarge(
+                host_disk.unwrap_or(StreamId(0)),
+            ));
+        }
+        let table = allocate::<[u64; STE_WORDS]>(STE_BYTES << table_log2)?;
+        let commands = allocate::<[u64; 2]>(COMMAND_BYTES << CMDQ_LOG2)?;
+        let events = allocate::<[u64; 4]>(EVENT_BYTES << EVENTQ_LOG2)?;
+        let mut smmu = Smmu {
+            regs: block,
+            base: regs.start(),
+            features,
+            table,
+            table_log2,
+            commands,
+            command_ring: Ring::new(CMDQ_LOG2).map_err(SmmuError::Queue)?,
+            events,
+            event_ring: Ring::new(EVENTQ_LOG2).map_err(SmmuError::Queue)?,
+            overflow_ack: false,
+            host_disk,
+        };
+        smmu.fill_table();
+        smmu.reset()?;
+        Ok(smmu)
+    }
+
+    /// Writes the initial entries: abort everywhere, bypass for the host
+    /// disk. The SMMU is off, so no update plan is needed.
+    fn fill_table(&mut self) {
+        for index in 0..self.table_entries() {
+            let ste = if self.host_disk == Some(StreamId(index)) {
+                Ste::bypass()
+            } else {
+                Ste::abort()
+            };
+            // SAFETY: `index` is inside the table.
+            unsafe { self.ste_pointer(index).write_volatile(ste.words()) };
+        }
+    }
+
+    /// The programming sequence of spec 6.3 (and Linux's, which follows
+    /// it): global bypass set to abort, everything off, tables and queues
+    /// installed, command queue on, every cached configuration and TLB
+    /// entry invalidated, event queue on, translation on.
+    fn reset(&mut self) -> Result<(), SmmuError> {
+        let p0 = &self.regs.page0;
+        // Abort first, so that an SMMU an earlier owner left on goes from
+        // its tables straight to aborting, never to its old global bypass.
+        self.set_gbpa_abort()?;
+        if p0.cr0.get() != 0 {
+            p0.cr0.set(0);
+            self.wait_cr0ack(0)?;
+        }
+        // Acknowledge whatever an earlier owner left behind.
+        p0.gerrorn.set(p0.gerror.get());
+        p0.irq_ctrl.set(0);
+        if !timer::wait_until(POLL_TIMEOUT_MS, || p0.irq_ctrlack.get() == 0) {
+            return Err(SmmuError::Timeout("SMMU_IRQ_CTRLACK"));
+        }
+        // The SMMU's own accesses: write-back, inner shareable, like the
+        // hypervisor's mapping of the same heap memory.
+        p0.cr1.write(
+            CR1::QUEUE_IC::WriteBack
+                + CR1::QUEUE_OC::WriteBack
+                + CR1::QUEUE_SH::Inner
+                + CR1::TABLE_IC::WriteBack
+                + CR1::TABLE_OC::WriteBack
+                + CR1::TABLE_SH::Inner,
+        );
+        // Record StreamIDs beyond the table; take TLB maintenance from
+        // commands only (every change of a device's translation goes
+        // through `invalidate_*`), not from the CPUs' broadcasts.
+        p0.cr2.write(CR2::RECINVSID::SET + CR2::PTM::SET);
+        let table_pa = self.table.as_ptr() as u64;
+        p0.strtab_base
+            .write(STRTAB_BASE::ADDR.val(table_pa >> 6) + STRTAB_BASE::RA::SET);
+        p0.strtab_base_cfg.write(
+            STRTAB_BASE_CFG::FMT::Linear + STRTAB_BASE_CFG::LOG2SIZE.val(self.table_log2.into()),
+        );
+        p0.cmdq_base.write(
+            QUEUE_BASE::ADDR.val(self.commands.as_ptr() as u64 >> 5)
+                + QUEUE_BASE::LOG2SIZE.val(CMDQ_LOG2.into())
+                + QUEUE_BASE::ALLOCATE::SET,
+        );
+        p0.cmdq_prod.set(0);
+        p0.cmdq_cons.set(0);
+        p0.eventq_base.write(
+            QUEUE_BASE::ADDR.val(self.events.as_ptr() as u64 >> 5)
+                + QUEUE_BASE::LOG2SIZE.val(EVENTQ_LOG2.into())
+                + QUEUE_BASE::ALLOCATE::SET,
+        );
+        self.regs.page1.eventq_prod.set(0);
+        self.regs.page1.eventq_cons.set(0);
+        // The table and queues must be in memory before the SMMU looks.
+        dsb();
+        self.enable(CR0::CMDQEN::SET.value)?;
+        self.submit(&[Command::CfgiAll, Command::TlbiNsnhAll])?;
+        self.sync()?;
+        self.enable(CR0::CMDQEN::SET.value | CR0::EVENTQEN::SET.value)?;
+        self.enable(CR0::CMDQEN::SET.value | CR0::EVENTQEN::SET.value | CR0::SMMUEN::SET.value)?;
+        self.check_global_errors()
+    }
+
+    /// SMMU_GBPA.ABORT with UPDATE, then waits for UPDATE to clear.
+    fn set_gbpa_abort(&self) -> Result<(), SmmuError> {
+        let gbpa = &self.regs.page0.gbpa;
+        let update = GBPA::UPDATE::SET.value;
+        if !timer::wait_until(POLL_TIMEOUT_MS, || gbpa.get() & update == 0) {
+            return Err(SmmuError::Timeout("SMMU_GBPA.UPDATE"));
+        }
+        gbpa.set(gbpa.get() | GBPA::ABORT::SET.value | update);
+        if !timer::wait_until(POLL_TIMEOUT_MS, || gbpa.get() & update == 0) {
+            return Err(SmmuError::Timeout("SMMU_GBPA.UPDATE"));
+        }
+        Ok(())
+    }
+
+    fn enable(&self, cr0: u32) -> Result<(), SmmuError> {
+        self.regs.page0.cr0.set(cr0);
+        self.wait_cr0ack(cr0)
+    }
+
+    fn wait_cr0ack(&self, value: u32) -> Result<(), SmmuError> {
+        let ack = &self.regs.page0.cr0ack;
+        if timer::wait_until(POLL_TIMEOUT_MS, || ack.get() == value) {
+            Ok(())
+        } else {
+            Err(SmmuError::Timeout("SMMU_CR0ACK"))
+        }
+    }
+
+    /// Active SMMU_GERROR bits: those that differ from SMMU_GERRORN.
+    fn active_global_errors(&self) -> u32 {
+        let p0 = &self.regs.page0;
+        p0.gerror.get() ^ p0.gerrorn.get()
+    }
+
+    /// Acknowledges the active global errors among `bits`.
+    fn acknowledge_global_errors(&self, bits: u32) {
+        let p0 = &self.regs.page0;
+        p0.gerrorn
+            .set(p0.gerrorn.get() ^ (self.active_global_errors() & bits));
+    }
+
+    /// [`SmmuError::GlobalError`] if the SMMU is in service failure mode.
+    fn check_global_errors(&self) -> Result<(), SmmuError> {
+        let failed = self.active_global_errors() & SERVICE_FAILURE;
+        if failed == 0 {
+            Ok(())
+        } else {
+            Err(SmmuError::GlobalError(failed))
+        }
+    }
+
+    /// What the SMMU implements.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// Where its registers are.
+    pub fn base(&self) -> PhysAddr {
+        self.base
+    }
+
+    /// StreamIDs the stream table covers (0 to this, exclusive).
+    pub fn table_entries(&self) -> u32 {
+        1 << self.table_log2
+    }
+
+    /// The host disk's stream, in bypass.
+    pub fn host_disk(&self) -> Option<StreamId> {
+        self.host_disk
+    }
+
+    fn ste_pointer(&self, index: u32) -> *mut [u64; STE_WORDS] {
+        // The callers check `index` against the table (the `add` stays
+        // inside the allocation).
+        self.table.as_ptr().wrapping_add(index as usize)
+    }
+
+    /// The entry for `stream` as the table holds it, or `None` beyond it.
+    pub fn entry(&self, stream: StreamId) -> Option<Ste> {
+        if stream.get() >= self.table_entries() {
+            return None;
+        }
+        // SAFETY: Inside the table, which is ours and initialised.
+        Some(Ste::from_words(unsafe {
+            self.ste_pointer(stream.get()).read_volatile()
+        }))
+    }
+
+    /// Every stream attached to a VM, with its VMID, as the table holds
+    /// them: for self-checks against the VMs' pinned VMIDs.
+    pub fn live_entries(&self) -> impl Iterator<Item = (StreamId, Vmid)> + '_ {
+        (0..self.table_entries()).filter_map(|index| {
+            let stream = StreamId(index);
+            match self.entry(stream)?.kind() {
+                SteKind::Stage2 { vmid, .. } => Some((stream, vmid)),
+                _ => None,
+            }
+        })
+    }
+
+    /// A stream a VM may be given: inside the table and not the host disk.
+    fn assignable(&self, stream: StreamId) -> Result<Ste, SmmuError> {
+        if self.host_disk == Some(stream) {
+            return Err(SmmuError::HostDiskStream(stream));
+        }
+        self.entry(stream)
+            .ok_or(SmmuError::StreamOutOfRange(stream))
+    }
+
+    /// Points `stream` at a VM's stage-2 tables: its DMA addresses become
+    /// IPAs of the VM with VMID `vmid`, whose stage-2 root table is at
+    /// `root` (VTTBR_EL2.BADDR) under `vtcr` (the VTCR_EL2 value the CPU
+    /// uses for it). The VMID must stay pinned until [`Smmu::detach`].
+    /// Stale SMMU TLB entries of the VMID are invalidated first.
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::HostDiskStream`], [`SmmuError::StreamOutOfRange`],
+    /// [`SmmuError::AlreadyAttached`], [`SmmuError::UnexpectedEntry`],
+    /// [`SmmuError::Ste`] (the configuration does not fit the SMMU), and
+    /// the command errors ([`SmmuError::Timeout`], [`SmmuError::Command`],
+    /// [`SmmuError::Queue`], [`SmmuError::GlobalError`]), after which the
+    /// entry is the old one, the new one or abort.
+    pub fn attach_stage2(
+        &mut self,
+        stream: StreamId,
+        vmid: Vmid,
+        root: PhysAddr,
+        vtcr: u64,
+    ) -> Result<(), SmmuError> {
+        let old = self.assignable(stream)?;
+        let entry = Stage2Entry::new(vmid, root, vtcr, &self.features).map_err(SmmuError::Ste)?;
+        match old.kind() {
+            SteKind::Abort | SteKind::Invalid => {}
+            SteKind::Stage2 { vmid, .. } => {
+                return Err(SmmuError::AlreadyAttached { stream, vmid })
+            }
+            other => return Err(SmmuError::UnexpectedEntry(stream, other)),
+        }
+        self.invalidate_vmid(vmid)?;
+        self.apply(stream, &Ste::stage2(&entry))
+    }
+
+    /// Aborts `stream` again and drops its VM's translations from the
+    /// SMMU's TLBs (abort entry, CFGI_STE, SYNC, TLBI_S12_VMALL, SYNC).
+    /// Returns the VMID it had; afterwards the VMID may be unpinned.
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::HostDiskStream`], [`SmmuError::StreamOutOfRange`],
+    /// [`SmmuError::NotAttached`], and the command errors.
+    pub fn detach(&mut self, stream: StreamId) -> Result<Vmid, SmmuError> {
+        let SteKind::Stage2 { vmid, .. } = self.assignable(stream)?.kind() else {
+            return Err(SmmuError::NotAttached(stream));
+        };
+        self.apply(stream, &Ste::abort())?;
+        self.invalidate_vmid(vmid)?;
+        Ok(vmid)
+    }
+
+    /// Retags an attached stream with `new` (for a VMID rollover fix-up;
+    /// with pinned VMIDs it should never be needed). The change is one
+    /// word, made without breaking the entry; then the old VMID's TLB
+    /// entries are dropped. Returns the old VMID.
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::HostDiskStream`], [`SmmuError::StreamOutOfRange`],
+    /// [`SmmuError::NotAttached`], [`SmmuError::Ste`] (the VMID is too
+    /// wide), and the command errors.
+    pub fn change_vmid(&mut self, stream: StreamId, new: Vmid) -> Result<Vmid, SmmuError> {
+        let old_entry = self.assignable(stream)?;
+        let SteKind::Stage2 { vmid: old, .. } = old_entry.kind() else {
+            return Err(SmmuError::NotAttached(stream));
+        };
+        let max = self.features.max_vmid();
+        if new.get() > max {
+            return Err(SmmuError::Ste(SteError::VmidTooWide { vmid: new, max }));
+        }
+        if new != old {
+            self.invalidate_vmid(new)?;
+            self.apply(stream, &old_entry.with_vmid(new))?;
+            self.invalidate_vmid(old)?;
+        }
+        Ok(old)
+    }
+
+    /// Drops every SMMU TLB entry of `vmid` (TLBI_S12_VMALL, SYNC): after
+    /// changing a VM's stage-2 tables in ways that need more than one
+    /// page's invalidation.
+    ///
+    /// # Errors
+    ///
+    /// The command errors ([`SmmuError::Command`] with
+    /// [`CommandError::Illegal`] if the SMMU has no stage 2).
+    pub fn invalidate_vmid(&mut self, vmid: Vmid) -> Result<(), SmmuError> {
+        self.submit(&[Command::TlbiS12Vmall { vmid }])?;
+        self.sync()
+    }
+
+    /// Drops the SMMU's TLB and walk-cache entries for one IPA page of
+    /// `vmid` (TLBI_S2_IPA, not leaf-only; SYNC): after unmapping or
+    /// remapping that page in the VM's stage-2 tables.
+    ///
+    /// # Errors
+    ///
+    /// The command errors.
+    pub fn invalidate_ipa(
+        &mut self,
+        vmid: Vmid,
+        ipa: IntermediatePhysAddr,
+    ) -> Result<(), SmmuError> {
+        self.submit(&[Command::TlbiS2Ipa {
+            vmid,
+            ipa,
+            leaf: false,
+        }])?;
+        self.sync()
+    }
+
+    /// Decodes every event record the SMMU has written since the last call,
+    /// hands each to `handle`, and frees their slots. Bounded by the
+    /// queue's size. Call it often enough (it is cheap when the queue is
+    /// empty): records beyond the queue's 128 are lost, which
+    /// [`Drained::lost`] reports.
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::Queue`] if SMMU_EVENTQ_PROD is impossible (nothing is
+    /// read).
+    pub fn drain_events(&mut self, mut handle: impl FnMut(Event)) -> Result<Drained, SmmuError> {
+        let page1 = &self.regs.page1;
+        let prod = page1.eventq_prod.extract();
+        self.event_ring
+            .update_prod(prod.read(EVENTQ_PROD::WR))
+            .map_err(SmmuError::Queue)?;
+        let overflowed = prod.is_set(EVENTQ_PROD::OVFLG) != self.overflow_ack;
+        let aborted = self.active_global_errors() & GERROR::EVENTQ_ABT_ERR::SET.value != 0;
+        // Read the records only after reading PROD.
+        dsb();
+        let mut drained = Drained {
+            events: 0,
+            lost: overflowed || aborted,
+        };
+        while let Some(slot) = self.event_ring.pop() {
+            // SAFETY: `slot` is inside the event queue, which is ours; the
+            // SMMU wrote this record before moving PROD past it.
+            let words = unsafe { self.events.as_ptr().add(slot as usize).read_volatile() };
+            handle(Event::decode(&words));
+            drained.events += 1;
+        }
+        if overflowed {
+            self.overflow_ack = !self.overflow_ack;
+        }
+        // The reads are done before the SMMU may reuse the slots.
+        dsb();
+        page1.eventq_cons.write(
+            EVENTQ_CONS::RD.val(self.event_ring.cons())
+                + EVENTQ_CONS::OVACKFLG.val(self.overflow_ack.into()),
+        );
+        if aborted {
+            // With room in the queue again, let the SMMU record anew.
+            self.acknowledge_global_errors(GERROR::EVENTQ_ABT_ERR::SET.value);
+        }
+        Ok(drained)
+    }
+
+    /// Carries out the update plan from the stream's current entry to
+    /// `new` (`smmuv3::ste_update_sequence`): word writes, and after each
+    /// group CFGI_STE + SYNC.
+    fn apply(&mut self, stream: StreamId, new: &Ste) -> Result<(), SmmuError> {
+        let old = self
+            .entry(stream)
+            .ok_or(SmmuError::StreamOutOfRange(stream))?;
+        let entry = self.ste_pointer(stream.get()).cast::<u64>();
+        for step in ste_update_sequence(&old, new) {
+            match step {
+                StepWrite::Write { word, value } => {
+                    // SAFETY: The stream is inside the table (checked by
+                    // `entry`) and `word` < 8; an aligned 64-bit store is
+                    // single-copy atomic, as the plan needs.
+                    unsafe { entry.add(word).write_volatile(value) };
+                }
+                StepWrite::Sync => {
+                    self.submit(&[Command::CfgiSte { stream, leaf: true }])?;
+                    self.sync()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `commands` to the command queue and tells the SMMU, waiting
+    /// for room if the queue is full.
+    fn submit(&mut self, commands: &[Command]) -> Result<(), SmmuError> {
+        for command in commands {
+            let slot = match self.command_ring.push() {
+                Some(slot) => slot,
+                None => {
+                    self.publish();
+                    self.wait_commands(|ring| !ring.is_full(), "command queue space")?;
+                    self.command_ring
+                        .push()
+                        .ok_or(SmmuError::Timeout("command queue space"))?
+                }
+            };
+            // SAFETY: `slot` is inside the command queue, which is ours;
+            // the SMMU reads it only once PROD moves past it.
+            unsafe {
+                self.commands
+                    .as_ptr()
+                    .add(slot as usize)
+                    .write_volatile(command.encode())
+            };
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Moves SMMU_CMDQ_PROD to the ring's PROD, once everything written
+    /// before (commands, table entries) is visible to the SMMU.
+    fn publish(&self) {
+        dsb();
+        self.regs
+            .page0
+            .cmdq_prod
+            .write(CMDQ_PROD::WR.val(self.command_ring.prod()));
+    }
+
+    /// Issues a CMD_SYNC and waits until the SMMU has consumed it, so that
+    /// every command before it has completed.
+    fn sync(&mut self) -> Result<(), SmmuError> {
+        let position = self.command_ring.prod();
+        self.submit(&[Command::Sync])?;
+        self.wait_commands(|ring| ring.consumed(position), "CMD_SYNC")
+    }
+
+    /// Polls SMMU_CMDQ_CONS until `done`, handling command errors on the
+    /// way; returns the first command error once `done`.
+    fn wait_commands(
+        &mut self,
+        done: impl Fn(&Ring) -> bool,
+        what: &'static str,
+    ) -> Result<(), SmmuError> {
+        let mut failure: Option<SmmuError> = None;
+        let mut command_error: Option<SmmuError> = None;
+        let finished = timer::wait_until(POLL_TIMEOUT_MS, || match self.poll_commands() {
+            Ok(error) => {
+                if command_error.is_none() {
+                    command_error = error;
+                }
+                done(&self.command_ring)
+            }
+            Err(e) => {
+                failure = Some(e);
+                true
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !finished {
+            return Err(SmmuError::Timeout(what));
+        }
+        command_error.map_or(Ok(()), Err)
+    }
+
+    /// Reads SMMU_CMDQ_CONS into the ring. If the SMMU stopped at a bad
+    /// command (SMMU_GERROR.CMDQ_ERR), replaces that command with a
+    /// CMD_SYNC, acknowledges the error so the SMMU goes on (spec 7.1), and
+    /// returns what was wrong.
+    fn poll_commands(&mut self) -> Result<Option<SmmuError>, SmmuError> {
+        let p0 = &self.regs.page0;
+        let active = self.active_global_errors();
+        let cons = p0.cmdq_cons.extract();
+        self.command_ring
+            .update_cons(cons.read(CMDQ_CONS::RD))
+            .map_err(SmmuError::Queue)?;
+        self.check_global_errors()?;
+        if active & GERROR::CMDQ_ERR::SET.value == 0 {
+            return Ok(None);
+        }
+        // Seven bits: the cast is lossless.
+        let error = CommandError::from_code(cons.read(CMDQ_CONS::ERR) as u8)
+            .unwrap_or(CommandError::Other(0));
+        let slot = self.command_ring.slot(self.command_ring.cons());
+        // SAFETY: `slot` is inside the command queue, which is ours; the
+        // SMMU is stopped at it until the acknowledgement below.
+        let bad = unsafe {
+            let pointer = self.commands.as_ptr().add(slot as usize);
+            let bad = pointer.read_volatile();
+            pointer.write_volatile(Command::Sync.encode());
+            bad
+        };
+        dsb();
+        self.acknowledge_global_errors(GERROR::CMDQ_ERR::SET.value);
+        // Eight bits: the cast is lossless.
+        let opcode = (bad[0] & 0xff) as u8;
+        Ok(Some(SmmuError::Command {
+            command: Command::decode(bad),
+            opcode,
+            error,
+        }))
+    }
+}
+
+/// The SMMU, once [`init`] has set it up.
+static SMMU: Once<Mutex<Smmu>> = Once::new();
+
+/// Sets up the device tree's SMMUv3, if it has one: every StreamID aborted
+/// except `host_disk_stream` (the host disk's routing ID), in bypass.
+/// `Ok(())` without an SMMU too (then nothing is translated or blocked).
+///
+/// Call once, on one CPU, after the final stage-1 map (which covers the
+/// SMMU's registers as device memory) is live and while no device is doing
+/// DMA it needs.
+///
+/// # Errors
+///
+/// Those of the setup ([`SmmuError::RegistersTooSmall`],
+/// [`SmmuError::Features`], [`SmmuError::NotCoherent`],
+/// [`SmmuError::Preset`], [`SmmuError::QueueTooSmall`],
+/// [`SmmuError::HostDiskStreamTooLarge`], [`SmmuError::OutOfMemory`],
+/// [`SmmuError::Timeout`], the command errors), after which DMA through
+/// the SMMU is aborted; [`SmmuError::AlreadyInitialised`].
+pub fn init(platform: &Platform, host_disk_stream: Option<u32>) -> Result<(), SmmuError> {
+    if SMMU.get().is_some() {
+        return Err(SmmuError::AlreadyInitialised);
+    }
+    let Some(desc) = platform.smmu else {
+        info!("smmu: none in the device tree; device DMA is neither translated nor blocked");
+        return Ok(());
+    };
+    let host_disk = host_disk_stream.map(StreamId);
+    // SAFETY: `mmu::build` maps every region of `Platform::mmio_regions`,
+    // the SMMU's included, as device memory for good, and this module is
+    // the only user of the SMMU; the caller keeps devices quiet.
+    let smmu = unsafe { Smmu::new(desc.regs, host_disk) }?;
+    let f = smmu.features();
+    info!(
+        "smmu: SMMUv3 at {}: stage 2 {}, stage 1 {}, {}-bit output, {}-bit VMIDs, {} stream table entries, StreamIDs {} bits",
+        smmu.base(),
+        if f.stage2 { "yes" } else { "NO" },
+        if f.stage1 { "yes" } else { "no" },
+        f.oas.bits(),
+        if f.vmid16 { 16 } else { 8 },
+        smmu.table_entries(),
+        f.stream_id_bits,
+    );
+    match host_disk {
+        Some(stream) => {
+            info!("smmu: host disk stream {stream} in bypass, every other stream aborted")
+        }
+        None => info!("smmu: every stream aborted (no host disk)"),
+    }
+    if !f.stage2 {
+        warn!("smmu: no stage-2 translation (QEMU: -global arm-smmuv3.stage=2); devices cannot be passed through");
+    }
+    SMMU.call_once(|| Mutex::new(smmu));
+    Ok(())
+}
+
+/// Runs `f` on the SMMU, if [`init`] set one up (one user at a time).
+pub fn with<R>(f: impl FnOnce(&mut Smmu) -> R) -> Option<R> {
+    SMMU.get().map(|smmu| f(&mut smmu.lock()))
+}
