@@ -9,7 +9,8 @@
 #                      counter-check, then `guest: check PASS` or
 #                      `guest: check FAIL <why>`
 #   guest.run=shell    an interactive shell on the console (job control on);
-#                      powers off when it exits
+#                      powers off when it exits; with guest.ip, eth0 is
+#                      addressed and up first
 #   guest.busy=<s>     how long check's busy workload runs (default 10)
 #   guest.idle=<s>     how long check idles (sleeps, its vCPUs halted)
 #                      before the busy workload (default 0)
@@ -442,6 +443,10 @@ run_net_watch() {
 # cttyhack opens the real console device (ttyAMA0) as the controlling
 # terminal of a new session, so job control and Ctrl-C work.
 run_shell() {
+    # With guest.ip, the network port is ready to use (ping, nc).
+    if [ -n "$ip" ]; then
+        net_ready
+    fi
     say "shell on the console; exit it (or Ctrl-D) to power off"
     PS1='\h:\w\$ ' setsid cttyhack sh
 }

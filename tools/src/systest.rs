@@ -87,6 +87,27 @@ const ECHO_SCRIPT: &[Step] = &[
     },
 ];
 
+/// The manifest of `virtio_blk_persists_across_vms`.
+const DISK_PERSIST_MANIFEST: &str = "guest-images/manifests/linux-disk-persist.toml";
+
+/// What `virtio_blk_persists_across_vms` may change on its host disk: the
+/// writer's 2 MiB at the start of its region, 16 MiB into the disk.
+const WRITER_BYTES: Range<u64> = (16 << 20)..(18 << 20);
+
+/// The manifest of `virtio_net_ping_and_tcp`.
+const NET_MANIFEST: &str = "guest-images/manifests/linux-net.toml";
+
+/// The console script of `virtio_net_ping_and_tcp`: Enter for the watching
+/// VM once the other two are gone (so it is the only VM left to type to).
+const NET_SCRIPT: &[Step] = &[Step {
+    wait_for: &[
+        r"^\[watch\] guest: net watching eth0 ",
+        r#"^\[cpu\d\] INFO  vm "server": freed "#,
+        r#"^\[cpu\d\] INFO  vm "client": freed "#,
+    ],
+    send: b"\r",
+}];
+
 /// How the device tree for a test is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtb {
@@ -590,6 +611,103 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         disk: None,
         check: None,
     },
+    SystemTest {
+        name: "virtio_blk_persists_across_vms",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some(DISK_PERSIST_MANIFEST),
+        input: &[],
+        expect: &[
+            &[
+                r"^\[writer\] guest: disk sectors=32768$",
+                r"^\[writer\] guest: disk sha256=[0-9a-f]{64} bytes=2097152$",
+                r"^\[writer\] guest: disk write PASS$",
+                r#"^\[cpu\d\] INFO  vm "writer": freed "#,
+                r"^\[bystander\] guest: disk sectors=16384$",
+                r"^\[bystander\] guest: disk ro=0$",
+                r"^\[bystander\] guest: disk sha256=[0-9a-f]{64} bytes=2097152$",
+                r"^\[bystander\] guest: disk read PASS$",
+            ],
+            // The reader starts only once the writer is gone.
+            &[r"^\[reader\] guest: up: Linux "],
+            &[
+                r"^\[reader\] guest: disk sectors=32768$",
+                r"^\[reader\] guest: disk ro=0$",
+                r"^\[reader\] guest: disk sha256=[0-9a-f]{64} bytes=2097152$",
+                r"^\[reader\] guest: disk read PASS$",
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: LINUX_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        disk: Some(TestDisk {
+            size: 64 << 20,
+            may_change: &[WRITER_BYTES],
+        }),
+        check: Some(reader_read_what_writer_wrote),
+    },
+    SystemTest {
+        name: "virtio_blk_read_only_refuses_writes",
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/linux-disk-read-only.toml"),
+        input: &[],
+        expect: &[
+            &[
+                r"^\[ro\] guest: disk sectors=16384$",
+                r"^\[ro\] guest: disk ro=1$",
+                r"^\[ro\] guest: disk sha256=[0-9a-f]{64} bytes=1048576$",
+            ],
+            &[r"^\[ro\] guest: disk write refused: "],
+            &[r"^\[ro\] guest: disk read PASS$"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: LINUX_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        // Not a byte.
+        disk: Some(TestDisk {
+            size: 16 << 20,
+            may_change: &[],
+        }),
+        check: None,
+    },
+    SystemTest {
+        name: "virtio_net_ping_and_tcp",
+        smp: 4,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some(NET_MANIFEST),
+        input: NET_SCRIPT,
+        expect: &[
+            &[
+                r"^\[watch\] guest: net watching eth0 ",
+                r"^\[server\] guest: net ping 10\.0\.0\.2: 3 packets transmitted, 3 packets received, 0% packet loss",
+                r"^\[client\] guest: net ping 10\.0\.0\.1: 3 packets transmitted, 3 packets received, 0% packet loss",
+                r"^\[client\] guest: net sha256=[0-9a-f]{64} bytes=16777216$",
+                r"^\[server\] guest: net sha256=[0-9a-f]{64} bytes=16777216$",
+                r"^\[client\] guest: net sent 16777216 bytes in \d+\.\d\d s \(\d+\.\d\d MiB/s\)$",
+                r"^\[server\] guest: net received 16777216 bytes in \d+\.\d\d s \(\d+\.\d\d MiB/s\)$",
+                r#"^\[cpu\d\] INFO  vm "server": freed "#,
+                r#"^\[cpu\d\] INFO  vm "client": freed "#,
+            ],
+            // Pressed Enter once the others were gone: nothing came in.
+            // (It did send: IPv6 solicitations and reports on lan1.)
+            &[r"^\[watch\] guest: net rx_packets=0 rx_bytes=0 tx_packets=[1-9]\d*$"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: LINUX_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        disk: None,
+        check: Some(net_transfer_matches),
+    },
 ];
 
 /// Counts of passed and failed system tests.
@@ -908,6 +1026,86 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
     Ok(false)
 }
 
+/// The first capture group of every line of `log` that `pattern` matches.
+fn captured(log: &[String], pattern: &str) -> Result<Vec<String>> {
+    let regex = Regex::new(pattern).with_context(|| format!("bad regex {pattern:?}"))?;
+    Ok(log
+        .iter()
+        .filter_map(|line| Some(regex.captures(line)?.get(1)?.as_str().to_owned()))
+        .collect())
+}
+
+/// `virtio_blk_persists_across_vms`: the reader printed the hash the writer
+/// did (the host disk's side is [`TestDisk`]'s check).
+fn reader_read_what_writer_wrote(ran: &Ran<'_>) -> Result<Checked> {
+    let hash = |vm: &str| {
+        captured(
+            ran.log,
+            &format!(r"^\[{vm}\] guest: disk sha256=([0-9a-f]{{64}}) bytes=\d+$"),
+        )
+    };
+    let (written, read) = (hash("writer")?, hash("reader")?);
+    let mut checked = Checked::default();
+    match (written.as_slice(), read.as_slice()) {
+        ([written], [read]) if written == read => checked
+            .notes
+            .push(format!("disk: reader read what writer wrote, sha256 {read}")),
+        _ => checked.problems.push(format!(
+            "disk: writer printed sha256 {written:?}, reader {read:?}; expected one line each, equal"
+        )),
+    }
+    Ok(checked)
+}
+
+/// `virtio_net_ping_and_tcp`: the server received what the client sent,
+/// each VM's eth0 has the MAC its manifest entry gives or derives, and the
+/// measurements are shown.
+fn net_transfer_matches(ran: &Ran<'_>) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let hash = |vm: &str| {
+        captured(
+            ran.log,
+            &format!(r"^\[{vm}\] guest: net sha256=([0-9a-f]{{64}}) bytes=\d+$"),
+        )
+    };
+    let (sent, received) = (hash("client")?, hash("server")?);
+    match (sent.as_slice(), received.as_slice()) {
+        ([sent], [received]) if sent == received => {}
+        _ => checked.problems.push(format!(
+            "net: client sent sha256 {sent:?}, server received {received:?}; expected one line each, equal"
+        )),
+    }
+
+    let path = cargo::workspace_root().join(NET_MANIFEST);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest = manifest::Manifest::parse(&text).context("parsing the test's manifest")?;
+    for spec in manifest.good_vms() {
+        let Some(net) = &spec.net else { continue };
+        let want = manifest::Mac(&net.mac).to_string();
+        let seen = captured(
+            ran.log,
+            &format!(r"^\[{}\] guest: net eth0 mac=(\S+) ", spec.name),
+        )?;
+        if seen != [want.as_str()] {
+            checked.problems.push(format!(
+                "net: vm \"{}\" should have MAC {want} ({}), its eth0 lines say {seen:?}",
+                spec.name,
+                if net.mac_derived { "derived" } else { "given" }
+            ));
+        }
+    }
+
+    let measured = Regex::new(r"^\[\w+\] guest: net (sent|received|rx_packets)")?;
+    checked.notes.extend(
+        ran.log
+            .iter()
+            .filter(|line| measured.is_match(line))
+            .map(|line| format!("net: {line}")),
+    );
+    Ok(checked)
+}
+
 /// The checks of a test's [`TestDisk`], once the run is over; `None` for a
 /// test without one.
 fn disk_check(test: &SystemTest, ran: &Ran<'_>) -> Option<Result<Checked>> {
@@ -1192,5 +1390,128 @@ mod tests {
             "[v2] guest: check PASS\n[v3] guest: up: Linux 6.1.0\n",
         );
         assert!(!feed_all(test, &overlap).all_seen());
+    }
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_reader_must_print_the_writers_hash() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let log = lines(&format!(
+            "[writer] guest: disk sha256={a} bytes=2097152\n[bystander] guest: disk sha256={b} bytes=2097152\n[reader] guest: disk sha256={a} bytes=2097152"
+        ));
+        let ran = Ran {
+            log: &log,
+            disk: None,
+        };
+        let checked = reader_read_what_writer_wrote(&ran).unwrap();
+        assert_eq!(checked.problems, Vec::<String>::new());
+        let log = lines(&format!(
+            "[writer] guest: disk sha256={a} bytes=2097152\n[reader] guest: disk sha256={b} bytes=2097152"
+        ));
+        let ran = Ran {
+            log: &log,
+            disk: None,
+        };
+        assert_eq!(
+            reader_read_what_writer_wrote(&ran).unwrap().problems.len(),
+            1
+        );
+        let ran = Ran {
+            log: &log[..1],
+            disk: None,
+        };
+        assert_eq!(
+            reader_read_what_writer_wrote(&ran).unwrap().problems.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_net_check_compares_hashes_and_macs_and_shows_the_rates() {
+        let mac = |vm: &str| manifest::Mac(&manifest::derived_mac(vm)).to_string();
+        let hash = "c".repeat(64);
+        let good = format!(
+            "[watch] guest: net eth0 mac={} ip=10.0.1.1/24\n\
+             [server] guest: net eth0 mac={} ip=10.0.0.1/24\n\
+             [client] guest: net eth0 mac=52:54:00:12:34:02 ip=10.0.0.2/24\n\
+             [client] guest: net sha256={hash} bytes=16777216\n\
+             [client] guest: net sent 16777216 bytes in 8.00 s (2.00 MiB/s)\n\
+             [server] guest: net received 16777216 bytes in 7.90 s (2.03 MiB/s)\n\
+             [server] guest: net sha256={hash} bytes=16777216\n\
+             [watch] guest: net rx_packets=0 rx_bytes=0 tx_packets=7",
+            mac("watch"),
+            mac("server")
+        );
+        let log = lines(&good);
+        let checked = net_transfer_matches(&Ran {
+            log: &log,
+            disk: None,
+        })
+        .unwrap();
+        assert_eq!(checked.problems, Vec::<String>::new());
+        assert_eq!(checked.notes.len(), 3);
+        assert!(checked.notes[0].contains("2.00 MiB/s"));
+
+        let other = "d".repeat(64);
+        let bad_hash = good.replacen(&hash, &other, 1);
+        let log = lines(&bad_hash);
+        let ran = Ran {
+            log: &log,
+            disk: None,
+        };
+        assert!(net_transfer_matches(&ran).unwrap().problems[0].starts_with("net: client sent"));
+        let bad_mac = good.replace("52:54:00:12:34:02", "52:54:00:12:34:03");
+        let log = lines(&bad_mac);
+        let ran = Ran {
+            log: &log,
+            disk: None,
+        };
+        let problems = net_transfer_matches(&ran).unwrap().problems;
+        assert!(
+            problems[0].contains("\"client\" should have MAC 52:54:00:12:34:02 (given)"),
+            "{problems:?}"
+        );
+    }
+
+    const NET_RUN: &str = r#"[cpu0] INFO  console: input goes to vm "watch" (Ctrl-] ? for help)
+[watch] guest: net eth0 mac=02:c8:87:d3:82:4c ip=10.0.1.1/24
+[watch] guest: net watching eth0 for 300 s; press Enter to stop
+[server] guest: net ping 10.0.0.2: 3 packets transmitted, 3 packets received, 0% packet loss round-trip min/avg/max = 2.594/4.178/6.006 ms
+[client] guest: net ping 10.0.0.1: 3 packets transmitted, 3 packets received, 0% packet loss round-trip min/avg/max = 2.429/5.686/11.711 ms
+[client] guest: net sha256=173cc6d59d45897895c694ac5562f8f5052b97939405e8888cb3a4c04414118e bytes=16777216
+[client] guest: net sent 16777216 bytes in 9.42 s (1.70 MiB/s)
+[cpu2] INFO  vm "client": freed (256 MiB of RAM returned; 408 vCPU migration(s))
+[server] guest: net received 16777216 bytes in 9.33 s (1.71 MiB/s)
+[server] guest: net sha256=173cc6d59d45897895c694ac5562f8f5052b97939405e8888cb3a4c04414118e bytes=16777216
+[cpu2] INFO  vm "server": freed (256 MiB of RAM returned; 1159 vCPU migration(s))
+[watch] guest: net rx_packets=0 rx_bytes=0 tx_packets=8
+[cpu3] INFO  all VMs have stopped (heap in use: 450 KiB of 4066 MiB); powering off"#;
+
+    #[test]
+    fn the_isolated_vm_must_receive_nothing_and_report_after_the_others() {
+        let test = test_named("virtio_net_ping_and_tcp");
+        let checker = feed_all(test, NET_RUN);
+        assert!(checker.all_seen(), "{:?}", checker.problems());
+        let leaked = NET_RUN.replace("rx_packets=0 rx_bytes=0", "rx_packets=3 rx_bytes=180");
+        assert!(!feed_all(test, &leaked).all_seen());
+        let silent = NET_RUN.replace("tx_packets=8", "tx_packets=0");
+        assert!(!feed_all(test, &silent).all_seen());
+        // Counters printed before the transfer ended prove nothing.
+        let early = NET_RUN
+            .replace(
+                "[watch] guest: net rx_packets=0 rx_bytes=0 tx_packets=8\n",
+                "",
+            )
+            .replace(
+                "[client] guest: net sent",
+                "[watch] guest: net rx_packets=0 rx_bytes=0 tx_packets=8\n[client] guest: net sent",
+            );
+        assert!(!feed_all(test, &early).all_seen());
+        let lost = NET_RUN.replace("3 packets received", "2 packets received");
+        assert!(!feed_all(test, &lost).all_seen());
     }
 }
