@@ -18,6 +18,10 @@ commands:
            console until QEMU exits
   test     run every test: host unit tests, extra host test commands and the
            QEMU system tests; ends with `N passed, N failed`
+  bench    world-switch costs: the bench guest under the hypervisor and
+           under Linux KVM (a VHE host on the same QEMU machine), both with
+           -icount shift=0; prints the table and writes target/bench/
+           report.json, report.md and chart.svg
   setup    check for qemu-system-aarch64 >= 8.2 (installs it from
            bookworm-backports when run as root on Debian)
   help     print this text
@@ -45,6 +49,12 @@ run options:
   -- QEMU_ARGS...  everything after `--` is appended to the QEMU command line
                    (e.g. `-- -s -S` to wait for gdb)
 
+bench options:
+  --iterations N   measured iterations of each benchmark (default 65536)
+  --runs K         boot each side K times and check the counts agree
+                   (default 2)
+  -v, --verbose    stream the consoles
+
 test options:
   -v, --verbose    stream each system test's console while it runs
   --kernel FILE    boot FILE in every system test instead of building the
@@ -67,6 +77,8 @@ pub enum Command {
     Run(RunOptions),
     /// Run every test.
     Test(TestOptions),
+    /// Measure world-switch costs against Linux KVM.
+    Bench(BenchOptions),
     /// Check (and if possible install) the host requirements.
     Setup,
     /// Print usage.
@@ -138,6 +150,33 @@ pub struct TestOptions {
     pub kernel: Option<PathBuf>,
 }
 
+/// Options of `bench`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// Measured iterations of each benchmark; the default if `None`.
+    pub iterations: Option<u64>,
+    /// How many times each side boots (the counts must agree).
+    pub runs: u32,
+    /// Echo the consoles live.
+    pub verbose: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            iterations: None,
+            runs: DEFAULT_BENCH_RUNS,
+            verbose: false,
+        }
+    }
+}
+
+/// Boots of each side by default: two, so determinism is checked.
+const DEFAULT_BENCH_RUNS: u32 = 2;
+
+/// Most boots of each side `--runs` accepts.
+const MAX_BENCH_RUNS: u32 = 10;
+
 /// Parses the arguments after the program name.
 ///
 /// # Errors
@@ -151,6 +190,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
     match first.as_str() {
         "run" => parse_run(args).map(Command::Run),
         "test" => parse_test(args).map(Command::Test),
+        "bench" => parse_bench(args).map(Command::Bench),
         "setup" => no_more(args).map(|()| Command::Setup),
         "help" | "-h" | "--help" => Ok(Command::Help),
         // `./run.sh --smp 2` reads naturally as "run with two CPUs".
@@ -219,6 +259,35 @@ fn parse_test(args: impl IntoIterator<Item = String>) -> Result<TestOptions> {
     Ok(options)
 }
 
+fn parse_bench(args: impl IntoIterator<Item = String>) -> Result<BenchOptions> {
+    let mut options = BenchOptions::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--iterations" => {
+                let value = value_of(&arg, args.next())?;
+                options.iterations =
+                    Some(value.parse().ok().filter(|&n| n > 0).with_context(|| {
+                        format!("--iterations wants a positive number, got `{value}`")
+                    })?);
+            }
+            "--runs" => {
+                let value = value_of(&arg, args.next())?;
+                options.runs = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_BENCH_RUNS).contains(n))
+                    .with_context(|| {
+                        format!("--runs wants a number from 1 to {MAX_BENCH_RUNS}, got `{value}`")
+                    })?;
+            }
+            "-v" | "--verbose" => options.verbose = true,
+            other => bail!("unknown option `{other}` for `bench`"),
+        }
+    }
+    Ok(options)
+}
+
 fn value_of(option: &str, value: Option<String>) -> Result<String> {
     value.with_context(|| format!("{option} needs a value"))
 }
@@ -277,6 +346,26 @@ mod tests {
                 kernel: None,
             })
         );
+    }
+
+    #[test]
+    fn bench_takes_iterations_runs_and_verbose() {
+        assert_eq!(
+            parse_str("bench").unwrap(),
+            Command::Bench(BenchOptions::default())
+        );
+        assert_eq!(
+            parse_str("bench --iterations 64 --runs 3 -v").unwrap(),
+            Command::Bench(BenchOptions {
+                iterations: Some(64),
+                runs: 3,
+                verbose: true,
+            })
+        );
+        assert!(parse_str("bench --iterations 0").is_err());
+        assert!(parse_str("bench --runs 0").is_err());
+        assert!(parse_str("bench --runs 11").is_err());
+        assert!(parse_str("bench extra").is_err());
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! hypervisor image, boots it under QEMU and runs every test (host unit tests
 //! and QEMU system tests). See [`cli::USAGE`] for the subcommands.
 
+mod bench;
+mod bench_build;
+mod bench_parse;
+mod bench_report;
 mod bundle;
 mod cargo;
 mod cli;
@@ -53,6 +57,7 @@ fn dispatch(command: Command) -> Result<bool> {
         Command::Setup => setup::ensure_qemu().map(|_| true),
         Command::Run(options) => run(&options),
         Command::Test(options) => test(&options),
+        Command::Bench(options) => bench::run(&options),
     }
 }
 
