@@ -10,7 +10,7 @@ use crate::{mmio, sched};
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
 use alloc::sync::Arc;
 use core::arch::asm;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{error, warn};
 use syndrome::inject::{self, Injected};
 use syndrome::{Direction, Esr, ExceptionClass, SysReg, Wfx};
@@ -30,6 +30,8 @@ pub enum Next {
     /// Blocked until an interrupt, or until the counter reaches the
     /// deadline (its timers'), if any.
     Block(Option<u64>),
+    /// Run on another physical CPU from now on (a benchmark hook).
+    Migrate,
     /// This vCPU is off (PSCI `CPU_OFF`).
     Off,
     /// The VM is stopping.
@@ -361,7 +363,38 @@ fn read_id_register(id: idregs::IdReg) -> u64 {
 }
 
 /// HVC or SMC: SMCCC and PSCI.
+/// Vendor-specific hypervisor calls (SMCCC owner 6, fast, SMC64) that move
+/// the calling vCPU to another physical CPU and force a VMID rollover, so a
+/// benchmark guest can time both. Answered only with `hyp.bench-hooks`:
+/// otherwise any guest could force rollovers at will.
+const BENCH_MIGRATE: u32 = 0xC600_0001;
+const BENCH_VMID_ROLLOVER: u32 = 0xC600_0002;
+
+/// Whether [`BENCH_MIGRATE`] and [`BENCH_VMID_ROLLOVER`] are answered.
+static BENCH_HOOKS: AtomicBool = AtomicBool::new(false);
+
+/// Turns the benchmark hooks on (`hyp.bench-hooks`).
+pub fn enable_bench_hooks() {
+    BENCH_HOOKS.store(true, Ordering::Relaxed);
+}
+
 fn firmware_call(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
+    if esr.imm16() == Some(0) && BENCH_HOOKS.load(Ordering::Relaxed) {
+        match regs.x[0] as u32 {
+            BENCH_MIGRATE => {
+                regs.x[0] = vpsci::SUCCESS;
+                return Next::Migrate;
+            }
+            BENCH_VMID_ROLLOVER => {
+                sched::force_vmid_rollover();
+                regs.x[0] = vpsci::SUCCESS;
+                // Out through the scheduler, so the next entry is the first
+                // one after the rollover.
+                return Next::Yield;
+            }
+            _ => {}
+        }
+    }
     // SMCCC: only immediate 0 is a call; anything else is not supported.
     let call = if esr.imm16() == Some(0) {
         Call::decode([regs.x[0], regs.x[1], regs.x[2], regs.x[3]])

@@ -399,6 +399,10 @@ fn apply_options(platform: &Platform) -> Options {
                 Ok(bits @ 2..=16) => options.vmid_bits = Some(bits),
                 _ => warn!("hyp.vmid-bits={value} ignored: expected a number from 2 to 16"),
             },
+            ("bench-hooks", None) => {
+                warn!("hyp.bench-hooks: guests may move their vCPUs and force VMID rollovers");
+                exits::enable_bench_hooks();
+            }
             ("fault", Some("data-abort")) if cfg!(debug_assertions) => {
                 warn!("hyp.fault=data-abort: reading an unmapped address on purpose");
                 // An address above every RAM and MMIO region yet below 2^48.

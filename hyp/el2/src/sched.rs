@@ -492,6 +492,18 @@ fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
             // Round robin here, unless a CPU sits idle: then it goes there.
             push(idle_cpu(cpu).unwrap_or(cpu), entry);
         }
+        Next::Migrate => {
+            run.store(Run::Queued as u8, Ordering::Release);
+            let nr = NR_CPUS.load(Ordering::Acquire);
+            push(
+                (cpu + 1) % nr.max(1),
+                Entry {
+                    vm: vm.clone(),
+                    vcpu,
+                    epoch: vm.epoch(),
+                },
+            );
+        }
         // Already marked blocked (under the virtual GIC's lock).
         Next::Block(deadline) => {
             if let Some(deadline) = deadline {
@@ -747,6 +759,13 @@ fn block(vm: &Arc<Vm>, cpu: usize, index: usize, state: &VcpuState) -> Option<Op
         .run
         .store(Run::Blocked as u8, Ordering::Release);
     Some(deadline)
+}
+
+/// Starts a new VMID generation now (the benchmark hook).
+pub fn force_vmid_rollover() {
+    if let Some(vmids) = VMIDS.get() {
+        vmids.force_rollover();
+    }
 }
 
 /// Prints every VM's vCPUs: where they are, how often they moved and exited.

@@ -397,6 +397,20 @@ impl<K: IdKind> IdAllocator<K> {
         })
     }
 
+    /// Starts a new generation now, as running out of IDs would: every
+    /// context active on a CPU keeps its ID (reserved), pinned ones keep
+    /// theirs, every other context gets a new ID at its next switch, and
+    /// every CPU flushes its TLB once at its next switch. For measuring what
+    /// a rollover costs (a benchmark hook) and for tests; correct at any
+    /// time, since it is the rollover the allocator does on its own.
+    pub fn force_rollover(&self) {
+        let mut guard = self.locked.lock();
+        let st = &mut *guard;
+        self.rollover(st);
+        // Allocation resumes from the bottom of the fresh bitmap.
+        st.cursor = 1;
+    }
+
     /// Marks `cpu` as running no context of this kind (KVM's
     /// `kvm_arm_vmid_clear_active`, on vCPU put): its active slot gets a
     /// sentinel that is non-zero, so the next switch on `cpu` may still take

@@ -532,3 +532,32 @@ fn allocators_of_both_kinds_run_the_same_algorithm() {
     assert_eq!(vmids.snapshot(), asids.snapshot());
     assert_eq!(format!("{:?}", asids.stats().kind), "\"ASID\"");
 }
+
+#[test]
+fn a_forced_rollover_keeps_active_and_pinned_ids_and_flushes_every_cpu_once() {
+    let alloc = allocator(4, 4);
+    let ctxs = contexts(3);
+    let running = switch(&alloc, &ctxs[0], 0);
+    let pinned = alloc.pin(&ctxs[1]).unwrap();
+    let _ = switch(&alloc, &ctxs[2], 1);
+    let _ = alloc.deactivate(1);
+    let flushes = alloc.stats().flushes_requested;
+    alloc.force_rollover();
+    assert_eq!(alloc.stats().rollovers, 1);
+    assert!(alloc.snapshot().flush_pending.iter().all(|&p| p));
+    // Active and pinned contexts keep their IDs in the new generation.
+    let again = alloc.switch(&ctxs[0], 0).unwrap();
+    assert_eq!(again.id(), running.id());
+    assert!(again.needs_flush());
+    assert_eq!(alloc.switch(&ctxs[1], 2).unwrap().id(), pinned);
+    // A second switch on the same CPU needs no more flushing.
+    assert!(!alloc.switch(&ctxs[0], 0).unwrap().needs_flush());
+    // Within the new generation, no two contexts share an ID.
+    let fresh = contexts(5);
+    let mut seen = std::collections::BTreeSet::new();
+    for ctx in fresh.iter().chain(ctxs.iter()) {
+        assert!(seen.insert(alloc.switch(ctx, 3).unwrap().id()));
+    }
+    assert_eq!(alloc.stats().rollovers, 1);
+    assert_eq!(alloc.stats().flushes_requested, flushes + 3);
+}
