@@ -8,10 +8,12 @@
 //! `/init` is the reference VMM (`guest-images/kvm-vmm`). Both boots use the
 //! machine every boot uses ([`qemu::QemuConfig`]) with the same CPU count,
 //! plus [`DETERMINISM`]: `-icount shift=0` makes the counter the guest reads
-//! count instructions, `sleep=off` keeps idle time out of it, and `-seed`
-//! fixes the randomness QEMU hands the guests (RNDR, the DTB's seeds), so
-//! the counts are the same from run to run, which every `--runs` repetition
-//! checks. KVM's halt polling is left as Linux sets it; one more KVM boot,
+//! count instructions, `sleep=off` keeps idle time out of it, `-seed`
+//! fixes the randomness QEMU hands the guests (RNDR, the DTB's seeds) and
+//! `-rtc ...,clock=vm` the wall clock the Linux host reads from the PL031
+//! (it seeds the kernel's random state, and with it tiny differences in
+//! instruction counts), so the counts are the same from run to run, which
+//! every `--runs` repetition checks. KVM's halt polling is left as Linux sets it; one more KVM boot,
 //! with `kvm.halt_poll_ns=0`, measures the IPI benchmark without it.
 //!
 //! The results go to `<target>/bench/`: `report.json`, `report.md` and
@@ -32,7 +34,14 @@ use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig};
 use crate::{bundle, linux, setup};
 
 /// QEMU options both sides add for repeatable instruction counts.
-pub const DETERMINISM: &[&str] = &["-icount", "shift=0,sleep=off", "-seed", "1"];
+pub const DETERMINISM: &[&str] = &[
+    "-icount",
+    "shift=0,sleep=off",
+    "-seed",
+    "1",
+    "-rtc",
+    "base=2025-01-01T00:00:00,clock=vm",
+];
 
 /// CPUs of the emulated machine, for both sides: one per vCPU.
 const SMP: u32 = bench_build::VCPUS;
@@ -285,6 +294,7 @@ mod tests {
             .windows(2)
             .any(|w| w == ["-icount", "shift=0,sleep=off"]));
         assert!(DETERMINISM.contains(&"-seed"));
+        assert!(DETERMINISM.iter().any(|o| o.ends_with("clock=vm")));
         assert!(timeout(DEFAULT_ITERATIONS) < Duration::from_secs(15 * 60));
     }
 
