@@ -12,14 +12,7 @@ use object::Endianness;
 
 use crate::cargo::{self, describe};
 use crate::image;
-
-// The initramfs writer of the Linux guest recipe, compiled a second time
-// here rather than copied, because `linux` keeps its `cpio` module private
-// (and that file is not this module's to change). Once `linux` exports it
-// (`pub(crate) mod cpio;`), this becomes `use crate::linux::cpio;`.
-#[path = "linux/cpio.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod cpio;
+use crate::linux::cpio;
 
 /// The bench guest's package (and binary) name.
 const BENCH_GUEST_PACKAGE: &str = "bench-guest";

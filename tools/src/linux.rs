@@ -20,7 +20,7 @@
 //! `<target>/linux-guest/` fetches the newest packages again.
 
 mod apt;
-mod cpio;
+pub(crate) mod cpio;
 mod kernel;
 
 use std::fmt;
