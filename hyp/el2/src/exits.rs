@@ -10,7 +10,7 @@ use crate::{mmio, sched};
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
 use alloc::sync::Arc;
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use log::{error, warn};
 use syndrome::inject::{self, Injected};
 use syndrome::{Direction, Esr, ExceptionClass, SysReg, Wfx};
@@ -264,12 +264,26 @@ fn gic_access(
     Some(Next::Resume)
 }
 
-/// Logs a guest mistake the hypervisor tolerates, rate-limited like
-/// refusals.
+/// Logs a guest mistake the hypervisor tolerates (the access is ignored),
+/// rate-limited like refusals.
 fn note(vm: &Vm, log: impl FnOnce()) {
-    let count = vm.aborts.fetch_add(1, Ordering::Relaxed) + 1;
-    if count <= 8 || count.is_power_of_two() {
+    rate_limited(vm, &vm.ignored, "ignored accesses", log);
+}
+
+/// Counts an event in `counter` and runs `log` for the first few, then at
+/// powers of two only (saying so once), so a hostile guest cannot flood the
+/// console.
+fn rate_limited(vm: &Vm, counter: &AtomicU64, what: &str, log: impl FnOnce()) {
+    const ALWAYS: u64 = 8;
+    let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    if count <= ALWAYS || count.is_power_of_two() {
         log();
+        if count == ALWAYS {
+            warn!(
+                "vm \"{}\": further {what} are logged at powers of two only",
+                vm.name
+            );
+        }
     }
 }
 
@@ -472,16 +486,7 @@ fn refuse(
     what: Injected,
     log: impl FnOnce(u64),
 ) -> Next {
-    let count = vm.aborts.fetch_add(1, Ordering::Relaxed) + 1;
-    if count <= 8 || count.is_power_of_two() {
-        log(regs.pc);
-        if count == 8 {
-            warn!(
-                "vm \"{}\": further refusals are logged at powers of two only",
-                vm.name
-            );
-        }
-    }
+    rate_limited(vm, &vm.aborts, "refusals", || log(regs.pc));
     let vbar: u64;
     // SAFETY: Reading a system register has no side effects.
     unsafe {

@@ -137,6 +137,17 @@ struct Entry {
     epoch: u64,
 }
 
+impl Entry {
+    /// vCPU `vcpu` of `vm`, queued in the VM's current epoch.
+    fn now(vm: &Arc<Vm>, vcpu: usize) -> Self {
+        Self {
+            vm: vm.clone(),
+            vcpu,
+            epoch: vm.epoch(),
+        }
+    }
+}
+
 /// A blocked vCPU whose timer will wake it.
 struct Sleeper {
     vm: Weak<Vm>,
@@ -332,14 +343,7 @@ fn wake(vm: &Arc<Vm>, vcpu: usize) {
     );
     if moved.is_ok() {
         let preferred = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
-        enqueue(
-            Entry {
-                vm: vm.clone(),
-                vcpu,
-                epoch: vm.epoch(),
-            },
-            preferred,
-        );
+        enqueue(Entry::now(vm, vcpu), preferred);
     }
 }
 
@@ -484,25 +488,14 @@ fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
     match next {
         Next::Yield => {
             run.store(Run::Queued as u8, Ordering::Release);
-            let entry = Entry {
-                vm: vm.clone(),
-                vcpu,
-                epoch: vm.epoch(),
-            };
+            let entry = Entry::now(&vm, vcpu);
             // Round robin here, unless a CPU sits idle: then it goes there.
             push(idle_cpu(cpu).unwrap_or(cpu), entry);
         }
         Next::Migrate => {
             run.store(Run::Queued as u8, Ordering::Release);
             let nr = NR_CPUS.load(Ordering::Acquire);
-            push(
-                (cpu + 1) % nr.max(1),
-                Entry {
-                    vm: vm.clone(),
-                    vcpu,
-                    epoch: vm.epoch(),
-                },
-            );
+            push((cpu + 1) % nr.max(1), Entry::now(&vm, vcpu));
         }
         // Already marked blocked (under the virtual GIC's lock).
         Next::Block(deadline) => {

@@ -246,6 +246,9 @@ pub struct Vm {
     pub last_vcpu_ran: [AtomicUsize; MAX_CPUS],
     /// Aborts injected for accesses to IPAs it does not own.
     pub aborts: AtomicU64,
+    /// Accesses the hypervisor ignored (unimplemented GIC registers and
+    /// the like), kept apart from the aborts above.
+    pub ignored: AtomicU64,
     control: SpinMutex<Control>,
     images: Images,
     /// Its console UART, also in `mmio`, kept here to give it input.
@@ -384,6 +387,7 @@ impl Vm {
                 mmio,
                 last_vcpu_ran: [const { AtomicUsize::new(usize::MAX) }; MAX_CPUS],
                 aborts: AtomicU64::new(0),
+                ignored: AtomicU64::new(0),
                 control: SpinMutex::new(Control {
                     running: 0,
                     pending: None,
