@@ -1,0 +1,2 @@
+//! A virtual PCIe host bridge for one VM.
+#![no_std]

@@ -1,0 +1,1 @@
+//! A QEMU TCG plugin counting instructions per exception level.
