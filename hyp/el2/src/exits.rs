@@ -82,6 +82,28 @@ pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
     }
 }
 
+/// Whether handling the synchronous exit ESR_EL2 describes reads or
+/// changes this vCPU's own interrupt state or timers, so that the list
+/// registers must be taken back into the virtual GIC first (and refilled
+/// after). Hypercalls, emulated devices other than the GIC and most system
+/// registers do not: they keep the fast path, and whatever interrupt they
+/// raise for this vCPU reaches it through [`sched::kick`].
+pub fn needs_interrupt_state(vm: &Vm) -> bool {
+    let esr = Esr(ESR_EL2.get());
+    match esr.ec() {
+        // PSCI calls that wait or stop come back as `Next::Wait`/`Stop`,
+        // which leave the fast path anyway.
+        ExceptionClass::Hvc64 | ExceptionClass::Smc64 => false,
+        ExceptionClass::DataAbortLower => gic_frame(vm, fault_ipa()).is_some(),
+        // The emulated physical timer moves the vCPU's wake-up time and line.
+        ExceptionClass::SysReg64 => esr.sys_reg_access().is_none_or(|access| {
+            let reg = access.reg;
+            vtimer::TimerReg::from_encoding(reg.op0, reg.op1, reg.crn, reg.crm, reg.op2).is_some()
+        }),
+        _ => true,
+    }
+}
+
 /// An exception the hypervisor does not emulate: the guest gets UNDEFINED.
 fn not_emulated(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next {
     refuse(vm, vcpu, regs, Injected::Undefined, |pc| {

@@ -165,6 +165,10 @@ struct PerCpu {
     sleepers: SpinMutex<Vec<Sleeper>>,
     /// Whether this CPU's physical virtual-timer PPI is enabled.
     vtimer_enabled: AtomicBool,
+    /// The virtual GIC has something new for the vCPU running here, found
+    /// by this CPU itself: its list registers must be refilled before it
+    /// enters again (other CPUs say so with a physical SGI instead).
+    refill: AtomicBool,
 }
 
 impl PerCpu {
@@ -175,6 +179,7 @@ impl PerCpu {
             idle: AtomicBool::new(false),
             sleepers: SpinMutex::new(Vec::new()),
             vtimer_enabled: AtomicBool::new(true),
+            refill: AtomicBool::new(false),
         }
     }
 }
@@ -324,7 +329,9 @@ pub fn kick(vm: &Arc<Vm>, set: VcpuSet) {
             Run::Blocked => wake(vm, vcpu),
             Run::Running => {
                 let cpu = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
-                if cpu != me && cpu < MAX_CPUS {
+                if cpu == me {
+                    CPUS[me].refill.store(true, Ordering::Relaxed);
+                } else if cpu < MAX_CPUS {
                     gic::kick(cpu);
                 }
             }
@@ -651,31 +658,41 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
     let slice = timer::ticks_of_ms(SLICE_MS);
     let mut slice_end = timer::now().wrapping_add(slice);
     let mut lrs = [0u64; MAX_LIST_REGISTERS];
-    let nr_lrs = limits.list_registers;
+    let lrs = &mut lrs[..limits.list_registers];
+    // Whether the list registers and the EL2 timer hold what the virtual
+    // GIC and the scheduler last gave this vCPU. An exit that touches
+    // neither (a hypercall, an emulated device) keeps them as they are: the
+    // fast path, with no trip through the virtual GIC.
+    let mut loaded = false;
     let next = loop {
-        let now = timer::now();
-        let flushed = {
-            let mut vgic = vm.vgic.lock();
-            forward_timers(&mut vgic, cpu, index, &state, now);
-            vgic.flush(index, &mut lrs[..nr_lrs])
-        };
-        let refill = flushed.is_ok_and(|f| f.overflow);
-        ich::load(limits, &lrs[..nr_lrs], &state.cpu_if, refill);
-        // The emulated timer's deadline only while it is still ahead: once
-        // passed, its line is high and stays so until the guest acts.
-        let ptimer = state.ptimer.deadline().filter(|&d| d > now);
-        let wake = [Some(slice_end), ptimer, next_sleeper(cpu)]
-            .into_iter()
-            .flatten()
-            .min();
-        timer::arm(wake);
+        if !loaded {
+            CPUS[cpu].refill.store(false, Ordering::Relaxed);
+            let now = timer::now();
+            let flushed = {
+                let mut vgic = vm.vgic.lock();
+                forward_timers(&mut vgic, cpu, index, &state, now);
+                vgic.flush(index, lrs)
+            };
+            let refill = flushed.is_ok_and(|f| f.overflow);
+            ich::load(limits, lrs, &state.cpu_if, refill);
+            // The emulated timer's deadline only while it is still ahead:
+            // once passed, its line is high and stays so until the guest acts.
+            let ptimer = state.ptimer.deadline().filter(|&d| d > now);
+            let wake = [Some(slice_end), ptimer, next_sleeper(cpu)]
+                .into_iter()
+                .flatten()
+                .min();
+            timer::arm(wake);
+            loaded = true;
+        }
 
         let exit = vcpu::run(&mut state.regs);
 
         vcpu.exits.fetch_add(1, Ordering::Relaxed);
-        ich::save(limits, &mut lrs[..nr_lrs], &mut state.cpu_if);
-        // Only fails for a vCPU the VM does not have.
-        let _ = vm.vgic.lock().sync(index, &lrs[..nr_lrs]);
+        if exit != Exit::Synchronous || exits::needs_interrupt_state(vm) {
+            take_back(vm, index, limits, lrs, &mut state);
+            loaded = false;
+        }
         let next = match exit {
             Exit::Synchronous => exits::synchronous(vm, index, &mut state),
             Exit::Irq | Exit::Fiq => {
@@ -698,6 +715,14 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
             Exit::SError => exits::serror(vm, &state.regs),
             Exit::AArch32(vector) => exits::aarch32(vm, vector),
         };
+        if vm.stopping() {
+            // What the list registers hold goes with the VM (or its reset).
+            break Next::Stop;
+        }
+        if loaded && (next != Next::Resume || CPUS[cpu].refill.load(Ordering::Relaxed)) {
+            take_back(vm, index, limits, lrs, &mut state);
+            loaded = false;
+        }
         let next = match next {
             Next::Wait => match block(vm, cpu, index, &state) {
                 Some(deadline) => Next::Block(deadline),
@@ -705,9 +730,6 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
             },
             other => other,
         };
-        if vm.stopping() {
-            break Next::Stop;
-        }
         if next != Next::Resume {
             break next;
         }
@@ -730,6 +752,14 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
     };
     set_vtimer_enabled(cpu, true);
     next
+}
+
+/// Takes the list registers (and the CPU interface state) back into the
+/// virtual GIC after an exit.
+fn take_back(vm: &Vm, index: usize, limits: Limits, lrs: &mut [u64], state: &mut VcpuState) {
+    ich::save(limits, lrs, &mut state.cpu_if);
+    // Only fails for a vCPU the VM does not have.
+    let _ = vm.vgic.lock().sync(index, lrs);
 }
 
 /// The vCPU waits for an interrupt (WFI): `None` if it has one already or

@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use guest_boot::virt::Spi;
 use guest_boot::{GuestMachine, ImageHeader, LoadPlan};
 use id_alloc::{Context, Vmid};
@@ -250,6 +250,8 @@ pub struct Vm {
     /// the like), kept apart from the aborts above.
     pub ignored: AtomicU64,
     control: SpinMutex<Control>,
+    /// `control.pending.is_some()`, read on every exit without the lock.
+    stop_pending: AtomicBool,
     images: Images,
     /// Its console UART, also in `mmio`, kept here to give it input.
     uart: Option<Arc<VirtualPl011>>,
@@ -394,6 +396,7 @@ impl Vm {
                     epoch: 0,
                     ended: false,
                 }),
+                stop_pending: AtomicBool::new(false),
                 images: Images {
                     kernel,
                     initrd,
@@ -489,6 +492,7 @@ impl Vm {
         let mut control = self.control.lock();
         if control.pending.is_none() && !control.ended {
             control.pending = Some(stop);
+            self.stop_pending.store(true, Ordering::Release);
         }
     }
 
@@ -505,7 +509,7 @@ impl Vm {
 
     /// Whether a stop is pending: running vCPUs leave at their next exit.
     pub fn stopping(&self) -> bool {
-        self.control.lock().pending.is_some()
+        self.stop_pending.load(Ordering::Acquire)
     }
 
     /// Called by a physical CPU when a vCPU of this VM stops running. The
@@ -520,6 +524,7 @@ impl Vm {
             let Some(stop) = control.pending.take() else {
                 return;
             };
+            self.stop_pending.store(false, Ordering::Release);
             match stop {
                 Stop::Off(_) => control.ended = true,
                 Stop::Reset => control.epoch += 1,
