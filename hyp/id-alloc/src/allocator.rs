@@ -505,6 +505,38 @@ impl<K: IdKind> IdAllocator<K> {
         Ok(())
     }
 
+    /// The current generation: 1 at first, one more per rollover (the
+    /// number [`Stats::generation`] shows). One relaxed load, no lock: a
+    /// cheap way to notice that a rollover happened since the last look
+    /// (for checks that must run after each one). The count is exact for
+    /// fewer than 2^(64 - bits) rollovers.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed) >> self.bits
+    }
+
+    /// The hardware ID `ctx` owns right now, if any: one that no other
+    /// context can be given before the next rollover (or ever, while `ctx`
+    /// is pinned). That is the case when its ID is of the current
+    /// generation, when it is pinned, or when a CPU that ran it at the last
+    /// rollover still reserves it (its next switch gets it back). `None`
+    /// for a context that never had an ID, or whose ID went stale in a
+    /// rollover while it was neither running nor pinned: its next switch
+    /// gets a new ID, and its old one may go to another context meanwhile.
+    ///
+    /// For checks that compare what a device holds (an SMMU stream table
+    /// entry's VMID) with what the allocator guarantees. Takes the lock.
+    pub fn owned_id(&self, ctx: &Context<K>) -> Option<K> {
+        let st = self.locked.lock();
+        let id = ctx.id.load(Ordering::Relaxed);
+        if id == 0 {
+            return None;
+        }
+        let owned = self.is_current(id)
+            || ctx.pins.load(Ordering::Relaxed) != 0
+            || st.reserved.contains(&id);
+        owned.then(|| self.hw_id(id))
+    }
+
     /// Counters for the hypervisor to print (takes the lock).
     pub fn stats(&self) -> Stats {
         let st = self.locked.lock();
