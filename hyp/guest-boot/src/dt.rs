@@ -4,8 +4,9 @@
 //! Bindings followed (Linux `Documentation/devicetree/bindings/`):
 //! `interrupt-controller/arm,gic-v3.yaml`, `timer/arm,arch_timer.yaml`,
 //! `arm/psci.yaml`, `serial/pl011.yaml`, `clock/fixed-clock.yaml`,
-//! `arm/cpus.yaml`, `virtio/mmio.yaml`; `/chosen` and `/memory` per the Devicetree
-//! Specification v0.4 §3.4 and §3.6.
+//! `arm/cpus.yaml`, `virtio/mmio.yaml`, `pci/host-generic-pci.yaml`;
+//! `/chosen` and `/memory` per the Devicetree Specification v0.4 §3.4 and
+//! §3.6.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -13,6 +14,7 @@ use core::fmt;
 
 use vm_fdt::FdtWriter;
 
+use crate::pci::{GuestPci, PciError};
 use crate::virt::{self, Ppi, Spi};
 use crate::IpaRange;
 
@@ -25,7 +27,8 @@ pub const MAX_BOOTARGS_LEN: usize = 2047;
 
 /// An upper bound on the size of any blob [`write_dtb`] returns, to size the
 /// load plan's DTB room with (`LoadPlan::new`'s `dtb_max`). A test writes
-/// the largest machine and checks it stays below.
+/// the largest machine (with a PCIe host bridge whose 32 devices each have
+/// four INTx entries) and checks it stays below.
 pub const GUEST_DTB_MAX: usize = 16 << 10;
 
 /// The GIC's phandle, the root's `interrupt-parent`.
@@ -151,7 +154,37 @@ pub struct GuestMachine<'a> {
 /// - [`DtbError::Writer`]: the writer refused something; a bug here, not
 ///   in the input.
 pub fn write_dtb(m: &GuestMachine) -> Result<Vec<u8>, DtbError> {
+    write_dtb_with_pci(m, None)
+}
+
+/// Writes the device tree of `m` as [`write_dtb`] does, plus, if `pci` is
+/// given, a PCIe host bridge node `/pcie@<ecam>` for the VM's passthrough
+/// functions:
+///
+/// - `compatible = "pci-host-ecam-generic"`, `device_type = "pci"`, `reg`
+///   the ECAM window, `bus-range` the buses it serves, 3 address and 2
+///   size cells, `linux,pci-domain = <0>`;
+/// - `ranges`: the 32-bit window as non-prefetchable 32-bit memory and the
+///   64-bit one, if any, as 64-bit memory, each at PCI address = IPA; no
+///   I/O space;
+/// - `interrupt-map-mask = <0xf800 0 0 7>` (device number and pin) and
+///   one `interrupt-map` entry per [`PciInterrupt`](crate::PciInterrupt),
+///   onto a level-triggered GIC SPI (left out, with `#interrupt-cells`,
+///   when there are none);
+/// - `dma-coherent`: the SMMU translates the functions' DMA through the
+///   VM's stage 2, cacheable and coherent;
+/// - no `msi-parent` or `msi-map` (the guest has no ITS: no MSIs), no
+///   `iommu-map` (the SMMU's stage 2 is invisible to the guest).
+///
+/// # Errors
+///
+/// Those of [`write_dtb`], and [`DtbError::Pci`] if
+/// [`GuestPci::check`] refuses `pci`.
+pub fn write_dtb_with_pci(m: &GuestMachine, pci: Option<&GuestPci>) -> Result<Vec<u8>, DtbError> {
     validate(m)?;
+    if let Some(pci) = pci {
+        pci.check(m.ram)?;
+    }
     let gicr = virt::gicr_frames(m.vcpus).ok_or(DtbError::VcpuCount { vcpus: m.vcpus })?;
     let mut w = FdtWriter::new()?;
     let root = w.begin_node("")?;
@@ -264,6 +297,10 @@ pub fn write_dtb(m: &GuestMachine) -> Result<Vec<u8>, DtbError> {
         w.end_node(node)?;
     }
 
+    if let Some(pci) = pci {
+        pcie_node(&mut w, pci)?;
+    }
+
     let chosen = w.begin_node("chosen")?;
     if !m.bootargs.is_empty() {
         w.property_string("bootargs", m.bootargs)?;
@@ -308,6 +345,69 @@ fn validate(m: &GuestMachine) -> Result<(), DtbError> {
         return Err(DtbError::BootargsContainsNul { offset });
     }
     Ok(())
+}
+
+/// `phys.hi` of a `ranges` entry (PCI bus binding §2.2.1.1): 32-bit and
+/// 64-bit memory space, non-prefetchable.
+const PCI_SPACE_MEM32: u32 = 0x0200_0000;
+const PCI_SPACE_MEM64: u32 = 0x0300_0000;
+/// Where the device number sits in `phys.hi` (bits 15:11).
+const PCI_DEVICE_SHIFT: u32 = 11;
+/// `interrupt-map-mask`: the device number of `phys.hi` and the pin.
+const PCI_INTERRUPT_MAP_MASK: [u32; 4] = [0x1f << PCI_DEVICE_SHIFT, 0, 0, 7];
+
+/// The `/pcie@...` node; `pci` is checked.
+fn pcie_node(w: &mut FdtWriter, pci: &GuestPci) -> Result<(), vm_fdt::Error> {
+    let windows = &pci.windows;
+    let node = w.begin_node(&format!("pcie@{:x}", windows.ecam.start().get()))?;
+    w.property_string("compatible", "pci-host-ecam-generic")?;
+    w.property_string("device_type", "pci")?;
+    w.property_array_u64("reg", &[windows.ecam.start().get(), windows.ecam.size()])?;
+    w.property_array_u32("bus-range", &[0, u32::from(windows.last_bus())])?;
+    w.property_u32("#address-cells", 3)?;
+    w.property_u32("#size-cells", 2)?;
+    // One host bridge: domain 0, as QEMU's `virt` numbers its own.
+    w.property_u32("linux,pci-domain", 0)?;
+    let mut ranges = Vec::new();
+    let spaces = [(PCI_SPACE_MEM32, Some(windows.mmio32))];
+    let spaces = spaces
+        .into_iter()
+        .chain([(PCI_SPACE_MEM64, windows.mmio64)]);
+    for (space, window) in spaces {
+        if let Some(window) = window {
+            let start = window.start().get();
+            // PCI address (3 cells), CPU address (2), size (2).
+            ranges.extend_from_slice(&[space, hi(start), lo(start)]);
+            ranges.extend_from_slice(&[hi(start), lo(start)]);
+            ranges.extend_from_slice(&[hi(window.size()), lo(window.size())]);
+        }
+    }
+    w.property_array_u32("ranges", &ranges)?;
+    if !pci.interrupts.is_empty() {
+        w.property_u32("#interrupt-cells", 1)?;
+        w.property_array_u32("interrupt-map-mask", &PCI_INTERRUPT_MAP_MASK)?;
+        let mut map = Vec::new();
+        for irq in pci.interrupts {
+            // Child unit address (3 cells) and pin, then the GIC's
+            // specifier; the GIC has no address cells.
+            let phys_hi = u32::from(irq.device) << PCI_DEVICE_SHIFT;
+            map.extend_from_slice(&[phys_hi, 0, 0, u32::from(irq.pin.register())]);
+            map.push(GIC_PHANDLE);
+            map.extend_from_slice(&spi_cells(irq.spi));
+        }
+        w.property_array_u32("interrupt-map", &map)?;
+    }
+    // DMA goes through the SMMU into guest RAM, coherent with the CPUs.
+    w.property_null("dma-coherent")?;
+    w.end_node(node)
+}
+
+fn hi(value: u64) -> u32 {
+    (value >> 32) as u32
+}
+
+fn lo(value: u64) -> u32 {
+    value as u32
 }
 
 /// A `stringlist` property: each string NUL-terminated, back to back.
@@ -365,9 +465,17 @@ pub enum DtbError {
         /// Where the first one is.
         offset: usize,
     },
+    /// The PCIe host bridge's layout or interrupts were refused.
+    Pci(PciError),
     /// The FDT writer refused the tree; the input was checked, so this is a
     /// bug in this crate.
     Writer(vm_fdt::Error),
+}
+
+impl From<PciError> for DtbError {
+    fn from(e: PciError) -> Self {
+        Self::Pci(e)
+    }
 }
 
 impl From<vm_fdt::Error> for DtbError {
@@ -401,6 +509,7 @@ impl fmt::Display for DtbError {
             Self::BootargsContainsNul { offset } => {
                 write!(f, "command line has a NUL byte at offset {offset}")
             }
+            Self::Pci(e) => write!(f, "{e}"),
             Self::Writer(e) => write!(f, "device tree writer failed: {e}"),
         }
     }

@@ -9,7 +9,9 @@
 //! 2. [`LoadPlan::new`] decides where the kernel, the initrd and the DTB go
 //!    in guest RAM.
 //! 3. [`write_dtb`] writes the device tree of the guest's machine, a small
-//!    QEMU-`virt`-compatible board whose layout is in [`virt`].
+//!    QEMU-`virt`-compatible board whose layout is in [`virt`];
+//!    [`write_dtb_with_pci`] adds a PCIe host bridge ([`GuestPci`]) for a
+//!    VM with passthrough PCI functions.
 //!
 //! Copying the files into guest memory and starting the vCPU is the
 //! hypervisor's part.
@@ -41,18 +43,23 @@ extern crate alloc;
 
 mod dt;
 mod image;
+mod pci;
 mod plan;
 mod range;
 pub mod virt;
 
 pub use addr::IntermediatePhysAddr;
 pub use dt::{
-    mpidr_of, vcpu_of, vmpidr_el2_of, write_dtb, DtbError, GuestMachine, APB_PCLK_PHANDLE,
-    GIC_PHANDLE, GUEST_DTB_MAX, MAX_BOOTARGS_LEN, MAX_VCPUS, MPIDR_RES1,
+    mpidr_of, vcpu_of, vmpidr_el2_of, write_dtb, write_dtb_with_pci, DtbError, GuestMachine,
+    APB_PCLK_PHANDLE, GIC_PHANDLE, GUEST_DTB_MAX, MAX_BOOTARGS_LEN, MAX_VCPUS, MPIDR_RES1,
 };
 pub use image::{
     ImageError, ImageHeader, KernelPageSize, Placement, IMAGE_HEADER_SIZE, IMAGE_MAGIC,
     KERNEL_BASE_ALIGN, LEGACY_TEXT_OFFSET, TEXT_OFFSET_ALIGN,
+};
+pub use pci::{
+    GuestPci, IntxPin, PciError, PciInterrupt, PciWindows, ECAM_BUS_SIZE, PCI_DEVICES,
+    PCI_WINDOW_ALIGN,
 };
 pub use plan::{
     LoadPlan, PlanError, DTB_MAX_SIZE, INITRD_WINDOW_ALIGN, INITRD_WINDOW_SIZE, MAX_IPA_BITS,

@@ -53,6 +53,33 @@ pub const VIRTIO_MMIO_SLOTS: u32 = 32;
 /// The interrupt of virtio-mmio slot 0; slot `n` has SPI `16 + n`.
 pub const VIRTIO_MMIO_FIRST_SPI: Spi = Spi::fixed(16);
 
+/// The PCIe host bridge's configuration space (ECAM), when the VM has
+/// passthrough PCI functions: `virt`'s low ECAM (`VIRT_PCIE_ECAM`), 16 MiB
+/// for buses 0 to 15, right below RAM. (`virt`'s high ECAM, at 256 GiB, is
+/// out of reach of a 39-bit IPA space shared with the SMMU.)
+pub const PCIE_ECAM: IpaRange = IpaRange::fixed(0x3F00_0000, 0x0100_0000);
+
+/// The PCIe host bridge's 32-bit memory window (`VIRT_PCIE_MMIO`), where
+/// BARs go; PCI addresses equal IPAs in it. `virt`'s I/O window
+/// (`VIRT_PCIE_PIO`, the 64 KiB between this and [`PCIE_ECAM`]) is left
+/// out: guests get no I/O space.
+pub const PCIE_MMIO: IpaRange = IpaRange::fixed(0x1000_0000, 0x2EFF_0000);
+
+/// The first of the SPIs `virt` wires the PCIe INTA..INTD lines to
+/// (`VIRT_PCIE` in `a15irqmap`): SPIs 3 to 6, INTIDs 35 to 38. A guest's
+/// passthrough INTx may use the same numbers as the host's lines they are
+/// linked to.
+pub const PCIE_FIRST_SPI: Spi = Spi::fixed(3);
+
+/// How many SPIs from [`PCIE_FIRST_SPI`] `virt` uses for INTx: one per pin.
+pub const PCIE_SPIS: u32 = 4;
+
+/// The span of every virtio-mmio transport.
+pub const VIRTIO_MMIO_WINDOW: IpaRange = IpaRange::fixed(
+    VIRTIO_MMIO_BASE.get(),
+    VIRTIO_MMIO_SLOTS as u64 * VIRTIO_MMIO_STRIDE,
+);
+
 /// Secure EL1 physical timer interrupt.
 pub const TIMER_SECURE_PHYS_PPI: Ppi = Ppi::fixed(13);
 
@@ -215,6 +242,13 @@ const _: () = {
     assert!(UART.end().get() <= VIRTIO_MMIO_BASE.get());
     assert!(VIRTIO_MMIO_FIRST_SPI.number() + VIRTIO_MMIO_SLOTS <= Spi::COUNT);
     assert!(UART_SPI.number() < VIRTIO_MMIO_FIRST_SPI.number());
+    assert!(DEVICE_WINDOW.contains_range(&PCIE_ECAM));
+    assert!(DEVICE_WINDOW.contains_range(&PCIE_MMIO));
+    assert!(VIRTIO_MMIO_WINDOW.end().get() <= PCIE_MMIO.start().get());
+    assert!(PCIE_MMIO.end().get() <= PCIE_ECAM.start().get());
+    // INTx SPIs between the UART's and the virtio-mmio slots'.
+    assert!(UART_SPI.number() < PCIE_FIRST_SPI.number());
+    assert!(PCIE_FIRST_SPI.number() + PCIE_SPIS <= VIRTIO_MMIO_FIRST_SPI.number());
 };
 
 #[cfg(test)]
