@@ -168,6 +168,9 @@ impl Vgic {
             };
             let set = value & (1 << bit) != 0;
             match reg {
+                // See the `hw` module: only the device makes a linked SPI
+                // pending or active.
+                BitReg::SetPending | BitReg::SetActive if self.is_hw(loc) => {}
                 BitReg::Group => self.update(loc, kick, |irq| irq.group1 = set),
                 _ if !set => {}
                 BitReg::SetEnable => self.update(loc, kick, |irq| irq.enabled = true),

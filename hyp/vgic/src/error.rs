@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::IntId;
+use crate::{IntId, PhysIntId};
 
 /// Why a guest's MMIO access cannot be emulated; the hypervisor injects a
 /// synchronous external abort for it. Reserved offsets are *not* errors:
@@ -95,6 +95,52 @@ pub enum Error {
         /// Index of the list register.
         lr: usize,
     },
+    /// Only an SPI can be linked to a physical interrupt.
+    NotAnSpi {
+        /// The interrupt given.
+        intid: IntId,
+    },
+    /// The SPI is linked to physical interrupt `pintid`: it cannot be
+    /// linked again, and only [`crate::Vgic::hw_interrupt`] makes it
+    /// pending ([`crate::Vgic::set_level`] and
+    /// [`crate::Vgic::inject_edge`] refuse it).
+    HwLinked {
+        /// The virtual SPI.
+        intid: IntId,
+        /// The physical interrupt it is linked to.
+        pintid: PhysIntId,
+    },
+    /// The SPI is not linked to a physical interrupt.
+    NotHwLinked {
+        /// The virtual SPI.
+        intid: IntId,
+    },
+    /// Physical interrupt `pintid` is already linked to another SPI of this
+    /// VM: one physical activation can be handed to one virtual interrupt
+    /// only.
+    PintidInUse {
+        /// The physical interrupt.
+        pintid: PhysIntId,
+        /// The SPI it is linked to.
+        intid: IntId,
+    },
+    /// `link_hw`: the SPI is pending, active, in a list register or its
+    /// line is high; that state is not the physical interrupt's, so the
+    /// guest's deactivation of it must not deactivate the physical one.
+    /// Link before the guest uses the interrupt.
+    HwBusy {
+        /// The virtual SPI.
+        intid: IntId,
+    },
+    /// `unlink_hw`: the SPI sits in a list register of vCPU `vcpu` (flushed,
+    /// not yet synced), where the guest could still deactivate the physical
+    /// interrupt. Stop that vCPU and sync it first.
+    HwInFlight {
+        /// The virtual SPI.
+        intid: IntId,
+        /// The vCPU holding it.
+        vcpu: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -110,6 +156,16 @@ impl fmt::Display for Error {
                     f,
                     "list register {lr} holds an entry that was never flushed"
                 )
+            }
+            Self::NotAnSpi { intid } => write!(f, "{intid} is no SPI: only SPIs are linked"),
+            Self::HwLinked { intid, pintid } => write!(f, "{intid} is linked to {pintid}"),
+            Self::NotHwLinked { intid } => write!(f, "{intid} is linked to no physical interrupt"),
+            Self::PintidInUse { pintid, intid } => write!(f, "{pintid} is linked to {intid}"),
+            Self::HwBusy { intid } => {
+                write!(f, "{intid} is pending or active: cannot link it now")
+            }
+            Self::HwInFlight { intid, vcpu } => {
+                write!(f, "{intid} is in vCPU {vcpu}'s list registers")
             }
         }
     }

@@ -110,3 +110,53 @@ impl fmt::Display for IntId {
         write!(f, "INTID {} ({kind})", self.0)
     }
 }
+
+/// A physical SPI's INTID (32..1020) on the host's GIC, which a virtual SPI
+/// can be linked to ([`crate::Vgic::link_hw`]): the `pINTID` of a
+/// hardware-linked list register (GICv3 §12.5.10, IHI 0069).
+///
+/// A separate type from [`IntId`] because it names an interrupt in another
+/// INTID space: the host's, not the guest's. Only SPIs: a PPI is banked per
+/// physical CPU, so a list register deactivating one would act on whichever
+/// CPU the vCPU happens to run on; SGIs cannot be linked, LPIs need no
+/// deactivation, and the extended SPI range is not used.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PhysIntId(u32);
+
+impl PhysIntId {
+    /// Physical INTID `raw`, if it is an SPI (32..1020).
+    pub const fn new(raw: u32) -> Option<Self> {
+        if raw >= IntId::FIRST_SPI && raw < IntId::END {
+            Some(Self(raw))
+        } else {
+            None
+        }
+    }
+
+    /// Physical SPI `n` as the host's device tree numbers it, INTID `32 + n`.
+    pub const fn spi(n: u32) -> Option<Self> {
+        if n < IntId::END - IntId::FIRST_SPI {
+            Some(Self(IntId::FIRST_SPI + n))
+        } else {
+            None
+        }
+    }
+
+    /// The INTID as a plain integer, for `ICC_DIR_EL1` or the physical
+    /// distributor's registers.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Debug for PhysIntId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhysIntId({})", self.0)
+    }
+}
+
+impl fmt::Display for PhysIntId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "physical INTID {} (SPI)", self.0)
+    }
+}

@@ -10,6 +10,11 @@
 //!   [`Vgic::redist_write`]),
 //! - on a trapped write to `ICC_SGI1R_EL1` ([`Vgic::send_sgi`]),
 //! - from device and timer models ([`Vgic::set_level`], [`Vgic::inject_edge`]),
+//! - for a passthrough device's interrupt, linked to a physical SPI
+//!   ([`Vgic::link_hw`]), when that SPI fires ([`Vgic::hw_interrupt`]),
+//!   and to learn which physical SPIs to deactivate
+//!   ([`Vgic::take_hw_deactivation`], [`Vgic::unlink_hw`]); see
+//!   [Hardware-linked interrupts](#hardware-linked-interrupts),
 //! - before each vCPU entry to fill the `ICH_LR<n>_EL2` list registers
 //!   ([`Vgic::flush`]) and after each exit to read them back ([`Vgic::sync`]),
 //! - and to decide whether a vCPU waiting in WFI should wake
@@ -42,10 +47,46 @@
 //! Not emulated: Group 0 delivery (Group 0 interrupts would be virtual
 //! FIQs, which a Linux guest does not take; `GICD_CTLR.EnableGrp0` is
 //! RAZ/WI and Group 0 interrupts stay pending), `ICC_SGI0R_EL1` and
-//! `ICC_ASGI1R_EL1`, hardware-linked (HW = 1) list registers, GICv2
-//! compatibility (`ITARGETSR`, `GICD_SGIR` are RAZ/WI), and the
-//! redistributor's power-down semantics beyond the `GICR_WAKER` handshake
-//! (a sleeping redistributor only stops taking 1-of-N SPIs).
+//! `ICC_ASGI1R_EL1`, GICv2 compatibility (`ITARGETSR`, `GICD_SGIR` are
+//! RAZ/WI), and the redistributor's power-down semantics beyond the
+//! `GICR_WAKER` handshake (a sleeping redistributor only stops taking
+//! 1-of-N SPIs).
+//!
+//! # Hardware-linked interrupts
+//!
+//! A passthrough device's level-triggered interrupt (a PCI function's
+//! INTx) reaches the host as a physical SPI; linked to a virtual SPI, it is
+//! handed to the guest in list registers with HW = 1, and the guest's
+//! deactivation of the virtual SPI deactivates the physical one in
+//! hardware. What the hypervisor must do, step by step:
+//!
+//! 1. Every physical CPU interface runs with `ICC_CTLR_EL1.EOImode` = 1
+//!    (priority drop and deactivation split), so every interrupt the
+//!    hypervisor handles itself ends with `ICC_EOIR1_EL1` then
+//!    `ICC_DIR_EL1`.
+//! 2. At VM creation: [`Vgic::link_hw`]`(vintid, pintid)`; configure the
+//!    physical SPI level-triggered, Group 1, enabled, routed to any CPU.
+//! 3. When the physical SPI is acknowledged (`ICC_IAR1_EL1`): write
+//!    `ICC_EOIR1_EL1` (priority drop) but *not* `ICC_DIR_EL1`, then call
+//!    [`Vgic::hw_interrupt`]`(vintid)` and kick the vCPUs it returns. If it
+//!    fails ([`Error::NotHwLinked`]: unlinked meanwhile), write
+//!    `ICC_DIR_EL1` yourself.
+//! 4. Nothing changes for `flush`, `sync` and the list registers: the
+//!    entries carry HW and pINTID, and the guest's deactivation ends the
+//!    physical activation wherever the vCPU runs (an SPI's active state
+//!    lives in the distributor, not in one CPU interface).
+//! 5. After every [`Vgic::sync`] and every [`Vgic::dist_write`], while
+//!    [`Vgic::take_hw_deactivation`] returns an INTID, write it to
+//!    `ICC_DIR_EL1` (the guest cleared a linked SPI's pending or active
+//!    state through the distributor).
+//! 6. At teardown, once every vCPU has stopped and synced, disable the
+//!    physical SPI, then [`Vgic::unlink_hw`] each link (or
+//!    [`Vgic::unlink_all_hw`]) and write every INTID returned to
+//!    `ICC_DIR_EL1`. The device's pending INTx is then seen by whoever
+//!    enables the SPI next.
+//!
+//! The rules the model follows are in the `hw` module's documentation
+//! (source file `hw.rs`).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -55,6 +96,7 @@ extern crate alloc;
 mod access;
 mod dist;
 mod error;
+mod hw;
 mod intid;
 mod irq;
 pub mod lr;
@@ -65,7 +107,8 @@ mod vcpuset;
 use alloc::vec::Vec;
 
 pub use error::{AccessError, ConfigError, Error};
-pub use intid::{IntId, IntKind};
+use hw::HwLink;
+pub use intid::{IntId, IntKind, PhysIntId};
 use irq::{InFlight, Irq, Trigger};
 use lr::{ListRegister, LrState};
 pub use sgi::{SgiRequest, SgiTargets};
@@ -200,6 +243,8 @@ struct Spi {
     /// The vCPU it is active on, once one has taken it: an active SPI
     /// stays there until deactivated, whatever IROUTER says meanwhile.
     active_on: Option<usize>,
+    /// The physical SPI it is linked to, if any.
+    hw: Option<HwLink>,
 }
 
 /// The virtual GICv3 of one VM.
@@ -210,6 +255,10 @@ pub struct Vgic {
     group1_enabled: bool,
     vcpus: Vec<Vcpu>,
     spis: Vec<Spi>,
+    /// Indices of the linked SPIs, in the order they were linked.
+    hw_spis: Vec<usize>,
+    /// How many linked SPIs have a release not yet taken.
+    hw_releases: usize,
 }
 
 /// The best `cap` candidates for list registers, best first, and how many
@@ -278,12 +327,15 @@ impl Vgic {
             irq: Irq::new(Trigger::Level),
             router: 0,
             active_on: None,
+            hw: None,
         };
         Ok(Self {
             nr_spis,
             group1_enabled: false,
             vcpus: (0..nr_vcpus).map(|_| Vcpu::new()).collect(),
             spis: (0..nr_spis).map(|_| spi).collect(),
+            hw_spis: Vec::new(),
+            hw_releases: 0,
         })
     }
 
@@ -307,9 +359,11 @@ impl Vgic {
     /// # Errors
     ///
     /// [`Error::NoSuchVcpu`] for a private interrupt of a vCPU that does not
-    /// exist; [`Error::NoSuchIntId`] for an SPI past the VM's count.
+    /// exist; [`Error::NoSuchIntId`] for an SPI past the VM's count;
+    /// [`Error::HwLinked`] for an SPI linked to a physical one (use
+    /// [`Vgic::hw_interrupt`]).
     pub fn set_level(&mut self, intid: IntId, vcpu: usize, high: bool) -> Result<VcpuSet, Error> {
-        let loc = self.loc(intid, vcpu)?;
+        let loc = self.driven_loc(intid, vcpu)?;
         let mut kick = VcpuSet::EMPTY;
         self.update(loc, &mut kick, |irq| irq.set_line(high));
         Ok(kick)
@@ -325,7 +379,7 @@ impl Vgic {
     ///
     /// As for [`Vgic::set_level`].
     pub fn inject_edge(&mut self, intid: IntId, vcpu: usize) -> Result<VcpuSet, Error> {
-        let loc = self.loc(intid, vcpu)?;
+        let loc = self.driven_loc(intid, vcpu)?;
         let mut kick = VcpuSet::EMPTY;
         self.update(loc, &mut kick, Irq::set_pending);
         Ok(kick)
@@ -371,6 +425,21 @@ impl Vgic {
         Ok(targets)
     }
 
+    /// Where a device model's interrupt lives; a linked SPI is driven by
+    /// its physical SPI only.
+    fn driven_loc(&self, intid: IntId, vcpu: usize) -> Result<Loc, Error> {
+        let loc = self.loc(intid, vcpu)?;
+        if let Loc::Shared { index } = loc {
+            if let Some(link) = self.spis.get(index).and_then(|spi| spi.hw) {
+                return Err(Error::HwLinked {
+                    intid,
+                    pintid: link.pintid,
+                });
+            }
+        }
+        Ok(loc)
+    }
+
     fn raise_sgi(&mut self, vcpu: usize, intid: IntId, targets: &mut VcpuSet) {
         let Some(irq) = self
             .vcpus
@@ -397,7 +466,9 @@ impl Vgic {
     /// level-sensitive interrupt asks for a maintenance interrupt on
     /// deactivation (the EOI bit) so its line is sampled again, and is
     /// never handed out active and pending at once (the line is sampled
-    /// after the guest deactivates it instead).
+    /// after the guest deactivates it instead). An SPI linked to a physical
+    /// one ([`Vgic::link_hw`]) goes in with HW = 1 and its pINTID, without
+    /// the EOI bit, and never active and pending at once either.
     ///
     /// If the previous `flush` of this vCPU was never followed by a
     /// [`Vgic::sync`], its list registers are taken back unchanged first.
@@ -461,11 +532,20 @@ impl Vgic {
         let Ok(loc) = self.loc(intid, vcpu) else {
             return ListRegister::INVALID;
         };
+        let hw = match loc {
+            Loc::Shared { index } => self.spis.get(index).and_then(|spi| spi.hw),
+            Loc::Private { .. } => None,
+        };
         let Some(irq) = self.irq_mut(loc) else {
             return ListRegister::INVALID;
         };
         let state = match (irq.active, irq.trigger) {
             (false, _) => LrState::Pending,
+            // A linked SPI's pending state while active would be a second
+            // activation of a physical SPI that is still active: it waits
+            // for the deactivation (and never happens unless the caller
+            // reported one activation twice).
+            (true, _) if hw.is_some() => LrState::Active,
             (true, Trigger::Edge) => LrState::from_flags(irq.deliverable(group1), true),
             (true, Trigger::Level) => LrState::Active,
         };
@@ -480,7 +560,9 @@ impl Vgic {
             moved_latch,
         });
         let mut lr = ListRegister::new(intid, irq.priority, state);
-        if irq.trigger == Trigger::Level {
+        if let Some(link) = hw {
+            lr = lr.with_hw(link.pintid);
+        } else if irq.trigger == Trigger::Level {
             lr = lr.with_eoi_maintenance();
         }
         if let Loc::Shared { index } = loc {
@@ -499,6 +581,10 @@ impl Vgic {
     /// interrupt is active, a deactivated one is no longer active, one still
     /// pending is pending again, and a level-sensitive line that is still
     /// high makes its interrupt pending again once it is no longer active.
+    /// A linked SPI that comes back invalid was deactivated by the guest,
+    /// and with it the physical SPI; one whose state the guest cleared
+    /// through the distributor meanwhile is released (see
+    /// [`Vgic::take_hw_deactivation`]).
     ///
     /// # Errors
     ///
@@ -572,6 +658,11 @@ impl Vgic {
             if let Some(spi) = self.spis.get_mut(index) {
                 spi.active_on = active.then_some(vcpu);
             }
+        }
+        if now == LrState::Invalid {
+            self.hw_deactivated(loc);
+        } else {
+            self.settle_hw(loc);
         }
     }
 
@@ -658,6 +749,7 @@ impl Vgic {
         change(irq);
         if *irq != before {
             self.kicks_for(loc, kick);
+            self.settle_hw(loc);
         }
     }
 

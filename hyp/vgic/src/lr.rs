@@ -13,9 +13,12 @@
 
 use core::fmt;
 
-use crate::IntId;
+use crate::{IntId, PhysIntId};
 
 const VINTID_MASK: u64 = 0xffff_ffff;
+const PINTID_SHIFT: u32 = 32;
+/// pINTID, bits 44:32 (with HW = 1).
+const PINTID_MASK: u64 = 0x1fff << PINTID_SHIFT;
 /// With HW = 0: assert a maintenance interrupt (`ICH_MISR_EL2.EOI`) when the
 /// guest deactivates this interrupt.
 const EOI: u64 = 1 << 41;
@@ -90,9 +93,25 @@ impl ListRegister {
     /// The same entry asking for a maintenance interrupt when the guest
     /// deactivates it (the EOI bit; meaningful only with HW = 0). Used for
     /// level-sensitive interrupts, whose line must be sampled again then.
+    /// An entry with HW = 1 is returned unchanged: there bit 41 belongs to
+    /// pINTID.
     #[must_use]
     pub const fn with_eoi_maintenance(self) -> Self {
-        Self(self.0 | EOI)
+        if self.hw() {
+            self
+        } else {
+            Self(self.0 | EOI)
+        }
+    }
+
+    /// The same entry tied to physical interrupt `pintid` (HW = 1): when
+    /// the guest deactivates the virtual interrupt, the GIC deactivates
+    /// `pintid` as well (`ICH_LR<n>_EL2.HW`). The pINTID field
+    /// overlaps the EOI bit, so such an entry never asks for a maintenance
+    /// interrupt on deactivation.
+    #[must_use]
+    pub const fn with_hw(self, pintid: PhysIntId) -> Self {
+        Self(self.0 & !PINTID_MASK | HW | (pintid.get() as u64) << PINTID_SHIFT)
     }
 
     /// The same entry in another state.
@@ -136,6 +155,15 @@ impl ListRegister {
         self.0 & HW != 0
     }
 
+    /// The pINTID field, if HW = 1 ties the entry to a physical interrupt.
+    pub const fn pintid(self) -> Option<u32> {
+        if self.hw() {
+            Some(((self.0 & PINTID_MASK) >> PINTID_SHIFT) as u32)
+        } else {
+            None
+        }
+    }
+
     /// Whether the EOI bit asks for a maintenance interrupt on
     /// deactivation (HW = 0 only; with HW = 1 the bit is part of pINTID).
     pub const fn eoi_maintenance(self) -> bool {
@@ -161,6 +189,7 @@ impl fmt::Debug for ListRegister {
             .field("priority", &format_args!("{:#04x}", self.priority()))
             .field("group1", &self.group1())
             .field("hw", &self.hw())
+            .field("pintid", &self.pintid())
             .field("eoi", &self.eoi_maintenance())
             .field("state", &self.state())
             .finish()

@@ -39,6 +39,22 @@ fn decodes_fields() {
 }
 
 #[test]
+fn a_hardware_entry_carries_its_pintid_where_the_eoi_bit_was() {
+    let p = crate::PhysIntId::new(0x1ff).unwrap();
+    let lr = ListRegister::new(id(40), 0x80, LrState::Pending).with_hw(p);
+    // State 01, HW (61), Group 1, priority 0x80, pINTID 0x1ff (44:32).
+    assert_eq!(lr.bits(), 0x7080_01ff_0000_0028);
+    assert_eq!((lr.hw(), lr.pintid(), lr.vintid()), (true, Some(0x1ff), 40));
+    assert!(!lr.eoi_maintenance(), "bit 41 is pINTID here");
+    assert_eq!(lr.with_eoi_maintenance(), lr, "no EOI bit with HW = 1");
+    // An EOI request made before is overwritten by the pINTID.
+    let p = crate::PhysIntId::new(72).unwrap();
+    let with_eoi = ListRegister::new(id(40), 0x80, LrState::Active).with_eoi_maintenance();
+    assert_eq!(with_eoi.with_hw(p).bits(), 0xb080_0048_0000_0028);
+    assert_eq!(ListRegister::new(id(40), 0, LrState::Active).pintid(), None);
+}
+
+#[test]
 fn state_flags() {
     for (p, a, s) in [
         (false, false, LrState::Invalid),
@@ -63,5 +79,19 @@ proptest! {
             prop_assert_eq!(again.priority(), lr.priority());
             prop_assert_eq!(again.state(), lr.state());
         }
+    }
+
+    #[test]
+    fn with_hw_changes_only_hw_and_pintid(bits: u64, p in 32u32..1020) {
+        let lr = ListRegister::from_bits(bits);
+        let hw = lr.with_hw(crate::PhysIntId::new(p).unwrap());
+        prop_assert_eq!(hw.pintid(), Some(p));
+        prop_assert_eq!(
+            (hw.vintid(), hw.priority(), hw.group1(), hw.state()),
+            (lr.vintid(), lr.priority(), lr.group1(), lr.state())
+        );
+        // Everything outside pINTID (44:32) and HW (61) is kept.
+        let others = !(0x1fff_u64 << 32 | 1 << 61);
+        prop_assert_eq!(hw.bits() & others, bits & others);
     }
 }

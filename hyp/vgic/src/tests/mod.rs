@@ -11,6 +11,7 @@ use crate::{Effects, FlushResult, IntId, VcpuSet, Vgic};
 mod delivery;
 mod dist;
 mod flow;
+mod hw;
 mod linux;
 mod lr;
 mod migration;
