@@ -5,8 +5,10 @@
 //! attribute every error to one line and so to one `[[vm]]` section. Anything
 //! TOML has that the subset does not (tables other than `[[vm]]`, inline
 //! tables, quoted or dotted keys, literal or multi-line strings, floats,
-//! booleans, dates, signed integers) is refused with a reason rather than
+//! dates, signed integers) is refused with a reason rather than
 //! misread. Everything accepted means the same as it does in TOML 1.0.
+//! Booleans (`true`, `false`) are accepted as values of their own, not in
+//! arrays.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -42,6 +44,8 @@ pub(crate) enum Value {
     Int(u64),
     /// An array of strings on one line.
     StrArray(Vec<String>),
+    /// `true` or `false`.
+    Bool(bool),
 }
 
 /// Classifies one line (without its line terminator).
@@ -204,10 +208,8 @@ impl<'t> Cursor<'t> {
             Some(b'\'') => Err("literal strings ('...') are not supported; use double quotes"),
             Some(b'{') => Err("inline tables are not supported"),
             None | Some(b'#') => Err("missing value after `=`"),
-            Some(_) if self.rest().starts_with("true") || self.rest().starts_with("false") => {
-                Err("booleans are not supported")
-            }
-            Some(_) => Err("expected a string, an integer or an array of strings"),
+            Some(b't' | b'f') => self.boolean().map(Value::Bool),
+            Some(_) => Err("expected a string, an integer, a boolean or an array of strings"),
         }
     }
 
@@ -219,6 +221,16 @@ impl<'t> Cursor<'t> {
             b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-' | b':')
         });
         parse_integer(token)
+    }
+
+    /// `true` or `false`: the whole token, so `trueish` is refused rather
+    /// than read as `true` followed by junk.
+    fn boolean(&mut self) -> Result<bool, Reason> {
+        match self.take_while(is_bare_key_byte) {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected a string, an integer, a boolean or an array of strings"),
+        }
     }
 
     /// A basic string: `"..."` with the escapes `\" \\ \n \t`.
@@ -373,6 +385,12 @@ mod tests {
     }
 
     #[test]
+    fn booleans() {
+        assert_eq!(lex_line("k = true"), kv("k", Value::Bool(true)));
+        assert_eq!(lex_line("k=false # no"), kv("k", Value::Bool(false)));
+    }
+
+    #[test]
     fn arrays_of_strings() {
         assert_eq!(lex_line("d = []"), kv("d", Value::StrArray(vec![])));
         assert_eq!(
@@ -390,7 +408,11 @@ mod tests {
             "k = [[\"a\"]]",
             "k = { a = 1 }",
             "k = 'lit'",
-            "k = true",
+            "k = True",
+            "k = trueish",
+            "k = fals",
+            "k = [true]",
+            "k = true false",
             "k = -1",
             "k = +1",
             "k = 1979-05-27",

@@ -34,6 +34,11 @@
 //!                           #   switch "lan0" (1-32 of [a-z0-9-])
 //! mac = "52:54:00:12:34:01" # optional, with network: the port's MAC, unicast,
 //!                           #   not all zero; default: derived from the name
+//! passthrough = ["00:03.0"] # optional: host PCI functions the VM is given
+//!                           #   ("bus:device.function", hex, an optional
+//!                           #   "0000:" segment first), at most 8, each once
+//! passthrough_required = false # optional, with passthrough, default true:
+//!                           #   whether the VM must not start without them
 //! ```
 //!
 //! `after` chains VMs into sequences (`v2` after `v1`, `v3` after `v2`,
@@ -58,9 +63,20 @@
 //! `disk_access` without `disk`, and `mac` without `network`, are refused
 //! ([`VmError::Requires`]).
 //!
+//! `passthrough` names functions on the host's PCIe bus ([`PciFunction`])
+//! whose DMA the hypervisor translates through the VM's own stage-2 tables
+//! (an SMMUv3 stream table entry holding the VM's VMID, which stays pinned
+//! while the function is attached). Whether a function exists and may be
+//! passed through is the hypervisor's to check when it creates the VM; so
+//! is that one function goes to one VM at a time (VMs that run one `after`
+//! another may name the same one). When a function cannot be attached,
+//! `passthrough_required = true` (the default) keeps the VM from starting,
+//! and `false` starts it without that function, with a warning.
+//! `passthrough_required` without `passthrough` is refused.
+//!
 //! Values are basic strings (`"..."` with the escapes `\" \\ \n \t`),
-//! non-negative integers (decimal, `0x` hex, `_` between digits) and arrays
-//! of strings, each on one line. Everything else TOML has is refused with
+//! non-negative integers (decimal, `0x` hex, `_` between digits), booleans
+//! (`true`, `false`) and arrays of strings, each on one line. Everything else TOML has is refused with
 //! the line number.
 //!
 //! A problem inside a `[[vm]]` section (a syntax error, an unknown,
@@ -108,6 +124,7 @@ extern crate alloc;
 mod bundle;
 mod io;
 mod lex;
+mod pci;
 mod vm;
 
 pub use bundle::{
@@ -115,6 +132,7 @@ pub use bundle::{
     MANIFEST_ENTRY, MAX_ENTRIES, MAX_NAME_LEN, VERSION,
 };
 pub use io::{derived_mac, DiskSpec, Mac, NetSpec, DISK_SECTOR, MAX_NETWORK_NAME_LEN};
+pub use pci::{PciFunction, MAX_PASSTHROUGH};
 pub use vm::{
     Device, Manifest, ManifestError, VmEntry, VmError, VmSpec, MAX_BOOTARGS_LEN, MAX_MANIFEST_LEN,
     MAX_VCPUS, MAX_VMS, MAX_VM_NAME_LEN, MEMORY_GRANULE,

@@ -13,6 +13,7 @@ use crate::io::{
     DiskSpec, Mac, NetSpec,
 };
 use crate::lex::{self, Line, Value};
+use crate::pci::{parse_pci_function, PciFunction, MAX_PASSTHROUGH};
 
 /// The most vCPUs one VM may have.
 pub const MAX_VCPUS: u32 = 8;
@@ -87,6 +88,14 @@ pub struct VmSpec {
     /// (the default): no network. Its MAC is unique among the accepted VMs
     /// on its network.
     pub net: Option<NetSpec>,
+    /// Host PCI functions passed through to the VM, from the `passthrough`
+    /// key: at most [`MAX_PASSTHROUGH`], each listed once, in the order
+    /// given. Empty by default.
+    pub passthrough: Vec<PciFunction>,
+    /// From `passthrough_required` (default `true`): whether the VM must
+    /// not start when one of its functions cannot be attached. With
+    /// `false` it starts without that function.
+    pub passthrough_required: bool,
 }
 
 /// A device kind a VM may be given.
@@ -214,7 +223,8 @@ pub enum VmError {
         name: String,
     },
     /// A key that means something only with another one, without it:
-    /// `disk_access` without `disk`, `mac` without `network`.
+    /// `disk_access` without `disk`, `mac` without `network`,
+    /// `passthrough_required` without `passthrough`.
     Requires {
         /// The line of the key.
         line: u32,
@@ -570,10 +580,12 @@ enum Key {
     DiskAccess,
     Network,
     Mac,
+    Passthrough,
+    PassthroughRequired,
 }
 
 impl Key {
-    const ALL: [Key; 12] = [
+    const ALL: [Key; 14] = [
         Key::Name,
         Key::Vcpus,
         Key::Memory,
@@ -586,6 +598,8 @@ impl Key {
         Key::DiskAccess,
         Key::Network,
         Key::Mac,
+        Key::Passthrough,
+        Key::PassthroughRequired,
     ];
 
     fn as_str(self) -> &'static str {
@@ -602,6 +616,8 @@ impl Key {
             Key::DiskAccess => "disk_access",
             Key::Network => "network",
             Key::Mac => "mac",
+            Key::Passthrough => "passthrough",
+            Key::PassthroughRequired => "passthrough_required",
         }
     }
 
@@ -644,6 +660,9 @@ struct Section {
     network: Option<(String, u32)>,
     /// The `mac` and its line.
     mac: Option<([u8; 6], u32)>,
+    passthrough: Option<Vec<PciFunction>>,
+    /// The `passthrough_required` value and its line.
+    passthrough_required: Option<(bool, u32)>,
 }
 
 impl Section {
@@ -665,6 +684,8 @@ impl Section {
             disk_access: None,
             network: None,
             mac: None,
+            passthrough: None,
+            passthrough_required: None,
         }
     }
 
@@ -728,7 +749,7 @@ impl Section {
                 let bytes = match value {
                     Value::Int(bytes) => bytes,
                     Value::Str(size) => parse_size(&size).map_err(bad)?,
-                    Value::StrArray(_) => {
+                    Value::StrArray(_) | Value::Bool(_) => {
                         return Err(bad("expected a size such as \"64M\" or a byte count"))
                     }
                 };
@@ -793,6 +814,31 @@ impl Section {
                 let mac = expect_string(value).map_err(bad)?;
                 self.mac = Some((parse_mac(&mac).map_err(bad)?, line));
             }
+            Key::Passthrough => {
+                let Value::StrArray(entries) = value else {
+                    return Err(bad(
+                        "expected an array of PCI functions such as [\"00:03.0\"]",
+                    ));
+                };
+                if entries.len() > MAX_PASSTHROUGH {
+                    return Err(bad("at most 8 PCI functions per VM"));
+                }
+                let mut functions = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    let function = parse_pci_function(entry).map_err(bad)?;
+                    if functions.contains(&function) {
+                        return Err(bad("a PCI function is listed twice"));
+                    }
+                    functions.push(function);
+                }
+                self.passthrough = Some(functions);
+            }
+            Key::PassthroughRequired => {
+                let Value::Bool(required) = value else {
+                    return Err(bad("expected true or false"));
+                };
+                self.passthrough_required = Some((required, line));
+            }
         }
         Ok(())
     }
@@ -844,6 +890,12 @@ impl Section {
             (None, Some((_, line))) => return Err(requires(line, Key::Mac, Key::Network)),
             (None, None) => None,
         };
+        let passthrough_required = match (&self.passthrough, self.passthrough_required) {
+            (None, Some((_, line))) => {
+                return Err(requires(line, Key::PassthroughRequired, Key::Passthrough))
+            }
+            (_, required) => required.is_none_or(|(required, _)| required),
+        };
         Ok(VmSpec {
             name,
             vcpus,
@@ -855,6 +907,8 @@ impl Section {
             after: self.after.map(|(name, _)| name),
             disk,
             net,
+            passthrough: self.passthrough.unwrap_or_default(),
+            passthrough_required,
         })
     }
 }
@@ -975,6 +1029,7 @@ fn expect_string(value: Value) -> Result<String, &'static str> {
         Value::Str(s) => Ok(s),
         Value::Int(_) => Err("expected a string, found an integer"),
         Value::StrArray(_) => Err("expected a string, found an array"),
+        Value::Bool(_) => Err("expected a string, found a boolean"),
     }
 }
 
@@ -1073,6 +1128,8 @@ after = "alpha"
                         after: None,
                         disk: None,
                         net: None,
+                        passthrough: vec![],
+                        passthrough_required: true,
                     }),
                 },
                 VmEntry {
@@ -1089,6 +1146,8 @@ after = "alpha"
                         after: Some("alpha".into()),
                         disk: None,
                         net: None,
+                        passthrough: vec![],
+                        passthrough_required: true,
                     }),
                 },
             ]
@@ -1105,6 +1164,8 @@ after = "alpha"
         assert_eq!(spec.after, None);
         assert_eq!(spec.disk, None);
         assert_eq!(spec.net, None);
+        assert_eq!(spec.passthrough, vec![]);
+        assert!(spec.passthrough_required);
     }
 
     #[test]
@@ -1197,6 +1258,80 @@ after = "alpha"
             .unwrap();
         assert_eq!(net.mac, derived_mac("v"));
         assert!(net.mac_derived);
+    }
+
+    #[test]
+    fn passthrough_functions_and_whether_they_are_required() {
+        let spec = only(&vm_with("passthrough = [\"00:03.0\", \"0000:00:1f.7\"]"))
+            .spec
+            .unwrap();
+        assert_eq!(
+            spec.passthrough,
+            vec![
+                PciFunction::new(0, 3, 0).unwrap(),
+                PciFunction::new(0, 0x1f, 7).unwrap()
+            ]
+        );
+        assert!(spec.passthrough_required, "required by default");
+        for (value, required) in [("true", true), ("false", false)] {
+            // The order of the keys does not matter.
+            let text = vm_with(&format!(
+                "passthrough_required = {value}\npassthrough = [\"00:04.0\"]"
+            ));
+            assert_eq!(only(&text).spec.unwrap().passthrough_required, required);
+        }
+        let none = only(&vm_with("passthrough = []")).spec.unwrap();
+        assert_eq!(none.passthrough, vec![]);
+    }
+
+    #[test]
+    fn passthrough_value_errors_name_the_problem() {
+        let error = error_of(&vm_with("passthrough = [\"00:03.0\", \"00:03.0\"]"));
+        assert_eq!(
+            error.to_string(),
+            "line 6: bad \"passthrough\": a PCI function is listed twice"
+        );
+        let error = error_of(&vm_with("passthrough = [\"00:03.8\"]"));
+        assert_eq!(
+            error.to_string(),
+            "line 6: bad \"passthrough\": a PCI function number is at most 7"
+        );
+        let nine: Vec<String> = (1..=9).map(|d| format!("\"00:{d:02x}.0\"")).collect();
+        let error = error_of(&vm_with(&format!("passthrough = [{}]", nine.join(", "))));
+        assert_eq!(
+            error.to_string(),
+            "line 6: bad \"passthrough\": at most 8 PCI functions per VM"
+        );
+        let eight = nine[..MAX_PASSTHROUGH].join(", ");
+        let spec = only(&vm_with(&format!("passthrough = [{eight}]")))
+            .spec
+            .unwrap();
+        assert_eq!(spec.passthrough.len(), MAX_PASSTHROUGH);
+    }
+
+    #[test]
+    fn passthrough_required_without_passthrough_is_refused() {
+        assert_eq!(
+            error_of(&vm_with("passthrough_required = false")),
+            VmError::Requires {
+                line: 6,
+                key: "passthrough_required",
+                needs: "passthrough"
+            }
+        );
+    }
+
+    #[test]
+    fn two_vms_may_name_the_same_function() {
+        // One after the other, or in turn refused at attach time: which VM
+        // holds a function when is the hypervisor's to check.
+        let text = format!(
+            "{}{}",
+            vm_named("a", "passthrough = [\"00:03.0\"]"),
+            vm_named("b", "passthrough = [\"00:03.0\"]\nafter = \"a\"")
+        );
+        let manifest = Manifest::parse(&text).unwrap();
+        assert_eq!(manifest.good_vms().count(), 2);
     }
 
     #[test]
@@ -1487,6 +1622,18 @@ after = "alpha"
             ("mac = \"01:00:5e:00:00:01\"", "mac"),
             ("mac = \"00:00:00:00:00:00\"", "mac"),
             ("mac = \"52:54:00:12:34\"", "mac"),
+            ("passthrough = \"00:03.0\"", "passthrough"),
+            ("passthrough = [\"00:03\"]", "passthrough"),
+            ("passthrough = [\"0001:00:03.0\"]", "passthrough"),
+            (
+                "passthrough = [\"00:03.0\", \"0000:00:03.0\"]",
+                "passthrough",
+            ),
+            ("passthrough = true", "passthrough"),
+            ("passthrough_required = \"yes\"", "passthrough_required"),
+            ("passthrough_required = 1", "passthrough_required"),
+            ("name = true", "name"),
+            ("memory = false", "memory"),
         ];
         for (line, key) in cases {
             // The bad line replaces the section's own occurrence of the key.
@@ -1715,7 +1862,7 @@ kernel = "k"
                 key: "memroy".into()
             }
             .to_string(),
-            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after, disk, disk_access, network, mac)"
+            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after, disk, disk_access, network, mac, passthrough, passthrough_required)"
         );
         assert_eq!(
             ManifestError::OutsideVm { line: 2 }.to_string(),

@@ -3,8 +3,8 @@
 //! accept satisfies the documented invariants.
 
 use manifest::{
-    write_bundle, Bundle, Manifest, DATA_ALIGN, DISK_SECTOR, ENTRY_LEN, HEADER_LEN, MAX_VCPUS,
-    MEMORY_GRANULE,
+    write_bundle, Bundle, Manifest, DATA_ALIGN, DISK_SECTOR, ENTRY_LEN, HEADER_LEN,
+    MAX_PASSTHROUGH, MAX_VCPUS, MEMORY_GRANULE,
 };
 use proptest::prelude::*;
 
@@ -157,6 +157,18 @@ fn section() -> impl Strategy<Value = Vec<String>> {
             2 => Just(None),
             1 => key_line("mac", "\"02:00:00:00:00:0[12]\"", "\"(01:00:00:00:00:01|00:00:00:00:00:00|02:00)\""),
         ],
+        prop_oneof![
+            2 => Just(None),
+            1 => key_line(
+                "passthrough",
+                "\\[(\"(0000:)?0[01]:0[0-9a-f]\\.[0-7]\", ?){0,3}\\]",
+                "(\\[\"(00:20\\.0|00:00\\.8|0001:00:01\\.0|1:1\\.1)\"\\]|\\[\"00:01\\.0\", \"00:01\\.0\"\\]|true)",
+            ),
+        ],
+        prop_oneof![
+            2 => Just(None),
+            1 => key_line("passthrough_required", "(true|false)", "(\"true\"|1|yes)"),
+        ],
     );
     let junk = proptest::collection::vec(
         prop_oneof![
@@ -169,7 +181,7 @@ fn section() -> impl Strategy<Value = Vec<String>> {
     );
     (header, keys, devices, junk).prop_flat_map(|(header, keys, io, junk)| {
         let (name, vcpus, memory, kernel, initrd, bootargs, devices, after) = keys;
-        let (disk, disk_access, network, mac) = io;
+        let (disk, disk_access, network, mac, passthrough, passthrough_required) = io;
         let body: Vec<String> = [
             name,
             vcpus,
@@ -183,6 +195,8 @@ fn section() -> impl Strategy<Value = Vec<String>> {
             disk_access,
             network,
             mac,
+            passthrough,
+            passthrough_required,
         ]
         .into_iter()
         .flatten()
@@ -290,6 +304,11 @@ proptest! {
                                 .filter(|other| other.net.as_ref().is_some_and(|o| o.network == net.network && o.mac == net.mac))
                                 .count();
                             prop_assert_eq!(same_port, 1, "MAC shared on {}", net.network);
+                        }
+                        prop_assert!(spec.passthrough.len() <= MAX_PASSTHROUGH);
+                        for (i, function) in spec.passthrough.iter().enumerate() {
+                            prop_assert!(function.device() < 32 && function.function() < 8);
+                            prop_assert!(!spec.passthrough[..i].contains(function), "{} twice", function);
                         }
                         // `after` leads through good VMs only, never back
                         // to where it started: every VM can start.
