@@ -66,6 +66,12 @@ pub(crate) struct HwLink {
     /// Released: the hypervisor must deactivate the physical SPI
     /// (`take_hw_deactivation` has not handed it out yet).
     pub release: bool,
+    /// `hw_interrupt` came while the SPI was in a list register: the
+    /// physical SPI cannot fire while active, so the guest deactivated the
+    /// activation in the list register, and this is a new one. `sync`
+    /// keeps it held even if its pending state is gone by then (the guest
+    /// cleared it with ICPENDR: then it is released).
+    pub fresh: bool,
 }
 
 impl Vgic {
@@ -107,6 +113,7 @@ impl Vgic {
             pintid,
             held: false,
             release: false,
+            fresh: false,
         });
         self.hw_spis.push(index);
         Ok(())
@@ -202,10 +209,13 @@ impl Vgic {
     /// physical SPI active and must deactivate it itself.
     pub fn hw_interrupt(&mut self, intid: IntId) -> Result<VcpuSet, Error> {
         let index = self.spi_of(intid)?;
-        let Some(link) = self.spis[index].hw.as_mut() else {
+        let spi = &mut self.spis[index];
+        let in_lr = spi.irq.inflight.is_some();
+        let Some(link) = spi.hw.as_mut() else {
             return Err(Error::NotHwLinked { intid });
         };
         link.held = true;
+        link.fresh |= in_lr;
         let mut kick = VcpuSet::EMPTY;
         self.update(Loc::Shared { index }, &mut kick, Irq::set_pending);
         Ok(kick)
@@ -290,11 +300,12 @@ impl Vgic {
         }
     }
 
-    /// `sync` found the linked SPI at `loc` invalid in its list register:
-    /// the guest deactivated it, and the GIC deactivated the physical SPI.
-    /// It is no longer held, unless it fired again since: the pending state
-    /// `hw_interrupt` latched meanwhile is a new activation.
-    pub(crate) fn hw_deactivated(&mut self, loc: Loc) {
+    /// `sync` took the linked SPI at `loc` back from a list register;
+    /// `deactivated`: it came back invalid, so the guest deactivated it, and
+    /// the GIC the physical SPI with it. It stays held if a new activation
+    /// came meanwhile (or, from a caller reporting one twice, if it is still
+    /// pending or active); one whose virtual state is gone is released.
+    pub(crate) fn hw_synced(&mut self, loc: Loc, deactivated: bool) {
         let Loc::Shared { index } = loc else {
             return;
         };
@@ -302,10 +313,13 @@ impl Vgic {
             return;
         };
         let irq = spi.irq;
-        if let Some(link) = spi.hw.as_mut() {
-            if !irq.latch && !irq.active {
-                link.held = false;
-            }
+        let Some(link) = spi.hw.as_mut() else {
+            return;
+        };
+        if deactivated {
+            link.held = link.fresh || irq.latch || irq.active;
         }
+        link.fresh = false;
+        self.settle_hw(loc);
     }
 }

@@ -85,8 +85,15 @@
 //!    `ICC_DIR_EL1`. The device's pending INTx is then seen by whoever
 //!    enables the SPI next.
 //!
-//! The rules the model follows are in the `hw` module's documentation
-//! (source file `hw.rs`).
+//! What the guest can do to a linked SPI: `GICD_ICPENDR` and
+//! `GICD_ICACTIVER` work, and when they leave nothing of the interrupt
+//! (neither pending nor active) the physical SPI is released (step 5; if
+//! a list register holds it, at that vCPU's `sync`, unless the guest
+//! deactivated it there). `GICD_ISPENDR` and `GICD_ISACTIVER` are ignored
+//! for it: a state the device did not cause would reach a list register
+//! with HW = 1, and its deactivation would deactivate a physical SPI the
+//! VM does not hold (Linux sets neither for a level-triggered SPI). The
+//! full rules are in the source file `hw.rs`.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -659,11 +666,7 @@ impl Vgic {
                 spi.active_on = active.then_some(vcpu);
             }
         }
-        if now == LrState::Invalid {
-            self.hw_deactivated(loc);
-        } else {
-            self.settle_hw(loc);
-        }
+        self.hw_synced(loc, now == LrState::Invalid);
     }
 
     /// Whether vCPU `vcpu` has an interrupt it could take now: pending,

@@ -129,6 +129,25 @@ fn the_physical_spi_firing_again_before_the_sync_is_a_new_activation() {
 }
 
 #[test]
+fn icpendr_of_a_new_activation_while_the_old_one_is_in_a_list_register_releases_it() {
+    // Found by the sequence test: the guest deactivated the first
+    // activation in its list register, INTx fired again before the exit,
+    // and the guest cleared that second one with ICPENDR, all before the
+    // sync. The second activation must be released, not forgotten.
+    let mut g = linked(2);
+    let _ = g.hw_interrupt(id(INTX)).unwrap();
+    let (_, mut lrs) = flush(&mut g, 0, 4);
+    ack(&mut lrs, 0);
+    eoi(&mut lrs, 0);
+    let _ = g.hw_interrupt(id(INTX)).unwrap();
+    let _ = write_bit(&mut g, gicd::ICPENDR, INTX);
+    assert_eq!(released(&mut g), [], "not before the sync");
+    g.sync(0, &lrs).unwrap();
+    assert!(!held(&g, INTX) && !pending_bit(&g, INTX));
+    assert_eq!(released(&mut g), [PINTX]);
+}
+
+#[test]
 fn a_linked_spi_is_never_handed_out_active_and_pending() {
     // Only a caller reporting one activation twice gets here (a held
     // physical SPI cannot fire): the second waits for the deactivation.

@@ -12,6 +12,7 @@ mod delivery;
 mod dist;
 mod flow;
 mod hw;
+mod hw_prop;
 mod linux;
 mod lr;
 mod migration;
