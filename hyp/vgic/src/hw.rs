@@ -226,8 +226,10 @@ impl Vgic {
     /// register (`GICD_ICPENDR`, `GICD_ICACTIVER`), so the hypervisor must
     /// deactivate the physical one (`ICC_DIR_EL1`, with EOImode = 1) for
     /// the device's INTx to be seen again. Call until `None` after every
-    /// [`Vgic::dist_write`] and every [`Vgic::sync`]; each SPI is handed
-    /// out once per release.
+    /// [`Vgic::dist_write`] and every [`Vgic::sync`] (and after a
+    /// [`Vgic::flush`] that follows no `sync`, which takes the list
+    /// registers back); each SPI is handed out once per release. Cheap when
+    /// there is nothing: a counter is checked.
     pub fn take_hw_deactivation(&mut self) -> Option<PhysIntId> {
         if self.hw_releases == 0 {
             return None;

@@ -78,7 +78,9 @@
 //! 5. After every [`Vgic::sync`] and every [`Vgic::dist_write`], while
 //!    [`Vgic::take_hw_deactivation`] returns an INTID, write it to
 //!    `ICC_DIR_EL1` (the guest cleared a linked SPI's pending or active
-//!    state through the distributor).
+//!    state through the distributor). It may be done after dropping the
+//!    model's lock: a released physical SPI cannot fire, nor be in a list
+//!    register, until it is deactivated.
 //! 6. At teardown, once every vCPU has stopped and synced, disable the
 //!    physical SPI, then [`Vgic::unlink_hw`] each link (or
 //!    [`Vgic::unlink_all_hw`]) and write every INTID returned to
