@@ -8,7 +8,7 @@ fn main() {
         .canonicalize()
         .expect("linker/hyp.ld exists");
     println!("cargo:rerun-if-changed={}", script.display());
-    if std::env::var("TARGET").unwrap() == "aarch64-unknown-none" {
+    if std::env::var("TARGET").unwrap() == "aarch64-unknown-none-softfloat" {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
     }
 }

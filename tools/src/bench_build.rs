@@ -61,12 +61,12 @@ pub fn build_bench_guest() -> Result<PathBuf> {
         "-p",
         BENCH_GUEST_PACKAGE,
         "--target",
-        cargo::HYP_TARGET,
+        cargo::GUEST_TARGET,
         "--release",
     ]);
     run_build(&mut command, BENCH_GUEST_PACKAGE)?;
     let elf = cargo::target_dir()
-        .join(cargo::HYP_TARGET)
+        .join(cargo::GUEST_TARGET)
         .join("release")
         .join(BENCH_GUEST_PACKAGE);
     let bin = cargo::guest_images_dir()?.join(BENCH_GUEST_IMAGE);

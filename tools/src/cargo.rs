@@ -8,8 +8,13 @@ use anyhow::{ensure, Context, Result};
 
 use crate::image;
 
-/// The only target the hypervisor builds for.
-pub const HYP_TARGET: &str = "aarch64-unknown-none";
+/// The only target the hypervisor builds for: without floating point or
+/// SIMD, so that the compiler never touches those registers and a guest's
+/// can stay live across its exits (see `hyp/el2/src/vcpu.rs`).
+pub const HYP_TARGET: &str = "aarch64-unknown-none-softfloat";
+
+/// The target of the bare-metal guests and of `counter-check`.
+pub const GUEST_TARGET: &str = "aarch64-unknown-none";
 
 /// The hypervisor's package name.
 const HYP_PACKAGE: &str = "hyp";
@@ -139,8 +144,13 @@ fn build_flat_image(package: &str, profile: Profile, flat_name: &str) -> Result<
 /// Builds `package`'s binary of the same name for the bare-metal target;
 /// returns the ELF's path.
 fn build_elf(package: &str, profile: Profile) -> Result<PathBuf> {
+    let target = if package == HYP_PACKAGE {
+        HYP_TARGET
+    } else {
+        GUEST_TARGET
+    };
     let mut command = cargo_command();
-    command.args(["build", "-p", package, "--target", HYP_TARGET]);
+    command.args(["build", "-p", package, "--target", target]);
     if profile == Profile::Release {
         command.arg("--release");
     }
@@ -149,7 +159,7 @@ fn build_elf(package: &str, profile: Profile) -> Result<PathBuf> {
     ensure!(status.success(), "building {package} failed ({status})");
 
     Ok(target_dir()
-        .join(HYP_TARGET)
+        .join(target)
         .join(profile.dir_name())
         .join(package))
 }

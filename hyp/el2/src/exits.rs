@@ -94,7 +94,15 @@ pub fn needs_interrupt_state(vm: &Vm) -> bool {
         // PSCI calls that wait or stop come back as `Next::Wait`/`Stop`,
         // which leave the fast path anyway.
         ExceptionClass::Hvc64 | ExceptionClass::Smc64 => false,
-        ExceptionClass::DataAbortLower => gic_frame(vm, fault_ipa()).is_some(),
+        ExceptionClass::DataAbortLower => match gic_frame(vm, fault_ipa()) {
+            None => false,
+            // Writes may change what the list registers hold; reads of the
+            // rest (IDs, configuration, enables, priorities) do not see it.
+            Some(frame) => {
+                esr.data_abort().is_none_or(|a| a.is_write() != Some(false))
+                    || frame.shows_pending_or_active()
+            }
+        },
         // The emulated physical timer moves the vCPU's wake-up time and line.
         ExceptionClass::SysReg64 => esr.sys_reg_access().is_none_or(|access| {
             let reg = access.reg;
@@ -192,6 +200,22 @@ fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next
 enum GicFrame {
     Distributor(u64),
     Redistributor(usize, u64),
+}
+
+impl GicFrame {
+    /// GICD_ISPENDR<n> to GICD_ICACTIVER<n>, and the same registers in a
+    /// redistributor's SGI frame: their values include the state the list
+    /// registers hold.
+    fn shows_pending_or_active(&self) -> bool {
+        const PENDING_ACTIVE: core::ops::Range<u64> = 0x200..0x400;
+        const SGI_FRAME: u64 = 0x1_0000;
+        match *self {
+            Self::Distributor(offset) => PENDING_ACTIVE.contains(&offset),
+            Self::Redistributor(_, offset) => offset
+                .checked_sub(SGI_FRAME)
+                .is_some_and(|offset| PENDING_ACTIVE.contains(&offset)),
+        }
+    }
 }
 
 fn gic_frame(vm: &Vm, ipa: u64) -> Option<GicFrame> {

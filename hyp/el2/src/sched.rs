@@ -650,6 +650,7 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
     vcpu.run.store(Run::Running as u8, Ordering::Release);
     VMPIDR_EL2.set(guest_boot::vmpidr_el2_of(index as u32));
     state.el1.restore();
+    vcpu::load_fp(&state.regs);
     vcpu.set_power(Power::On);
     HCR_EL2.set(HCR_GUEST);
     // SAFETY: Synchronises the HCR_EL2 and EL1 register writes.
@@ -739,6 +740,7 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
     // SAFETY: Back to host mode before the next guest or host work.
     unsafe { asm!("isb", options(nostack, preserves_flags)) };
     state.el1.save();
+    vcpu::save_fp(&mut state.regs);
     // The saved timer keeps its deadline (a wake-up time while the vCPU is
     // away); the live one must not fire on this CPU for someone else.
     // SAFETY: Disables the EL1 virtual timer, which no guest uses now.

@@ -1,11 +1,13 @@
 //! A vCPU's register state and the world switch into and out of a guest.
 //!
-//! [`GuestRegs`] is what the assembly saves and loads on every switch: the
-//! general registers, SP_EL0, PC and PSTATE, and the FP/SIMD registers (saved
-//! eagerly: the hypervisor's own Rust code uses SIMD registers, so they can
-//! never be left live across an exit). [`El1Regs`] is the guest's EL1 system
-//! register state, switched in Rust around a run of exits because the
-//! hypervisor never touches it in between. With VHE, the `_EL12` and `_EL02`
+//! [`GuestRegs`] holds what the assembly saves and loads on every switch:
+//! the general registers, SP_EL0, PC and PSTATE. Its FP/SIMD registers are
+//! switched only around a run of exits ([`load_fp`], [`save_fp`]): the
+//! hypervisor is built for a target without floating point
+//! (`aarch64-unknown-none-softfloat`), so no code of its own ever touches
+//! them and the guest's stay live in the CPU while it handles exits.
+//! [`El1Regs`] is the guest's EL1 system register state, switched in Rust
+//! around a run of exits for the same reason. With VHE, the `_EL12` and `_EL02`
 //! names reach the guest's EL1 registers; the plain `_EL1` names of the
 //! redirected registers would reach EL2's own.
 
@@ -16,7 +18,8 @@ use core::mem::offset_of;
 /// arm64 boot protocol asks for all four masked).
 pub const PSTATE_EL1H_MASKED: u64 = 0x3c5;
 
-/// The registers the world switch saves and loads, laid out for the assembly.
+/// A vCPU's registers, laid out for the assembly: the general ones are
+/// switched on every entry and exit, FP/SIMD around a run of exits.
 #[repr(C, align(16))]
 #[derive(Clone, Debug, Default)]
 pub struct GuestRegs {
@@ -187,19 +190,37 @@ pub fn run(regs: &mut GuestRegs) -> Exit {
     Exit::from_vector(vector)
 }
 
+/// Loads the guest's FP/SIMD registers, before a run of exits.
+pub fn load_fp(regs: &GuestRegs) {
+    // SAFETY: Writes only the FP/SIMD registers, FPCR and FPSR, which no
+    // hypervisor code uses (it is built without floating point).
+    unsafe { guest_fp_load(regs) }
+}
+
+/// Saves the guest's FP/SIMD registers, after a run of exits.
+pub fn save_fp(regs: &mut GuestRegs) {
+    // SAFETY: Reads the FP/SIMD registers into `regs` only.
+    unsafe { guest_fp_save(regs) }
+}
+
 unsafe extern "C" {
     /// Enters the guest described by `regs`; returns the exception vector
     /// index (8..=15) of the exit.
     fn guest_enter(regs: *mut GuestRegs) -> u64;
+    fn guest_fp_load(regs: *const GuestRegs);
+    fn guest_fp_save(regs: *mut GuestRegs);
 }
 
-/// Bytes the host keeps on its stack while a guest runs: x19..x30 and
-/// d8..d15 (AAPCS64 callee-saved), then the guest state pointer and the
-/// host's SP_EL0 (the exception stack).
-const HOST_SAVE: usize = 12 * 8 + 8 * 8 + 16;
+/// Bytes the host keeps on its stack while a guest runs: x19..x30
+/// (AAPCS64 callee-saved; d8..d15 too, but the hypervisor has no floating
+/// point), then the guest state pointer and the host's SP_EL0 (the
+/// exception stack).
+const HOST_SAVE: usize = 12 * 8 + 16;
 
 global_asm!(
     r#"
+.arch_extension fp
+.arch_extension simd
 .macro save_fp base, tmp
     add     \tmp, \base, #{q}
     stp     q0, q1, [\tmp, #32 * 0]
@@ -259,14 +280,9 @@ guest_enter:
     stp     x25, x26, [sp, #16 * 3]
     stp     x27, x28, [sp, #16 * 4]
     stp     x29, x30, [sp, #16 * 5]
-    stp     d8, d9, [sp, #16 * 6]
-    stp     d10, d11, [sp, #16 * 7]
-    stp     d12, d13, [sp, #16 * 8]
-    stp     d14, d15, [sp, #16 * 9]
     mrs     x1, sp_el0
-    stp     x0, x1, [sp, #16 * 10]
+    stp     x0, x1, [sp, #16 * 6]
 
-    load_fp x0, x1
     ldr     x1, [x0, #{sp_el0}]
     msr     sp_el0, x1
     ldp     x1, x2, [x0, #{pc}]
@@ -297,7 +313,7 @@ guest_enter:
 // with the guest's x0 and x1 pushed and x0 = the vector index.
 .global guest_exit
 guest_exit:
-    ldr     x1, [sp, #16 + 16 * 10]
+    ldr     x1, [sp, #16 + 16 * 6]
     stp     x2, x3, [x1, #16 * 1]
     stp     x4, x5, [x1, #16 * 2]
     stp     x6, x7, [x1, #16 * 3]
@@ -320,9 +336,8 @@ guest_exit:
     mrs     x2, elr_el2
     mrs     x3, spsr_el2
     stp     x2, x3, [x1, #{pc}]
-    save_fp x1, x2
 
-    ldp     x1, x2, [sp, #16 * 10]
+    ldp     x1, x2, [sp, #16 * 6]
     msr     sp_el0, x2
     ldp     x19, x20, [sp, #16 * 0]
     ldp     x21, x22, [sp, #16 * 1]
@@ -330,11 +345,20 @@ guest_exit:
     ldp     x25, x26, [sp, #16 * 3]
     ldp     x27, x28, [sp, #16 * 4]
     ldp     x29, x30, [sp, #16 * 5]
-    ldp     d8, d9, [sp, #16 * 6]
-    ldp     d10, d11, [sp, #16 * 7]
-    ldp     d12, d13, [sp, #16 * 8]
-    ldp     d14, d15, [sp, #16 * 9]
     add     sp, sp, #{host_save}
+    ret
+
+.section .text.guest_fp, "ax"
+// x0 = &GuestRegs.
+.global guest_fp_load
+guest_fp_load:
+    load_fp x0, x1
+    ret
+
+// x0 = &mut GuestRegs.
+.global guest_fp_save
+guest_fp_save:
+    save_fp x0, x1
     ret
 "#,
     host_save = const HOST_SAVE,
