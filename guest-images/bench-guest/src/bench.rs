@@ -11,6 +11,11 @@
 //! missing prints `BENCH <name> unsupported`, one that went wrong
 //! `BENCH <name> error <why>`; neither is ever given a number.
 //!
+//! The measured stretch is also marked, with the benchmark's name, for the
+//! `qemu-el-count` plugin ([`marker`]): the whole measured loop, or for
+//! the benchmarks that time only part of each iteration (`counter-read`,
+//! `virtual-eoi`) each timed part.
+//!
 //! Interrupts stay masked in PSTATE throughout: the guest polls the GIC's
 //! CPU interface (ICC_IAR1_EL1, ICC_HPPIR1_EL1), and a vCPU waiting with
 //! WFI is woken by a pending interrupt all the same.
@@ -18,9 +23,11 @@
 use crate::bootargs::Options;
 use crate::firmware::{self, Status};
 use crate::gic::{self, GicError};
+use crate::marker::{self, Name};
 use crate::{counter, println, smp};
 use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 use core::arch::asm;
+use core::cell::Cell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -122,8 +129,20 @@ pub enum Outcome {
 pub struct Bench {
     /// The name in `BENCH` lines and `only=`.
     pub name: &'static str,
+    /// The same, for the markers around what it measures.
+    marker: Name,
     /// Runs it.
     run: fn(&Context) -> Result<Outcome, Failure>,
+}
+
+impl Bench {
+    const fn new(name: &'static str, run: fn(&Context) -> Result<Outcome, Failure>) -> Self {
+        Self {
+            name,
+            marker: Name::new(name),
+            run,
+        }
+    }
 }
 
 impl fmt::Debug for Bench {
@@ -141,60 +160,32 @@ pub struct Context {
     pub self_mpidr: u64,
     /// vCPU 1's, if the VM has one.
     pub peer_mpidr: Option<u64>,
+    /// The running benchmark's name, for the markers.
+    pub window: Cell<Name>,
 }
 
 /// Every benchmark, in the order they run. The first two calibrate: the
 /// loop's own cost, and the cost of the counter read around one operation.
 pub const BENCHES: &[Bench] = &[
-    Bench {
-        name: "loop-nop",
-        run: loop_nop,
-    },
-    Bench {
-        name: "counter-read",
-        run: counter_read,
-    },
-    Bench {
-        name: "hvc-null",
-        run: hvc_null,
-    },
-    Bench {
-        name: "mmio-virtio",
-        run: mmio_virtio,
-    },
-    Bench {
-        name: "mmio-gicd",
-        run: mmio_gicd,
-    },
-    Bench {
-        name: "virtual-eoi",
-        run: virtual_eoi,
-    },
-    Bench {
-        name: "sgi-self",
-        run: sgi_self,
-    },
-    Bench {
-        name: "vtimer-latency",
-        run: vtimer_latency,
-    },
-    Bench {
-        name: "virtual-ipi",
-        run: virtual_ipi,
-    },
-    Bench {
-        name: "vcpu-migrate",
-        run: |cx| hook(cx, "vcpu-migrate", MIGRATE_CALL),
-    },
-    Bench {
-        name: "vmid-rollover",
-        run: |cx| hook(cx, "vmid-rollover", VMID_ROLLOVER_CALL),
-    },
+    Bench::new("loop-nop", loop_nop),
+    Bench::new("counter-read", counter_read),
+    Bench::new("hvc-null", hvc_null),
+    Bench::new("mmio-virtio", mmio_virtio),
+    Bench::new("mmio-gicd", mmio_gicd),
+    Bench::new("virtual-eoi", virtual_eoi),
+    Bench::new("sgi-self", sgi_self),
+    Bench::new("vtimer-latency", vtimer_latency),
+    Bench::new("virtual-ipi", virtual_ipi),
+    Bench::new("vcpu-migrate", |cx| hook(cx, "vcpu-migrate", MIGRATE_CALL)),
+    Bench::new("vmid-rollover", |cx| {
+        hook(cx, "vmid-rollover", VMID_ROLLOVER_CALL)
+    }),
 ];
 
 /// Runs `bench` and prints its line.
 pub fn run_and_report(bench: &Bench, cx: &Context) {
     let iterations = cx.options.iterations;
+    cx.window.set(bench.marker);
     match (bench.run)(cx) {
         Ok(Outcome::Measured(total)) => {
             // Hundredths of a tick per operation, in 128 bits so no total
@@ -214,37 +205,51 @@ pub fn run_and_report(bench: &Bench, cx: &Context) {
 
 impl Context {
     /// Runs `op` `warmup` times, then `iterations` times between two
-    /// counter reads; returns the ticks between them.
+    /// counter reads; returns the ticks between them. The measured loop is
+    /// one marked window.
     fn timed(&self, mut op: impl FnMut() -> Result<(), Failure>) -> Result<u64, Failure> {
         for _ in 0..self.options.warmup {
             op()?;
         }
+        let window = self.window.get();
+        marker::start(window);
         let start = counter::now();
         for _ in 0..self.options.iterations {
             op()?;
         }
-        Ok(counter::now().wrapping_sub(start))
+        let end = counter::now();
+        marker::end(window);
+        Ok(end.wrapping_sub(start))
     }
 
     /// Like [`Context::timed`], but only `op` is timed in each iteration,
-    /// not `prepare` before it; returns the sum of `op`'s times.
+    /// not `prepare` before it; returns the sum of `op`'s times. Each
+    /// measured `op` is a marked window (of the same name).
     fn timed_each(
         &self,
         mut prepare: impl FnMut() -> Result<(), Failure>,
         mut op: impl FnMut() -> Result<(), Failure>,
     ) -> Result<u64, Failure> {
-        let mut once = || -> Result<u64, Failure> {
+        let window = self.window.get();
+        let mut once = |measured: bool| -> Result<u64, Failure> {
             prepare()?;
+            if measured {
+                marker::start(window);
+            }
             let start = counter::now();
             op()?;
-            Ok(counter::now().wrapping_sub(start))
+            let end = counter::now();
+            if measured {
+                marker::end(window);
+            }
+            Ok(end.wrapping_sub(start))
         };
         for _ in 0..self.options.warmup {
-            once()?;
+            once(false)?;
         }
         let mut total = 0u64;
         for _ in 0..self.options.iterations {
-            total = total.wrapping_add(once()?);
+            total = total.wrapping_add(once(true)?);
         }
         Ok(total)
     }
@@ -420,10 +425,14 @@ fn vtimer_latency(cx: &Context) -> Result<Outcome, Failure> {
     for _ in 0..cx.options.warmup {
         once()?;
     }
+    // One window around the measured runs (their polling included).
+    let window = cx.window.get();
+    marker::start(window);
     let mut total = 0u64;
     for _ in 0..cx.options.iterations {
         total = total.wrapping_add(once()?);
     }
+    marker::end(window);
     Ok(Outcome::Measured(total))
 }
 

@@ -22,6 +22,7 @@ mod counter;
 mod dt;
 mod firmware;
 mod gic;
+mod marker;
 mod mmu;
 mod smp;
 
@@ -60,6 +61,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         options,
         self_mpidr,
         peer_mpidr: machine.cpus.get(1).copied(),
+        window: core::cell::Cell::new(marker::Name::new("none")),
     };
     for bench in bench::BENCHES.iter().filter(|b| options.runs(b.name)) {
         bench::run_and_report(bench, &cx);
