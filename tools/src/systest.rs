@@ -1083,10 +1083,12 @@ fn net_transfer_matches(ran: &Ran<'_>) -> Result<Checked> {
     for spec in manifest.good_vms() {
         let Some(net) = &spec.net else { continue };
         let want = manifest::Mac(&net.mac).to_string();
-        let seen = captured(
+        let mut seen = captured(
             ran.log,
             &format!(r"^\[{}\] guest: net eth0 mac=(\S+) ", spec.name),
         )?;
+        // A line another VM's output interrupted is printed again whole.
+        seen.dedup();
         if seen != [want.as_str()] {
             checked.problems.push(format!(
                 "net: vm \"{}\" should have MAC {want} ({}), its eth0 lines say {seen:?}",

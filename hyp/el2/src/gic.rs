@@ -17,6 +17,7 @@ use addr::PhysAddr;
 use arm_gic::gicv3::registers::Gicd;
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
+use core::arch::asm;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::warn;
@@ -127,6 +128,7 @@ pub fn init_this_cpu(cpu: usize) {
         slot.store(frame, Ordering::Release);
     }
     gic.init_cpu(frame);
+    split_priority_drop_and_deactivation();
     for intid in [KICK, MAINTENANCE, HYP_TIMER, VIRT_TIMER] {
         if let Err(e) = gic.enable_interrupt(intid, Some(frame), true) {
             warn!("GIC: cannot enable {intid:?} on cpu{cpu}: {e}");
@@ -142,9 +144,50 @@ pub fn acknowledge() -> Option<IntId> {
     GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1)
 }
 
-/// Ends (and deactivates) an acknowledged interrupt.
+/// Ends (drops the priority of, and deactivates) an acknowledged interrupt
+/// the hypervisor handled itself.
 pub fn end(intid: IntId) {
+    drop_priority(intid);
+    deactivate(u32::from(intid));
+}
+
+/// Drops the running priority for an acknowledged interrupt but leaves it
+/// active: a passthrough device's SPI, which the guest deactivates through
+/// its hardware-linked virtual interrupt.
+pub fn drop_priority(intid: IntId) {
     GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1);
+}
+
+/// Deactivates interrupt `intid` (ICC_DIR_EL1): ends a passthrough SPI the
+/// hardware link did not end (its VM went away, or the guest cleared it
+/// through the distributor).
+pub fn deactivate(intid: u32) {
+    // SAFETY: ICC_DIR_EL1 only deactivates the interrupt named.
+    unsafe {
+        asm!("msr s3_0_c12_c11_1, {}", in(reg) u64::from(intid), options(nomem, nostack))
+    };
+}
+
+/// Splits ending an interrupt in two (ICC_CTLR_EL1.EOImode = 1): EOIR only
+/// drops the priority, ICC_DIR_EL1 deactivates. A hardware-linked virtual
+/// interrupt needs it: the physical SPI must stay active after the
+/// hypervisor has handled it, until the guest deactivates it.
+fn split_priority_drop_and_deactivation() {
+    const EOIMODE: u64 = 1 << 1;
+    // SAFETY: Changes how this CPU's own interrupts end; every end goes
+    // through `end` (both steps) or the passthrough path (each step
+    // explicit).
+    unsafe {
+        asm!(
+            "mrs {tmp}, s3_0_c12_c12_4",
+            "orr {tmp}, {tmp}, {eoimode}",
+            "msr s3_0_c12_c12_4, {tmp}",
+            "isb",
+            tmp = out(reg) _,
+            eoimode = const EOIMODE,
+            options(nomem, nostack)
+        )
+    };
 }
 
 /// Enables or disables one of the calling CPU's private interrupts.
