@@ -148,9 +148,8 @@ impl Vgic {
                 vcpu: flight.vcpu,
             });
         }
-        let spi = &mut self.spis[index];
-        spi.hw = None;
-        spi.irq.latch = false;
+        self.spis[index].hw = None;
+        let _ = self.modify(Loc::Shared { index }, |irq| irq.latch = false);
         if link.release {
             self.hw_releases -= 1;
         }

@@ -82,6 +82,17 @@ impl Irq {
                 .is_some_and(|f| f.moved_latch && !self.cancel_pending)
     }
 
+    /// Whether the interrupt has state that `flush`, `sync` or
+    /// `pending_for` must look at: pending state no list register holds
+    /// yet, active, or in a list register. One that is none of these is
+    /// idle: whatever its enable, group, priority or routing, no list
+    /// register needs it and it wakes no vCPU. The model keeps a bitmap of
+    /// the live interrupts (see `Vgic::modify`) so that per-run work skips
+    /// the idle ones, nearly all of them.
+    pub fn live(&self) -> bool {
+        self.waiting() || self.active || self.inflight.is_some()
+    }
+
     /// Whether `flush` may hand out a pending state: waiting, enabled,
     /// Group 1, and Group 1 enabled in the distributor.
     pub fn deliverable(&self, group1_enabled: bool) -> bool {

@@ -34,6 +34,19 @@
 //! An interrupt is in at most one list register at a time: an SPI held by
 //! one vCPU is not handed to another until the first has synced.
 //!
+//! # Work per run, not per interrupt
+//!
+//! `flush`, `sync` and `pending_for` run on nearly every exit, so they
+//! must not look at every interrupt the VM has (32 per vCPU plus up to 960
+//! SPIs) when typically one or two have any state. The model keeps the
+//! *live* interrupts (pending, active, or in a list register; see
+//! `Irq::live` in `irq.rs`) in bitmaps, one per vCPU for its SGIs and PPIs
+//! and one for all SPIs, and these calls visit only their members. The
+//! sets are exact, not hints: every change to an interrupt's state goes
+//! through one function (`Vgic::modify`) that updates its bit, and a
+//! property test compares them with a full scan after random traffic.
+//! `sync` visits only the list registers `flush` filled.
+//!
 //! # What the guest sees
 //!
 //! A GICv3 (GIC architecture specification IHI 0069) with a single security
@@ -103,6 +116,7 @@
 extern crate alloc;
 
 mod access;
+mod bitmap;
 mod dist;
 mod error;
 mod hw;
@@ -115,6 +129,7 @@ mod vcpuset;
 
 use alloc::vec::Vec;
 
+use bitmap::Bitmap;
 pub use error::{AccessError, ConfigError, Error};
 use hw::HwLink;
 pub use intid::{IntId, IntKind, PhysIntId};
@@ -142,6 +157,9 @@ pub const MAX_LIST_REGISTERS: usize = 16;
 /// interface implements, so the order the model sorts by is the order the
 /// hardware compares.
 pub const PRIORITY_BITS: u32 = 5;
+
+/// Words of the live-SPI bitmap: one bit for each SPI a VM can have.
+const SPI_WORDS: usize = MAX_SPIS.div_ceil(64) as usize;
 
 /// The priority bits kept, as a mask.
 const PRIORITY_MASK: u8 = !(u8::MAX >> PRIORITY_BITS);
@@ -215,14 +233,20 @@ enum Loc {
 struct Vcpu {
     /// SGIs 0..16 then PPIs 16..32.
     private: [Irq; IntId::FIRST_SPI as usize],
+    /// The live private interrupts. Invariant: bit `i` is set if and only
+    /// if `private[i].live()`; kept by changing `private` only through
+    /// [`Vgic::modify`].
+    live: Bitmap<1>,
     /// `GICR_WAKER.ProcessorSleep` (and so `ChildrenAsleep`).
     asleep: bool,
     /// `GICR_PROPBASER`, kept as written.
     propbaser: u64,
     /// `GICR_PENDBASER`, kept as written.
     pendbaser: u64,
-    /// What `flush` put in each list register, until `sync`.
-    in_lrs: [Option<IntId>; MAX_LIST_REGISTERS],
+    /// What `flush` put in list registers `0..in_lr_count`, until `sync`
+    /// (which sets the count back to 0; the entries past it mean nothing).
+    in_lrs: [IntId; MAX_LIST_REGISTERS],
+    in_lr_count: usize,
 }
 
 impl Vcpu {
@@ -234,11 +258,14 @@ impl Vcpu {
         }
         Self {
             private,
+            // Nothing is pending or active at reset.
+            live: Bitmap::EMPTY,
             // Redistributors come out of reset asleep (GICR_WAKER).
             asleep: true,
             propbaser: 0,
             pendbaser: 0,
-            in_lrs: [None; MAX_LIST_REGISTERS],
+            in_lrs: [IntId::sgi_from_field(0); MAX_LIST_REGISTERS],
+            in_lr_count: 0,
         }
     }
 }
@@ -264,6 +291,10 @@ pub struct Vgic {
     group1_enabled: bool,
     vcpus: Vec<Vcpu>,
     spis: Vec<Spi>,
+    /// The live SPIs, whichever vCPU they are routed to or held by.
+    /// Invariant: bit `i` is set if and only if `spis[i].irq.live()`; kept
+    /// by changing an SPI's `irq` only through [`Vgic::modify`].
+    live_spis: Bitmap<SPI_WORDS>,
     /// Indices of the linked SPIs, in the order they were linked.
     hw_spis: Vec<usize>,
     /// How many linked SPIs have a release not yet taken.
@@ -273,43 +304,57 @@ pub struct Vgic {
 /// The best `cap` candidates for list registers, best first, and how many
 /// were offered: a bounded selection, so `flush` allocates nothing.
 struct Best {
-    items: [(Key, IntId); MAX_LIST_REGISTERS],
+    items: [Key; MAX_LIST_REGISTERS],
     len: usize,
     cap: usize,
     offered: usize,
 }
 
-/// Sort key: active interrupts first (they must be in a list register for
-/// the guest to deactivate them), then by priority (lower value first),
-/// then by INTID.
-type Key = (bool, u8, u32);
+/// Sort key of a list register candidate: active interrupts first (they
+/// must be in a list register for the guest to deactivate them), then by
+/// priority (lower value first), then by INTID. Packed in one integer,
+/// "not active" in bit 40, the priority in bits 39:32 and the INTID in
+/// bits 31:0, so that comparing keys compares in that order and the INTID
+/// comes back out of the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(u64);
+
+impl Key {
+    fn new(active: bool, priority: u8, intid: IntId) -> Self {
+        Self(u64::from(!active) << 40 | u64::from(priority) << 32 | u64::from(intid.get()))
+    }
+
+    fn intid(self) -> IntId {
+        IntId::new(self.0 as u32).unwrap_or(IntId::sgi_from_field(0))
+    }
+}
 
 impl Best {
-    fn new(cap: usize, filler: IntId) -> Self {
+    fn new(cap: usize) -> Self {
         Self {
-            items: [((true, u8::MAX, u32::MAX), filler); MAX_LIST_REGISTERS],
+            items: [Key(0); MAX_LIST_REGISTERS],
             len: 0,
             cap: cap.min(MAX_LIST_REGISTERS),
             offered: 0,
         }
     }
 
-    fn offer(&mut self, key: Key, intid: IntId) {
+    fn offer(&mut self, key: Key) {
         self.offered += 1;
-        let mut at = self.len;
-        while at > 0 && key < self.items[at - 1].0 {
-            at -= 1;
-        }
-        if at >= self.cap {
+        if self.len == self.cap && (self.cap == 0 || key > self.items[self.len - 1]) {
             return;
         }
-        let end = self.len.min(self.cap - 1);
-        self.items.copy_within(at..end, at + 1);
-        self.items[at] = (key, intid);
+        // Insertion sort from the end: when full, the worst is dropped.
+        let mut at = self.len.min(self.cap - 1);
+        while at > 0 && key < self.items[at - 1] {
+            self.items[at] = self.items[at - 1];
+            at -= 1;
+        }
+        self.items[at] = key;
         self.len = (self.len + 1).min(self.cap);
     }
 
-    fn chosen(&self) -> &[(Key, IntId)] {
+    fn chosen(&self) -> &[Key] {
         &self.items[..self.len]
     }
 }
@@ -343,6 +388,7 @@ impl Vgic {
             group1_enabled: false,
             vcpus: (0..nr_vcpus).map(|_| Vcpu::new()).collect(),
             spis: (0..nr_spis).map(|_| spi).collect(),
+            live_spis: Bitmap::EMPTY,
             hw_spis: Vec::new(),
             hw_releases: 0,
         })
@@ -422,8 +468,10 @@ impl Vgic {
                 range_selector,
                 list,
             } => {
-                for bit in (0..16u32).filter(|bit| list & (1 << bit) != 0) {
-                    let aff0 = u32::from(range_selector) * 16 + bit;
+                let mut rest = list;
+                while rest != 0 {
+                    let aff0 = u32::from(range_selector) * 16 + rest.trailing_zeros();
+                    rest &= rest - 1;
                     let aff = [aff3, aff2, aff1].map(u32::from);
                     if let Some(vcpu) = self.vcpu_of(aff[0], aff[1], aff[2], aff0) {
                         self.raise_sgi(vcpu, request.intid, &mut targets);
@@ -450,15 +498,18 @@ impl Vgic {
     }
 
     fn raise_sgi(&mut self, vcpu: usize, intid: IntId, targets: &mut VcpuSet) {
-        let Some(irq) = self
-            .vcpus
-            .get_mut(vcpu)
-            .and_then(|v| v.private.get_mut(intid.get() as usize))
-        else {
-            return;
+        let loc = Loc::Private {
+            vcpu,
+            intid: intid.get() as usize,
         };
-        if irq.group1 && !irq.latch {
-            irq.set_pending();
+        let raised = self.modify(loc, |irq| {
+            let raise = irq.group1 && !irq.latch;
+            if raise {
+                irq.set_pending();
+            }
+            raise
+        });
+        if raised == Some(true) {
             targets.insert(vcpu);
         }
     }
@@ -488,50 +539,77 @@ impl Vgic {
     pub fn flush(&mut self, vcpu: usize, lrs: &mut [u64]) -> Result<FlushResult, Error> {
         self.check_vcpu(vcpu)?;
         self.take_back(vcpu);
-        let filler = IntId::sgi_from_field(0);
-        let mut best = Best::new(lrs.len(), filler);
-        let group1 = self.group1_enabled;
-        for (intid, irq) in self.vcpus[vcpu].private.iter().enumerate() {
-            if irq.inflight.is_some() {
-                continue;
-            }
-            if irq.active || irq.deliverable(group1) {
-                best.offer((!irq.active, irq.priority, intid as u32), private_id(intid));
-            }
+        // The usual case on an exit that had nothing to do with interrupts.
+        if self.vcpus[vcpu].live.is_empty() && self.live_spis.is_empty() {
+            lrs.fill(ListRegister::INVALID.bits());
+            return Ok(FlushResult {
+                used: 0,
+                overflow: false,
+            });
         }
-        for index in 0..self.spis.len() {
-            let spi = &self.spis[index];
-            let irq = &spi.irq;
-            if irq.inflight.is_some() {
-                continue;
-            }
-            let take = if irq.active {
-                match spi.active_on {
-                    Some(owner) => owner == vcpu,
-                    None => self.may_receive(spi, vcpu),
-                }
-            } else {
-                irq.deliverable(group1) && self.may_receive(spi, vcpu)
-            };
-            if take {
-                best.offer(
-                    (!irq.active, irq.priority, spi_id(index).get()),
-                    spi_id(index),
-                );
-            }
-        }
+        let best = self.select(vcpu, lrs.len());
         let used = best.len;
-        for (slot, &(_, intid)) in best.chosen().iter().enumerate() {
+        for (slot, &key) in best.chosen().iter().enumerate() {
+            let intid = key.intid();
             lrs[slot] = self.place(vcpu, intid).bits();
-            self.vcpus[vcpu].in_lrs[slot] = Some(intid);
+            self.vcpus[vcpu].in_lrs[slot] = intid;
         }
-        for lr in &mut lrs[used..] {
-            *lr = ListRegister::INVALID.bits();
-        }
+        self.vcpus[vcpu].in_lr_count = used;
+        lrs[used..].fill(ListRegister::INVALID.bits());
         Ok(FlushResult {
             used,
             overflow: best.offered > used,
         })
+    }
+
+    /// The best `cap` candidates for vCPU `vcpu`'s list registers. Only the
+    /// live interrupts are looked at: an idle one is never a candidate.
+    fn select(&self, vcpu: usize, cap: usize) -> Best {
+        let mut best = Best::new(cap);
+        let Some(state) = self.vcpus.get(vcpu) else {
+            return best;
+        };
+        for intid in state.live.iter() {
+            if let Some(key) = self.private_candidate(state, intid) {
+                best.offer(key);
+            }
+        }
+        for index in self.live_spis.iter() {
+            if let Some(key) = self.spi_candidate(vcpu, index) {
+                best.offer(key);
+            }
+        }
+        best
+    }
+
+    /// The sort key of private interrupt `intid` of `state` if `flush`
+    /// should put it in a list register: in none yet, and active (so the
+    /// guest can deactivate it) or deliverable.
+    fn private_candidate(&self, state: &Vcpu, intid: usize) -> Option<Key> {
+        let irq = state.private.get(intid)?;
+        let wanted = irq.inflight.is_none() && (irq.active || irq.deliverable(self.group1_enabled));
+        wanted.then(|| Key::new(irq.active, irq.priority, private_id(intid)))
+    }
+
+    /// The sort key of SPI number `index` if `flush` should put it in one
+    /// of vCPU `vcpu`'s list registers: in none yet, and active on this
+    /// vCPU (or, active on none, routed here) or deliverable and routed
+    /// here.
+    fn spi_candidate(&self, vcpu: usize, index: usize) -> Option<Key> {
+        let spi = self.spis.get(index)?;
+        let irq = &spi.irq;
+        if irq.inflight.is_some() {
+            return None;
+        }
+        let wanted = if irq.active {
+            match spi.active_on {
+                Some(owner) => owner == vcpu,
+                None => self.may_receive(spi, vcpu),
+            }
+        } else {
+            irq.deliverable(self.group1_enabled) && self.may_receive(spi, vcpu)
+        };
+        wanted.then(|| Key::new(irq.active, irq.priority, spi_id(index)))
     }
 
     /// Puts `intid` in one of `vcpu`'s list registers: returns the entry
@@ -545,35 +623,37 @@ impl Vgic {
             Loc::Shared { index } => self.spis.get(index).and_then(|spi| spi.hw),
             Loc::Private { .. } => None,
         };
-        let Some(irq) = self.irq_mut(loc) else {
+        let placed = self.modify(loc, |irq| {
+            let state = match (irq.active, irq.trigger) {
+                (false, _) => LrState::Pending,
+                // A linked SPI's pending state while active would be a
+                // second activation of a physical SPI that is still active:
+                // it waits for the deactivation (and never happens unless
+                // the caller reported one activation twice).
+                (true, _) if hw.is_some() => LrState::Active,
+                (true, Trigger::Edge) => LrState::from_flags(irq.deliverable(group1), true),
+                (true, Trigger::Level) => LrState::Active,
+            };
+            let moved_latch = state.pending() && irq.latch;
+            if moved_latch {
+                irq.latch = false;
+            }
+            irq.cancel_pending = false;
+            irq.inflight = Some(InFlight {
+                vcpu,
+                placed: state,
+                moved_latch,
+            });
+            let lr = ListRegister::new(intid, irq.priority, state);
+            match hw {
+                Some(link) => lr.with_hw(link.pintid),
+                None if irq.trigger == Trigger::Level => lr.with_eoi_maintenance(),
+                None => lr,
+            }
+        });
+        let Some(lr) = placed else {
             return ListRegister::INVALID;
         };
-        let state = match (irq.active, irq.trigger) {
-            (false, _) => LrState::Pending,
-            // A linked SPI's pending state while active would be a second
-            // activation of a physical SPI that is still active: it waits
-            // for the deactivation (and never happens unless the caller
-            // reported one activation twice).
-            (true, _) if hw.is_some() => LrState::Active,
-            (true, Trigger::Edge) => LrState::from_flags(irq.deliverable(group1), true),
-            (true, Trigger::Level) => LrState::Active,
-        };
-        let moved_latch = state.pending() && irq.latch;
-        if moved_latch {
-            irq.latch = false;
-        }
-        irq.cancel_pending = false;
-        irq.inflight = Some(InFlight {
-            vcpu,
-            placed: state,
-            moved_latch,
-        });
-        let mut lr = ListRegister::new(intid, irq.priority, state);
-        if let Some(link) = hw {
-            lr = lr.with_hw(link.pintid);
-        } else if irq.trigger == Trigger::Level {
-            lr = lr.with_eoi_maintenance();
-        }
         if let Loc::Shared { index } = loc {
             if let Some(spi) = self.spis.get_mut(index) {
                 if spi.irq.active {
@@ -604,10 +684,10 @@ impl Vgic {
     /// the error reports a bug in the caller.
     pub fn sync(&mut self, vcpu: usize, lrs: &[u64]) -> Result<(), Error> {
         self.check_vcpu(vcpu)?;
-        let placed = core::mem::take(&mut self.vcpus[vcpu].in_lrs);
+        let placed = core::mem::take(&mut self.vcpus[vcpu].in_lr_count);
         let mut first_error = None;
-        for (slot, intid) in placed.iter().enumerate() {
-            let Some(intid) = *intid else { continue };
+        for slot in 0..placed {
+            let intid = self.vcpus[vcpu].in_lrs[slot];
             let now = match lrs.get(slot).map(|&bits| ListRegister::from_bits(bits)) {
                 Some(lr) if lr.vintid() == intid.get() => Some(lr.state()),
                 _ => {
@@ -620,9 +700,8 @@ impl Vgic {
             };
             self.fold(vcpu, intid, now);
         }
-        for (slot, &bits) in lrs.iter().enumerate() {
-            let flushed = placed.get(slot).copied().flatten().is_some();
-            if !flushed && ListRegister::from_bits(bits).state() != LrState::Invalid {
+        for (slot, &bits) in lrs.iter().enumerate().skip(placed) {
+            if ListRegister::from_bits(bits).state() != LrState::Invalid {
                 first_error.get_or_insert(Error::UnexpectedLr { lr: slot });
             }
         }
@@ -632,8 +711,9 @@ impl Vgic {
     /// Takes back whatever `vcpu`'s list registers held as flushed,
     /// unchanged.
     fn take_back(&mut self, vcpu: usize) {
-        let placed = core::mem::take(&mut self.vcpus[vcpu].in_lrs);
-        for intid in placed.into_iter().flatten() {
+        let placed = core::mem::take(&mut self.vcpus[vcpu].in_lr_count);
+        for slot in 0..placed {
+            let intid = self.vcpus[vcpu].in_lrs[slot];
             self.fold(vcpu, intid, None);
         }
     }
@@ -644,25 +724,25 @@ impl Vgic {
         let Ok(loc) = self.loc(intid, vcpu) else {
             return;
         };
-        let Some(irq) = self.irq_mut(loc) else {
+        let folded = self.modify(loc, |irq| {
+            let flight = irq.inflight.filter(|f| f.vcpu == vcpu)?;
+            irq.inflight = None;
+            let now = now.unwrap_or(flight.placed);
+            // Only what the guest changed is applied, so that a distributor
+            // write made while the interrupt was in the list register (say,
+            // ICACTIVER from another vCPU) is not undone.
+            if now.active() != flight.placed.active() {
+                irq.active = now.active();
+            }
+            if now.pending() && flight.moved_latch && !irq.cancel_pending {
+                irq.latch = true;
+            }
+            irq.cancel_pending = false;
+            Some((now, irq.active))
+        });
+        let Some(Some((now, active))) = folded else {
             return;
         };
-        let Some(flight) = irq.inflight.filter(|f| f.vcpu == vcpu) else {
-            return;
-        };
-        irq.inflight = None;
-        let now = now.unwrap_or(flight.placed);
-        // Only what the guest changed is applied, so that a distributor
-        // write made while the interrupt was in the list register (say,
-        // ICACTIVER from another vCPU) is not undone.
-        if now.active() != flight.placed.active() {
-            irq.active = now.active();
-        }
-        if now.pending() && flight.moved_latch && !irq.cancel_pending {
-            irq.latch = true;
-        }
-        irq.cancel_pending = false;
-        let active = irq.active;
         if let Loc::Shared { index } = loc {
             if let Some(spi) = self.spis.get_mut(index) {
                 spi.active_on = active.then_some(vcpu);
@@ -686,21 +766,40 @@ impl Vgic {
     /// [`Vgic::pending_for`] counts, if any.
     pub fn highest_pending_priority(&self, vcpu: usize) -> Option<u8> {
         let state = self.vcpus.get(vcpu)?;
-        let group1 = self.group1_enabled;
-        let signalable =
-            |irq: &Irq| group1 && irq.enabled && irq.group1 && !irq.active && irq.pending();
-        let private = state.private.iter().filter(|irq| signalable(irq));
-        let shared = self.spis.iter().filter(|spi| {
-            let ours = match spi.irq.inflight {
-                Some(flight) => flight.vcpu == vcpu,
-                None => self.may_receive(spi, vcpu),
-            };
-            ours && signalable(&spi.irq)
-        });
-        private
-            .map(|irq| irq.priority)
-            .chain(shared.map(|spi| spi.irq.priority))
-            .min()
+        let private = state
+            .live
+            .iter()
+            .filter_map(|intid| self.private_signalable(state, intid));
+        let shared = self
+            .live_spis
+            .iter()
+            .filter_map(|index| self.spi_signalable(vcpu, index));
+        private.chain(shared).min()
+    }
+
+    /// The priority of private interrupt `intid` of `state` if it counts
+    /// for [`Vgic::pending_for`].
+    fn private_signalable(&self, state: &Vcpu, intid: usize) -> Option<u8> {
+        let irq = state.private.get(intid)?;
+        self.signalable(irq).then_some(irq.priority)
+    }
+
+    /// The priority of SPI number `index` if it counts for vCPU `vcpu`'s
+    /// [`Vgic::pending_for`]: in its list registers, or in none and routed
+    /// to it.
+    fn spi_signalable(&self, vcpu: usize, index: usize) -> Option<u8> {
+        let spi = self.spis.get(index)?;
+        let ours = match spi.irq.inflight {
+            Some(flight) => flight.vcpu == vcpu,
+            None => self.may_receive(spi, vcpu),
+        };
+        (ours && self.signalable(&spi.irq)).then_some(spi.irq.priority)
+    }
+
+    /// Whether `irq` could be taken by the guest now, wherever it is
+    /// routed: pending, enabled, Group 1 enabled, and not active.
+    fn signalable(&self, irq: &Irq) -> bool {
+        self.group1_enabled && irq.enabled && irq.group1 && !irq.active && irq.pending()
     }
 
     fn check_vcpu(&self, vcpu: usize) -> Result<(), Error> {
@@ -737,22 +836,39 @@ impl Vgic {
         }
     }
 
-    fn irq_mut(&mut self, loc: Loc) -> Option<&mut Irq> {
+    /// Applies `change` to the interrupt at `loc` and updates its bit in
+    /// the live sets: the one way the model changes an interrupt's state,
+    /// so that the live sets stay exact. `None` if there is no such
+    /// interrupt.
+    fn modify<R>(&mut self, loc: Loc, change: impl FnOnce(&mut Irq) -> R) -> Option<R> {
         match loc {
-            Loc::Private { vcpu, intid } => self.vcpus.get_mut(vcpu)?.private.get_mut(intid),
-            Loc::Shared { index } => Some(&mut self.spis.get_mut(index)?.irq),
+            Loc::Private { vcpu, intid } => {
+                let state = self.vcpus.get_mut(vcpu)?;
+                let irq = state.private.get_mut(intid)?;
+                let result = change(irq);
+                let live = irq.live();
+                state.live.set(intid, live);
+                Some(result)
+            }
+            Loc::Shared { index } => {
+                let irq = &mut self.spis.get_mut(index)?.irq;
+                let result = change(irq);
+                let live = irq.live();
+                self.live_spis.set(index, live);
+                Some(result)
+            }
         }
     }
 
     /// Applies `change` to the interrupt at `loc`; if its state changed,
     /// adds the vCPUs that should look again to `kick`.
     fn update(&mut self, loc: Loc, kick: &mut VcpuSet, change: impl FnOnce(&mut Irq)) {
-        let Some(irq) = self.irq_mut(loc) else {
-            return;
-        };
-        let before = *irq;
-        change(irq);
-        if *irq != before {
+        let changed = self.modify(loc, |irq| {
+            let before = *irq;
+            change(irq);
+            *irq != before
+        });
+        if changed == Some(true) {
             self.kicks_for(loc, kick);
             self.settle_hw(loc);
         }

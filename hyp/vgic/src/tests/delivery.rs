@@ -343,7 +343,7 @@ impl World {
             }
             Op::Exit { vcpu } => self.exit(vcpu % self.vcpus)?,
         }
-        Ok(())
+        super::live::check_live_sets(&self.g)
     }
 
     fn set_enabled(&mut self, intid: u32, vcpu: usize, on: bool) {

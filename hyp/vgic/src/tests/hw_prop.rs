@@ -291,6 +291,7 @@ impl World {
     /// With no vCPU running, the model holds exactly what the hardware has
     /// active; and it never holds one with nothing to show for it.
     fn check(&self) -> Result<(), TestCaseError> {
+        super::live::check_live_sets(&self.g)?;
         for (d, &(vintid, _)) in DEVICES.iter().enumerate() {
             let spi = &self.g.spis[(vintid - 32) as usize];
             let Some(link) = spi.hw else {

@@ -14,6 +14,7 @@ mod flow;
 mod hw;
 mod hw_prop;
 mod linux;
+mod live;
 mod lr;
 mod migration;
 mod overflow;

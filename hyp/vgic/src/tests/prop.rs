@@ -328,6 +328,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut running: [Option<Vec<u64>>; VCPUS] = Default::default();
     for op in ops {
         check_hw(&mut g)?;
+        super::live::check_live_sets(&g)?;
         match op {
             Op::DistWrite {
                 offset,
@@ -413,6 +414,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
     }
+    super::live::check_live_sets(&g)?;
     check_hw(&mut g)
 }
 
