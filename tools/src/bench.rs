@@ -16,17 +16,26 @@
 //! every `--runs` repetition checks. KVM's halt polling is left as Linux sets it; one more KVM boot,
 //! with `kvm.halt_poll_ns=0`, measures the IPI benchmark without it.
 //!
+//! Every boot also loads the `qemu-el-count` plugin (`tools/el-count`),
+//! which counts the instructions executed at each exception level, and
+//! the guest's exits, inside the windows the guest marks around what it
+//! measures: so the report also says how much of each operation ran in
+//! EL2 (the hypervisor; under KVM the host kernel, VHE), how much in EL1
+//! (the guest) and EL0 (under KVM, the VMM), and how many exits it took.
+//!
 //! The results go to `<target>/bench/`: `report.json`, `report.md` and
-//! `chart.svg`, and the table to the terminal.
+//! `chart.svg`, and the tables to the terminal.
+//!
+//! [`smoke`] is the short version `./run.sh test` runs (`bench_smoke`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::bench_build;
-use crate::bench_parse::{self, GuestRun};
+use crate::bench_parse::{self, GuestRun, Measure, EL1};
 use crate::bench_report::{self, Report, Side};
 use crate::cargo::{self, describe, Profile};
 use crate::cli::BenchOptions;
@@ -70,6 +79,123 @@ fn kvm_cmdline(iterations: u64, extra: &str) -> String {
     format!("console=ttyAMA0 panic=-1 bench.iterations={iterations}{extra}")
 }
 
+/// The benchmarks the KVM side has no hypercall for (the guest prints
+/// `unsupported`); every other benchmark has a number on both sides.
+pub const KVM_UNSUPPORTED: &[&str] = &["vcpu-migrate", "vmid-rollover"];
+
+/// Measured iterations of `bench_smoke`: enough for every benchmark to run
+/// its loop a few times, few enough that the two boots take seconds past
+/// booting.
+pub const SMOKE_ITERATIONS: u64 = 8;
+
+/// What both sides boot, built, and how.
+struct Prepared {
+    /// `<target>/bench/`, or the smoke test's directory.
+    dir: PathBuf,
+    /// The `qemu-el-count` plugin.
+    plugin: PathBuf,
+    /// The hypervisor's boot.
+    ours: QemuConfig,
+    /// The KVM host's kernel and initramfs.
+    linux_kernel: PathBuf,
+    initramfs: PathBuf,
+    iterations: u64,
+}
+
+impl Prepared {
+    /// Builds (or takes) everything: the hypervisor unless `hypervisor`
+    /// is given, the bench guest, the VMM, the plugin, the Linux host.
+    fn new(dir: PathBuf, iterations: u64, hypervisor: Option<PathBuf>) -> Result<Self> {
+        let hypervisor = match hypervisor {
+            Some(image) => image,
+            None => cargo::build_hypervisor(Profile::Release)?,
+        };
+        let guest = bench_build::build_bench_guest()?;
+        let vmm = bench_build::build_kvm_vmm()?;
+        let plugin = bench_build::build_el_count()?;
+        let linux = linux::prepare()?;
+
+        let manifest = dir.join("bench.toml");
+        bench_build::write(
+            &manifest,
+            bench_build::manifest(&format!("iterations={iterations}")).as_bytes(),
+        )?;
+        let bundle = bundle::assemble(
+            &manifest,
+            &[cargo::guest_images_dir()?],
+            &dir.join("bundle.bin"),
+        )?;
+        anyhow::ensure!(
+            bundle.warnings.is_empty(),
+            "the bench manifest: {}",
+            bundle.warnings.join("; ")
+        );
+        let initramfs = dir.join("kvm-initramfs.cpio");
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        bench_build::write(
+            &initramfs,
+            &bench_build::kvm_initramfs(&read(&vmm)?, &read(&guest)?)?,
+        )?;
+        let ours = QemuConfig {
+            kernel: hypervisor,
+            smp: SMP,
+            append: Some(HYPERVISOR_APPEND.to_owned()),
+            dtb: None,
+            initrd: Some(bundle.path),
+            disk: None,
+            extra_args: DETERMINISM.iter().map(|s| s.to_string()).collect(),
+        };
+        Ok(Self {
+            dir,
+            plugin,
+            ours,
+            linux_kernel: linux.kernel,
+            initramfs,
+            iterations,
+        })
+    }
+
+    /// The KVM host's boot; `extra` is appended to its command line.
+    fn kvm(&self, extra: &str) -> QemuConfig {
+        QemuConfig {
+            kernel: self.linux_kernel.clone(),
+            smp: SMP,
+            append: Some(kvm_cmdline(self.iterations, extra)),
+            dtb: None,
+            initrd: Some(self.initramfs.clone()),
+            disk: None,
+            extra_args: self.ours.extra_args.clone(),
+        }
+    }
+
+    /// `config` with the plugin loaded, its report going to
+    /// `el-count-<tag>.txt`.
+    fn counted(&self, config: &QemuConfig, tag: &str) -> Counted {
+        let report = self.dir.join(format!("el-count-{tag}.txt"));
+        let mut config = config.clone();
+        config.extra_args.extend(plugin_args(&self.plugin, &report));
+        Counted { config, report }
+    }
+}
+
+/// A boot with the plugin, and where its report goes.
+struct Counted {
+    config: QemuConfig,
+    report: PathBuf,
+}
+
+/// QEMU's arguments that load `plugin` with its report going to `report`.
+fn plugin_args(plugin: &Path, report: &Path) -> [String; 2] {
+    // QEMU's option parser takes `,,` for a comma inside a value.
+    let escape = |path: &Path| path.display().to_string().replace(',', ",,");
+    [
+        "-plugin".into(),
+        format!("{},out={}", escape(plugin), escape(report)),
+    ]
+}
+
 /// Runs the benchmarks; `Ok(false)` when a side did not complete.
 ///
 /// # Errors
@@ -81,56 +207,11 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
     setup::ensure_qemu()?;
     let qemu_version = qemu_version()?;
     let iterations = options.iterations.unwrap_or(DEFAULT_ITERATIONS);
-
-    let hypervisor = cargo::build_hypervisor(Profile::Release)?;
-    let guest = bench_build::build_bench_guest()?;
-    let vmm = bench_build::build_kvm_vmm()?;
-    let linux = linux::prepare()?;
-
     let dir = cargo::target_dir().join("bench");
-    let manifest = dir.join("bench.toml");
-    bench_build::write(
-        &manifest,
-        bench_build::manifest(&format!("iterations={iterations}")).as_bytes(),
-    )?;
-    let bundle = bundle::assemble(
-        &manifest,
-        &[cargo::guest_images_dir()?],
-        &dir.join("bundle.bin"),
-    )?;
-    anyhow::ensure!(
-        bundle.warnings.is_empty(),
-        "the bench manifest: {}",
-        bundle.warnings.join("; ")
-    );
-    let initramfs = dir.join("kvm-initramfs.cpio");
-    let read =
-        |path: &Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
-    bench_build::write(
-        &initramfs,
-        &bench_build::kvm_initramfs(&read(&vmm)?, &read(&guest)?)?,
-    )?;
-
-    let extra_args: Vec<String> = DETERMINISM.iter().map(|s| s.to_string()).collect();
-    let ours_config = QemuConfig {
-        kernel: hypervisor,
-        smp: SMP,
-        append: Some(HYPERVISOR_APPEND.to_owned()),
-        dtb: None,
-        initrd: Some(bundle.path),
-        disk: None,
-        extra_args: extra_args.clone(),
-    };
-    let kvm_config = |extra: &str| QemuConfig {
-        kernel: linux.kernel.clone(),
-        smp: SMP,
-        append: Some(kvm_cmdline(iterations, extra)),
-        dtb: None,
-        initrd: Some(initramfs.clone()),
-        disk: None,
-        extra_args: extra_args.clone(),
-    };
+    let prepared = Prepared::new(dir.clone(), iterations, None)?;
     let limit = timeout(iterations);
+    let kvm = prepared.kvm("");
+    let no_poll = prepared.kvm(" kvm.halt_poll_ns=0 bench.only=virtual-ipi");
     let mut report = Report {
         iterations,
         qemu: qemu_version,
@@ -140,24 +221,20 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
             qemu::MEMORY
         ),
         determinism_options: DETERMINISM.join(" "),
-        ours: side("hypervisor", &ours_config),
-        kvm: side("Linux KVM", &kvm_config("")),
+        ours: side("hypervisor", &prepared.counted(&prepared.ours, "ours-1")),
+        kvm: side("Linux KVM", &prepared.counted(&kvm, "kvm-1")),
         kvm_no_poll: None,
     };
     for n in 1..=options.runs {
         println!("bench: run {n} of {}: the hypervisor", options.runs);
-        report
-            .ours
-            .runs
-            .push(boot(&ours_config, limit, options.verbose)?);
+        let ours = prepared.counted(&prepared.ours, &format!("ours-{n}"));
+        report.ours.runs.push(boot(&ours, limit, options.verbose)?);
         println!("bench: run {n} of {}: Linux KVM", options.runs);
-        report
-            .kvm
-            .runs
-            .push(boot(&kvm_config(""), limit, options.verbose)?);
+        let kvm = prepared.counted(&kvm, &format!("kvm-{n}"));
+        report.kvm.runs.push(boot(&kvm, limit, options.verbose)?);
     }
-    let no_poll = kvm_config(" kvm.halt_poll_ns=0 bench.only=virtual-ipi");
     println!("bench: Linux KVM without halt polling, virtual-ipi only");
+    let no_poll = prepared.counted(&no_poll, "kvm-no-poll");
     let mut no_poll_side = side("Linux KVM, halt polling off", &no_poll);
     no_poll_side
         .runs
@@ -166,6 +243,8 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
 
     println!();
     print!("{}", bench_report::text_table(&report));
+    println!();
+    print!("{}", bench_report::levels_table(&report));
     println!();
     for line in report.determinism() {
         println!("bench: {line}");
@@ -210,11 +289,111 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
     Ok(completed && kvm_first.vhe)
 }
 
-/// A side with no runs yet, labelled and with its command line.
-fn side(label: &str, config: &QemuConfig) -> Side {
+/// What [`smoke`] found.
+#[derive(Debug, Default)]
+pub struct Smoke {
+    /// What is wrong; empty when it passed.
+    pub problems: Vec<String>,
+    /// Worth showing either way: what each side measured of `hvc-null`.
+    pub notes: Vec<String>,
+}
+
+/// `bench_smoke`: both sides once, [`SMOKE_ITERATIONS`] iterations each,
+/// booted at the same time (one QEMU per host core), then [`smoke_check`].
+/// `hypervisor` is the image to boot (the test run's release build).
+///
+/// # Errors
+///
+/// Something does not build, the Linux kernel cannot be had, or QEMU
+/// cannot be started.
+pub fn smoke(hypervisor: PathBuf, verbose: bool) -> Result<Smoke> {
+    let dir = cargo::scratch_dir("bench_smoke")?;
+    let prepared = Prepared::new(dir, SMOKE_ITERATIONS, Some(hypervisor))?;
+    let limit = timeout(SMOKE_ITERATIONS);
+    let ours = prepared.counted(&prepared.ours, "ours");
+    let kvm = prepared.counted(&prepared.kvm(""), "kvm");
+    let (ours, kvm) = std::thread::scope(|scope| {
+        let ours = scope.spawn(|| boot(&ours, limit, verbose));
+        let kvm = boot(&kvm, limit, verbose);
+        let ours = ours
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the hypervisor's boot panicked")));
+        (ours, kvm)
+    });
+    let ((ours, _), (kvm, _)) = (ours?, kvm?);
+    Ok(smoke_check(&ours, &kvm, SMOKE_ITERATIONS))
+}
+
+/// Whether both runs measured what they can, with no timing checked:
+/// every benchmark has a number on each side (but those in
+/// [`KVM_UNSUPPORTED`], which KVM must call unsupported), each number has
+/// the plugin's counts beside it, and every null hypercall was seen
+/// leaving the guest.
+pub fn smoke_check(ours: &GuestRun, kvm: &GuestRun, iterations: u64) -> Smoke {
+    let mut smoke = Smoke::default();
+    for (label, run) in [("hypervisor", ours), ("KVM", kvm)] {
+        let problems = &mut smoke.problems;
+        if !run.done {
+            problems.push(format!("{label}: no `BENCH done`"));
+        }
+        for problem in &run.problems {
+            problems.push(format!("{label}: {problem}"));
+        }
+        if run.levels.is_none() {
+            problems.push(format!("{label}: no qemu-el-count report"));
+        }
+        for name in bench_report::names() {
+            let unsupported = label == "KVM" && KVM_UNSUPPORTED.contains(&name);
+            match (run.get(name), unsupported) {
+                (Some(Measure::Ticks { .. }), false) => {}
+                (Some(Measure::Unsupported), true) => continue,
+                (Some(other), true) => {
+                    problems.push(format!("{label}: {name}: {other}, not unsupported"));
+                    continue;
+                }
+                (Some(other), false) => {
+                    problems.push(format!("{label}: {name}: {other}"));
+                    continue;
+                }
+                (None, _) => {
+                    problems.push(format!("{label}: {name}: no result"));
+                    continue;
+                }
+            }
+            let Some(levels) = &run.levels else {
+                continue;
+            };
+            match levels.window(name) {
+                Some(window) if window.marks > 0 && window.counts.insns[EL1] > 0 => {}
+                Some(_) => problems.push(format!("{label}: {name}: an empty window")),
+                None => problems.push(format!("{label}: {name}: no qemu-el-count window")),
+            }
+        }
+        if let Some(hvc) = run.levels.as_ref().and_then(|l| l.window("hvc-null")) {
+            let exits = hvc.counts.exits();
+            if exits < iterations {
+                problems.push(format!(
+                    "{label}: hvc-null: {exits} exits for {iterations} hypercalls"
+                ));
+            }
+            smoke.notes.push(format!(
+                "{label}: hvc-null {} ticks/op; {} EL2 instructions and {exits} exits over {iterations} calls",
+                run.get("hvc-null")
+                    .and_then(Measure::per_op)
+                    .map_or_else(|| "-".into(), |t| format!("{t:.2}")),
+                hvc.counts.insns[bench_parse::EL2]
+            ));
+        }
+    }
+    smoke
+}
+
+/// A side with no runs yet, labelled and with its (first run's) command
+/// line.
+fn side(label: &str, boot: &Counted) -> Side {
     Side {
         label: label.to_owned(),
-        command: describe(&config.command()),
+        command: describe(&boot.config.command()),
         runs: Vec::new(),
     }
 }
@@ -232,10 +411,19 @@ fn qemu_version() -> Result<String> {
         .to_owned())
 }
 
-/// Boots `config` once and reads the guest's results from the console.
-/// A run that does not complete is reported with the end of its console.
-fn boot(config: &QemuConfig, limit: Duration, verbose: bool) -> Result<(GuestRun, f64)> {
-    let command = config.command();
+/// Boots `boot` once and reads the guest's results from the console, and
+/// the plugin's counts from its report (a report missing, malformed or
+/// with problems is a problem of the run). A run that does not complete is
+/// reported with the end of its console.
+fn boot(boot: &Counted, limit: Duration, verbose: bool) -> Result<(GuestRun, f64)> {
+    // A report left from an earlier run must not pass for this one's.
+    match std::fs::remove_file(&boot.report) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", boot.report.display()))
+        }
+        _ => {}
+    }
+    let command = boot.config.command();
     println!("qemu: {}", describe(&command));
     let mut splitter = LineSplitter::default();
     let mut lines = Vec::new();
@@ -249,7 +437,23 @@ fn boot(config: &QemuConfig, limit: Duration, verbose: bool) -> Result<(GuestRun
         Flow::Continue
     })?;
     lines.extend(splitter.finish());
-    let run = bench_parse::parse(&lines);
+    let mut run = bench_parse::parse(&lines);
+    match std::fs::read_to_string(&boot.report) {
+        Ok(text) => match bench_parse::parse_level_report(&text) {
+            Ok(levels) => {
+                run.problems
+                    .extend(levels.problems.iter().map(|p| format!("el-count: {p}")));
+                run.levels = Some(levels);
+            }
+            Err(why) => run
+                .problems
+                .push(format!("el-count: {}: {why}", boot.report.display())),
+        },
+        Err(e) => run.problems.push(format!(
+            "el-count: no report ({}: {e})",
+            boot.report.display()
+        )),
+    }
     let seconds = finished.elapsed.as_secs_f64();
     let exited = matches!(finished.exit, Exit::Exited(status) if status.success());
     println!(
@@ -306,5 +510,86 @@ mod tests {
     #[test]
     fn the_guest_image_is_what_the_manifest_names() {
         assert!(bench_build::manifest("").contains(bench_build::BENCH_GUEST_IMAGE));
+    }
+
+    /// A run's console with a number for every benchmark but `unsupported`.
+    fn console(unsupported: &[&str]) -> String {
+        let mut text = String::new();
+        for name in bench_report::names() {
+            if unsupported.contains(&name) {
+                text.push_str(&format!("BENCH {name} unsupported\n"));
+            } else {
+                text.push_str(&format!("BENCH {name} 8 80 10.00\n"));
+            }
+        }
+        text + "BENCH done\n"
+    }
+
+    /// The plugin's report with a window of `exits` exits for each name.
+    fn levels(names: &[&str], exits: u64) -> bench_parse::LevelReport {
+        let mut text = String::from("qemu-el-count 1\nvcpus 2\n");
+        for name in names {
+            text.push_str(&format!(
+                "window {name} marks=1 el0=0 el1=50 el2=900 el3=0 el1>el2={exits} el2>el1={exits}\n"
+            ));
+        }
+        text.push_str("total el0=0 el1=1 el2=1 el3=0\n");
+        bench_parse::parse_level_report(&text).unwrap()
+    }
+
+    fn run(unsupported: &[&str], exits: u64) -> GuestRun {
+        let lines: Vec<String> = console(unsupported).lines().map(str::to_owned).collect();
+        let mut run = bench_parse::parse(&lines);
+        let measured: Vec<&str> = bench_report::names()
+            .filter(|n| !unsupported.contains(n))
+            .collect();
+        run.levels = Some(levels(&measured, exits));
+        run
+    }
+
+    #[test]
+    fn the_smoke_test_wants_every_number_with_its_counts() {
+        let ours = run(&[], 8);
+        let kvm = run(KVM_UNSUPPORTED, 8);
+        let smoke = smoke_check(&ours, &kvm, 8);
+        assert!(smoke.problems.is_empty(), "{:?}", smoke.problems);
+        assert_eq!(smoke.notes.len(), 2);
+        assert!(smoke.notes[0].starts_with("hypervisor: hvc-null 10.00 ticks/op; 900 EL2"));
+    }
+
+    #[test]
+    fn the_smoke_test_names_what_is_missing() {
+        // Our side lost a hook, KVM suddenly supports one; too few exits.
+        let ours = run(&["vmid-rollover"], 8);
+        let kvm = run(&["vcpu-migrate"], 3);
+        let problems = smoke_check(&ours, &kvm, 8).problems;
+        assert_eq!(
+            problems,
+            [
+                "hypervisor: vmid-rollover: unsupported",
+                "KVM: vmid-rollover: 10.00 ticks/op (80 over 8), not unsupported",
+                "KVM: hvc-null: 3 exits for 8 hypercalls",
+            ]
+        );
+        // No plugin report, no `BENCH done`, a failed benchmark.
+        let mut broken = run(&[], 8);
+        broken.levels = None;
+        broken.done = false;
+        broken.results[2].1 = Measure::Error("timed out".into());
+        let problems = smoke_check(&broken, &run(KVM_UNSUPPORTED, 8), 8).problems;
+        assert_eq!(
+            problems,
+            [
+                "hypervisor: no `BENCH done`",
+                "hypervisor: no qemu-el-count report",
+                "hypervisor: hvc-null: error: timed out",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_plugin_report_path_survives_commas() {
+        let args = plugin_args(Path::new("/a,b/lib.so"), Path::new("/c/out,1.txt"));
+        assert_eq!(args, ["-plugin", "/a,,b/lib.so,out=/c/out,,1.txt"]);
     }
 }

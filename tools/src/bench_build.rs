@@ -33,6 +33,11 @@ const MUSL_ENV: &[(&str, &str)] = &[
     ),
 ];
 
+/// The instruction-counting QEMU plugin's package, and the shared object
+/// cargo makes of it on a Linux host.
+const EL_COUNT_PACKAGE: &str = "qemu-el-count";
+const EL_COUNT_LIBRARY: &str = "libqemu_el_count.so";
+
 /// Where the initramfs holds the bench guest: `kvm-vmm`'s default image.
 const INITRAMFS_GUEST: &str = "bench-guest.bin";
 /// `/dev/console`, character device 5:1: the kernel opens it for `/init`'s
@@ -102,6 +107,25 @@ pub fn build_kvm_vmm() -> Result<PathBuf> {
     let bytes = std::fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
     check_static_aarch64(&bytes).with_context(|| format!("{}", elf.display()))?;
     Ok(elf)
+}
+
+/// Builds the `qemu-el-count` plugin (for the host, optimised: it runs
+/// for every instruction) and returns the shared object QEMU loads.
+///
+/// # Errors
+///
+/// The build fails.
+pub fn build_el_count() -> Result<PathBuf> {
+    let mut command = cargo::cargo_command();
+    command.args(["build", "-p", EL_COUNT_PACKAGE, "--release"]);
+    run_build(&mut command, EL_COUNT_PACKAGE)?;
+    let library = cargo::target_dir().join("release").join(EL_COUNT_LIBRARY);
+    ensure!(
+        library.is_file(),
+        "{} is not where the build should have left it",
+        library.display()
+    );
+    Ok(library)
 }
 
 fn run_build(command: &mut Command, package: &str) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Reading the bench guest's console: its `BENCH` lines (see
 //! `guest-images/bench-guest/README.md`), whether it finished, and what the
-//! KVM reference host said about itself.
+//! KVM reference host said about itself; and the report of the
+//! `qemu-el-count` plugin (`tools/el-count`) on the same run.
 //!
 //! The same guest prints under both hypervisors; under ours each console
 //! line carries the VM's name (`[bench] BENCH ...`), under KVM the VMM
@@ -73,6 +74,8 @@ pub struct GuestRun {
     pub halt_poll_ns: Option<u64>,
     /// The VMM's last word: `guest ended: ...`.
     pub vmm_end: Option<String>,
+    /// What `qemu-el-count` counted, if the run had it.
+    pub levels: Option<LevelReport>,
 }
 
 impl GuestRun {
@@ -204,8 +207,156 @@ pub fn parse(lines: &[String]) -> GuestRun {
     parser.finish()
 }
 
+/// The exception levels, as `qemu-el-count` numbers them.
+pub const LEVELS: usize = 4;
+/// EL0, EL1, EL2: indices into [`Counts::insns`] and [`Counts::changes`].
+pub const EL0: usize = 0;
+/// See [`EL0`].
+pub const EL1: usize = 1;
+/// See [`EL0`].
+pub const EL2: usize = 2;
+
+/// Instructions executed at each exception level and changes from one
+/// level to another, over every CPU of the machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Instructions, by level.
+    pub insns: [u64; LEVELS],
+    /// Changes of level, `[from][to]`.
+    pub changes: [[u64; LEVELS]; LEVELS],
+}
+
+impl Counts {
+    /// Exits: the guest (at EL1 on both sides) entering EL2.
+    pub fn exits(&self) -> u64 {
+        self.changes[EL1][EL2]
+    }
+}
+
+/// One window's counts, added up over its `marks` start-end pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Start-end pairs.
+    pub marks: u64,
+    /// Their counts.
+    pub counts: Counts,
+}
+
+/// The report `qemu-el-count` writes at QEMU's exit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LevelReport {
+    /// CPUs of the machine.
+    pub vcpus: u32,
+    /// The windows by name, in the guest's order.
+    pub windows: Vec<(String, Window)>,
+    /// The whole run.
+    pub total: Counts,
+    /// What the plugin found wrong.
+    pub problems: Vec<String>,
+}
+
+impl LevelReport {
+    /// The window named `name`.
+    pub fn window(&self, name: &str) -> Option<&Window> {
+        self.windows
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, window)| window)
+    }
+}
+
+/// The first line of a report in the format read here.
+const LEVEL_REPORT_HEADER: &str = "qemu-el-count 1";
+
+/// Parses a `qemu-el-count` report: the header, `vcpus N`, `window NAME
+/// marks=N el0=N .. el3=N [elA>elB=N ..]`, `total el0=N ..`, `problem
+/// TEXT`, `verify ...`.
+///
+/// # Errors
+///
+/// Not that format: the line that is not, and why.
+pub fn parse_level_report(text: &str) -> Result<LevelReport, String> {
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(LEVEL_REPORT_HEADER) => {}
+        other => {
+            return Err(format!(
+                "starts with {other:?}, not `{LEVEL_REPORT_HEADER}`"
+            ))
+        }
+    }
+    let mut report = LevelReport::default();
+    let mut total = None;
+    for line in lines {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let bad = |why: &str| format!("line `{line}`: {why}");
+        match kind {
+            "vcpus" => report.vcpus = rest.parse().map_err(|_| bad("not a number"))?,
+            "window" => {
+                let (name, fields) = rest.split_once(' ').ok_or_else(|| bad("no counts"))?;
+                let mut window = Window::default();
+                let mut marks = None;
+                let counts = parse_counts(fields, |key, value| {
+                    let known = key == "marks";
+                    if known {
+                        marks = Some(value);
+                    }
+                    known
+                })
+                .map_err(|why| bad(&why))?;
+                window.marks = marks.ok_or_else(|| bad("no marks="))?;
+                window.counts = counts;
+                report.windows.push((name.to_owned(), window));
+            }
+            "total" => {
+                total = Some(parse_counts(rest, |_, _| false).map_err(|why| bad(&why))?);
+            }
+            "problem" => report.problems.push(rest.to_owned()),
+            "verify" => {}
+            _ => return Err(bad("unknown line")),
+        }
+    }
+    report.total = total.ok_or("no `total` line")?;
+    Ok(report)
+}
+
+/// `el0=N el1=N el2=N el3=N` and any `elA>elB=N`; `other` takes the keys
+/// these are not, and says whether it knew them.
+fn parse_counts(fields: &str, mut other: impl FnMut(&str, u64) -> bool) -> Result<Counts, String> {
+    let mut counts = Counts::default();
+    let mut seen = [false; LEVELS];
+    let level = |word: &str| {
+        word.strip_prefix("el")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n < LEVELS)
+    };
+    for field in fields.split_whitespace() {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("`{field}` is not key=value"))?;
+        let value: u64 = value
+            .parse()
+            .map_err(|_| format!("`{field}`: not a number"))?;
+        if let Some(l) = level(key) {
+            counts.insns[l] = value;
+            seen[l] = true;
+        } else if let Some((from, to)) = key
+            .split_once('>')
+            .and_then(|(a, b)| Some((level(a)?, level(b)?)))
+        {
+            counts.changes[from][to] = value;
+        } else if !other(key, value) {
+            return Err(format!("unknown key `{key}`"));
+        }
+    }
+    if seen.contains(&false) {
+        return Err("not every level counted".into());
+    }
+    Ok(counts)
+}
+
 /// Where two runs of the same side disagree: the benchmarks whose results
-/// differ, with both.
+/// (or counts by exception level) differ, with both.
 pub fn differences(a: &GuestRun, b: &GuestRun) -> Vec<String> {
     let mut out = Vec::new();
     for (name, measure) in &a.results {
@@ -218,6 +369,37 @@ pub fn differences(a: &GuestRun, b: &GuestRun) -> Vec<String> {
     for (name, measure) in &b.results {
         if a.get(name).is_none() {
             out.push(format!("{name}: missing vs {measure}"));
+        }
+    }
+    let (la, lb) = (a.levels.as_ref(), b.levels.as_ref());
+    let names = la
+        .into_iter()
+        .chain(lb)
+        .flat_map(|report| report.windows.iter().map(|(name, _)| name.as_str()));
+    let mut compared = Vec::new();
+    for name in names {
+        if compared.contains(&name) {
+            continue;
+        }
+        compared.push(name);
+        let wa = la.and_then(|r| r.window(name));
+        let wb = lb.and_then(|r| r.window(name));
+        if wa != wb {
+            let show = |w: Option<&Window>| {
+                w.map_or_else(
+                    || "missing".into(),
+                    |w| {
+                        format!(
+                            "EL2 {} EL1 {} EL0 {} exits {}",
+                            w.counts.insns[EL2],
+                            w.counts.insns[EL1],
+                            w.counts.insns[EL0],
+                            w.counts.exits()
+                        )
+                    },
+                )
+            };
+            out.push(format!("{name} by level: {} vs {}", show(wa), show(wb)));
         }
     }
     out
@@ -311,5 +493,66 @@ mod tests {
         assert_eq!(diff.len(), 2, "{diff:?}");
         assert!(diff[0].starts_with("a: 5.00 ticks/op"));
         assert!(diff[1].starts_with("c: missing"));
+    }
+
+    const LEVELS_TEXT: &str = "qemu-el-count 1\n\
+        vcpus 2\n\
+        window loop-nop marks=1 el0=0 el1=196611 el2=0 el3=0\n\
+        window hvc-null marks=1 el0=0 el1=393219 el2=18415616 el3=0 el1>el2=65536 el2>el1=65536\n\
+        total el0=5 el1=4150922 el2=46263151 el3=0 el0>el2=3 el1>el2=131500 el2>el1=131501\n\
+        verify blocks=10 mismatches=0\n";
+
+    #[test]
+    fn the_plugin_report_is_read() {
+        let report = parse_level_report(LEVELS_TEXT).unwrap();
+        assert_eq!(report.vcpus, 2);
+        assert_eq!(report.windows.len(), 2);
+        let hvc = report.window("hvc-null").unwrap();
+        assert_eq!(hvc.marks, 1);
+        assert_eq!(hvc.counts.insns, [0, 393219, 18415616, 0]);
+        assert_eq!(hvc.counts.exits(), 65536);
+        assert_eq!(hvc.counts.changes[EL2][EL1], 65536);
+        assert_eq!(report.total.changes[EL0][EL2], 3);
+        assert!(report.problems.is_empty());
+        let with_problem = format!("{LEVELS_TEXT}problem window x never ended\n");
+        assert_eq!(
+            parse_level_report(&with_problem).unwrap().problems,
+            ["window x never ended"]
+        );
+    }
+
+    #[test]
+    fn a_malformed_plugin_report_says_where() {
+        assert!(parse_level_report("").is_err());
+        assert!(parse_level_report("qemu-el-count 2\ntotal el0=0 el1=0 el2=0 el3=0\n").is_err());
+        // No total; a missing level; an unknown key; an unknown line.
+        assert!(parse_level_report("qemu-el-count 1\nvcpus 1\n").is_err());
+        let missing = "qemu-el-count 1\ntotal el0=0 el1=0 el2=0\n";
+        assert!(parse_level_report(missing)
+            .unwrap_err()
+            .contains("not every level"));
+        let unknown = "qemu-el-count 1\ntotal el0=0 el1=0 el2=0 el3=0 el9>el1=2\n";
+        assert!(parse_level_report(unknown).unwrap_err().contains("el9>el1"));
+        let window =
+            "qemu-el-count 1\nwindow a el0=0 el1=0 el2=0 el3=0\ntotal el0=0 el1=0 el2=0 el3=0\n";
+        assert!(parse_level_report(window).unwrap_err().contains("marks"));
+        let line = "qemu-el-count 1\nwhat 1\ntotal el0=0 el1=0 el2=0 el3=0\n";
+        assert!(parse_level_report(line)
+            .unwrap_err()
+            .contains("unknown line"));
+    }
+
+    #[test]
+    fn runs_differing_only_by_level_counts_differ() {
+        let mut a = parse(&lines("BENCH hvc-null 2 10 5.00\n"));
+        let mut b = a.clone();
+        a.levels = Some(parse_level_report(LEVELS_TEXT).unwrap());
+        b.levels = Some(parse_level_report(&LEVELS_TEXT.replace("18415616", "18415617")).unwrap());
+        assert!(differences(&a, &a).is_empty());
+        let diff = differences(&a, &b);
+        assert_eq!(diff.len(), 1, "{diff:?}");
+        assert!(diff[0].starts_with("hvc-null by level: EL2 18415616"));
+        b.levels = None;
+        assert_eq!(differences(&a, &b).len(), 2);
     }
 }

@@ -1,13 +1,14 @@
 //! The comparison: both sides' results side by side with the ratio
-//! KVM / hypervisor, whether repeated runs agreed, and the report files
-//! (`report.json`, `report.md`, `chart.svg`).
+//! KVM / hypervisor, where each operation's instructions ran (by exception
+//! level, from `qemu-el-count`), whether repeated runs agreed, and the
+//! report files (`report.json`, `report.md`, `chart.svg`).
 //!
 //! Everything here is pure (strings in, strings out), so the formats are
 //! tested on their own; [`crate::bench`] runs QEMU and writes the files.
 
 use std::fmt::Write as _;
 
-use crate::bench_parse::{differences, GuestRun, Measure};
+use crate::bench_parse::{differences, GuestRun, Measure, Window, EL0, EL1, EL2};
 
 /// The calibration benchmarks: in the table, not in the chart.
 const CALIBRATION: &[&str] = &["loop-nop", "counter-read"];
@@ -42,6 +43,11 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
     ("vmid-rollover", "hypercall hook: force a VMID rollover"),
 ];
+
+/// Every benchmark the guest has, in its order.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    DESCRIPTIONS.iter().map(|(name, _)| *name)
+}
 
 /// The description of benchmark `name`, or "".
 pub fn description(name: &str) -> &'static str {
@@ -119,9 +125,63 @@ pub struct Row {
     pub ours: Option<Measure>,
     /// KVM's result.
     pub kvm: Option<Measure>,
+    /// The hypervisor's counts by exception level over what it measured.
+    pub ours_levels: Option<Window>,
+    /// KVM's.
+    pub kvm_levels: Option<Window>,
+}
+
+/// One side's counts by exception level, per measured operation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerOp {
+    /// Guest exits (EL1 to EL2) per operation.
+    pub exits: f64,
+    /// Instructions at EL2 per operation.
+    pub el2: f64,
+    /// Instructions at EL2 per exit, if there were exits.
+    pub el2_per_exit: Option<f64>,
+    /// Instructions at EL1 (the guest) per operation.
+    pub el1: f64,
+    /// Instructions at EL0 per operation (under KVM, the VMM).
+    pub el0: f64,
+    /// Entries into EL2 from EL0 per operation (under KVM, the VMM's
+    /// system calls and faults).
+    pub el0_to_el2: f64,
+}
+
+impl PerOp {
+    /// `window`'s counts over the `measure`'s operations; `None` unless
+    /// both are there.
+    pub fn of(measure: Option<&Measure>, window: Option<&Window>) -> Option<Self> {
+        let Some(Measure::Ticks { iterations, .. }) = measure else {
+            return None;
+        };
+        let window = window?;
+        let ops = *iterations as f64;
+        let counts = &window.counts;
+        let exits = counts.exits();
+        Some(Self {
+            exits: exits as f64 / ops,
+            el2: counts.insns[EL2] as f64 / ops,
+            el2_per_exit: (exits > 0).then(|| counts.insns[EL2] as f64 / exits as f64),
+            el1: counts.insns[EL1] as f64 / ops,
+            el0: counts.insns[EL0] as f64 / ops,
+            el0_to_el2: counts.changes[EL0][EL2] as f64 / ops,
+        })
+    }
 }
 
 impl Row {
+    /// The hypervisor's counts per operation.
+    pub fn ours_per_op(&self) -> Option<PerOp> {
+        PerOp::of(self.ours.as_ref(), self.ours_levels.as_ref())
+    }
+
+    /// KVM's counts per operation.
+    pub fn kvm_per_op(&self) -> Option<PerOp> {
+        PerOp::of(self.kvm.as_ref(), self.kvm_levels.as_ref())
+    }
+
     /// KVM's ticks per operation over ours: above 1 means the hypervisor
     /// is cheaper.
     pub fn ratio(&self) -> Option<f64> {
@@ -153,6 +213,8 @@ impl Report {
                 name: name.to_owned(),
                 ours: ours.get(name).cloned(),
                 kvm: kvm.get(name).cloned(),
+                ours_levels: window(ours, name),
+                kvm_levels: window(kvm, name),
             })
             .collect();
         if let Some(no_poll) = self.kvm_no_poll.as_ref().and_then(Side::first) {
@@ -160,6 +222,8 @@ impl Report {
                 name: NO_POLL_ROW.to_owned(),
                 ours: ours.get("virtual-ipi").cloned(),
                 kvm: no_poll.get("virtual-ipi").cloned(),
+                ours_levels: window(ours, "virtual-ipi"),
+                kvm_levels: window(no_poll, "virtual-ipi"),
             });
         }
         rows
@@ -192,6 +256,11 @@ impl Report {
         }
         out
     }
+}
+
+/// `run`'s plugin window for benchmark `name`.
+fn window(run: &GuestRun, name: &str) -> Option<Window> {
+    run.levels.as_ref()?.window(name).copied()
 }
 
 /// A cell: ticks per operation to two decimals, or what happened instead.
@@ -254,6 +323,84 @@ pub fn text_table(report: &Report) -> String {
     out
 }
 
+/// The headings of the by-level columns, for one side.
+const LEVEL_COLUMNS: [&str; 5] = ["exits", "EL2", "EL2/exit", "EL1", "EL0"];
+
+/// One side's by-level cells: exits, EL2, EL2 per exit, EL1 and EL0, per
+/// operation to two decimals ("-" where not measured).
+fn level_cells(per_op: Option<PerOp>) -> [String; 5] {
+    match per_op {
+        Some(p) => [
+            format!("{:.2}", p.exits),
+            format!("{:.2}", p.el2),
+            p.el2_per_exit
+                .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+            format!("{:.2}", p.el1),
+            format!("{:.2}", p.el0),
+        ],
+        None => std::array::from_fn(|_| "-".into()),
+    }
+}
+
+/// The second table for the terminal: per operation, each side's exits
+/// (EL1 to EL2), instructions at EL2, at EL2 per exit, at EL1 and at EL0.
+pub fn levels_table(report: &Report) -> String {
+    let rows = report.rows();
+    let mut cells: Vec<Vec<String>> = vec![std::iter::once("benchmark".to_owned())
+        .chain(LEVEL_COLUMNS.iter().map(|c| c.to_string()))
+        .chain(LEVEL_COLUMNS.iter().map(|c| c.to_string()))
+        .collect()];
+    for row in &rows {
+        cells.push(
+            std::iter::once(row.name.clone())
+                .chain(level_cells(row.ours_per_op()))
+                .chain(level_cells(row.kvm_per_op()))
+                .collect(),
+        );
+    }
+    let columns = 1 + 2 * LEVEL_COLUMNS.len();
+    let mut widths = vec![0; columns];
+    for row in &cells {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let side_width = |i: usize| {
+        widths[1 + i * LEVEL_COLUMNS.len()..1 + (i + 1) * LEVEL_COLUMNS.len()]
+            .iter()
+            .sum::<usize>()
+            + 2 * (LEVEL_COLUMNS.len() - 1)
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "instructions per operation by exception level (qemu-el-count; exits = EL1 -> EL2)"
+    );
+    let _ = writeln!(
+        out,
+        "{:w0$}  {:^w1$}  |  {:^w2$}",
+        "",
+        "hypervisor",
+        "Linux KVM",
+        w0 = widths[0],
+        w1 = side_width(0),
+        w2 = side_width(1)
+    );
+    for row in &cells {
+        let mut line = format!("{:<w$}", row[0], w = widths[0]);
+        for (i, cell) in row.iter().enumerate().skip(1) {
+            let gap = if i == 1 + LEVEL_COLUMNS.len() {
+                "  |  "
+            } else {
+                "  "
+            };
+            let _ = write!(line, "{gap}{cell:>w$}", w = widths[i]);
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
 /// `report.md`.
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
@@ -291,6 +438,42 @@ pub fn markdown(report: &Report) -> String {
         );
     }
     let _ = writeln!(out, "\n![ticks per operation](chart.svg)\n");
+    let _ = writeln!(out, "## Where the instructions ran\n");
+    let _ = writeln!(
+        out,
+        "Counted by the `qemu-el-count` QEMU plugin over the stretch each benchmark \
+         measures (marked by the guest), on every CPU, per operation: exits (the \
+         guest entering EL2 from EL1), instructions at EL2 (the hypervisor; under \
+         KVM the VHE host kernel), at EL2 per exit, at EL1 (the guest) and at EL0 \
+         (under KVM the VMM). An instruction that takes an exception counts where it \
+         ran, so a trapped access counts here and not in the ticks. For `counter-read` \
+         and `virtual-eoi` only the timed part of each iteration is counted; for \
+         `vtimer-latency` the whole measured loop, the polling for the timer included.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| benchmark | exits (ours) | EL2 (ours) | EL2/exit (ours) | EL1 (ours) | EL0 (ours) \
+         | exits (KVM) | EL2 (KVM) | EL2/exit (KVM) | EL1 (KVM) | EL0 (KVM) | EL0->EL2 (KVM) |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for row in report.rows() {
+        let ours = level_cells(row.ours_per_op());
+        let kvm = level_cells(row.kvm_per_op());
+        let el0_to_el2 = row
+            .kvm_per_op()
+            .map_or_else(|| "-".into(), |p| format!("{:.2}", p.el0_to_el2));
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {el0_to_el2} |",
+            row.name,
+            ours.join(" | "),
+            kvm.join(" | ")
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(out, "## Repeatability\n");
     for line in report.determinism() {
         let _ = writeln!(out, "- {line}");
@@ -375,6 +558,40 @@ fn json_measure(measure: Option<&Measure>) -> String {
     }
 }
 
+fn json_levels(window: Option<&Window>, per_op: Option<PerOp>) -> String {
+    let Some(window) = window else {
+        return "null".into();
+    };
+    let c = &window.counts;
+    let mut out = format!(
+        "{{\"windows\": {}, \"instructions\": {{\"el0\": {}, \"el1\": {}, \"el2\": {}, \"el3\": {}}}, \
+         \"exits\": {}, \"el2_to_el1\": {}, \"el0_to_el2\": {}, \"el2_to_el0\": {}",
+        window.marks,
+        c.insns[0],
+        c.insns[1],
+        c.insns[2],
+        c.insns[3],
+        c.exits(),
+        c.changes[EL2][EL1],
+        c.changes[EL0][EL2],
+        c.changes[EL2][EL0]
+    );
+    if let Some(p) = per_op {
+        let _ = write!(
+            out,
+            ", \"per_op\": {{\"exits\": {}, \"el2\": {}, \"el2_per_exit\": {}, \"el1\": {}, \"el0\": {}, \"el0_to_el2\": {}}}",
+            json_f64(p.exits),
+            json_f64(p.el2),
+            p.el2_per_exit.map_or_else(|| "null".into(), json_f64),
+            json_f64(p.el1),
+            json_f64(p.el0),
+            json_f64(p.el0_to_el2)
+        );
+    }
+    out.push('}');
+    out
+}
+
 fn json_side(side: &Side) -> String {
     let first = side.first();
     let walls: Vec<String> = side.runs.iter().map(|(_, s)| json_f64(*s)).collect();
@@ -419,7 +636,8 @@ pub fn json(report: &Report) -> String {
         .iter()
         .map(|row| {
             format!(
-                "    {{\"name\": {}, \"description\": {}, \"hypervisor\": {}, \"kvm\": {}, \"kvm_over_hypervisor\": {}}}",
+                "    {{\"name\": {}, \"description\": {}, \"hypervisor\": {}, \"kvm\": {}, \"kvm_over_hypervisor\": {}, \
+                 \"hypervisor_levels\": {}, \"kvm_levels\": {}}}",
                 json_string(&row.name),
                 json_string(if row.name == NO_POLL_ROW {
                     "as virtual-ipi, KVM booted with kvm.halt_poll_ns=0"
@@ -428,7 +646,9 @@ pub fn json(report: &Report) -> String {
                 }),
                 json_measure(row.ours.as_ref()),
                 json_measure(row.kvm.as_ref()),
-                row.ratio().map_or_else(|| "null".into(), json_f64)
+                row.ratio().map_or_else(|| "null".into(), json_f64),
+                json_levels(row.ours_levels.as_ref(), row.ours_per_op()),
+                json_levels(row.kvm_levels.as_ref(), row.kvm_per_op())
             )
         })
         .collect();
@@ -441,6 +661,7 @@ pub fn json(report: &Report) -> String {
     }
     format!(
         "{{\n  \"unit\": \"CNTVCT_EL0 ticks per operation; with -icount shift=0 one tick = 1 ns of virtual time = 1 instruction\",\n  \
+         \"levels_unit\": \"qemu-el-count: instructions by exception level and changes of level over each benchmark's marked windows, on every CPU, added up (per_op: over the measured iterations); exits = EL1 to EL2\",\n  \
          \"iterations\": {},\n  \"cntfrq_hz\": {},\n  \"qemu\": {},\n  \"machine\": {},\n  \
          \"determinism_options\": {},\n  {},\n  \"benchmarks\": [\n{}\n  ]\n}}\n",
         report.iterations,
@@ -714,5 +935,97 @@ mod tests {
         );
         assert!(svg.contains(">unsupported<"));
         assert!(svg.contains(&xml(NO_POLL_ROW)));
+    }
+
+    /// `report()` with plugin counts: hvc-null 4 calls, 4 exits each side,
+    /// 1000 / 3900 EL2 instructions; virtual-ipi on KVM with VMM entries.
+    fn report_with_levels() -> Report {
+        use crate::bench_parse::parse_level_report;
+        let mut report = report();
+        let ours = parse_level_report(
+            "qemu-el-count 1\nvcpus 2\n\
+             window hvc-null marks=1 el0=0 el1=40 el2=1000 el3=0 el1>el2=4 el2>el1=4\n\
+             window loop-nop marks=1 el0=0 el1=12 el2=0 el3=0\n\
+             total el0=0 el1=1 el2=1 el3=0\n",
+        )
+        .unwrap();
+        let kvm = parse_level_report(
+            "qemu-el-count 1\nvcpus 2\n\
+             window hvc-null marks=1 el0=0 el1=40 el2=3900 el3=0 el1>el2=4 el2>el1=4\n\
+             window virtual-ipi marks=1 el0=400 el1=80 el2=70000 el3=0 el0>el2=8 el1>el2=8 el2>el0=8 el2>el1=8\n\
+             total el0=0 el1=1 el2=1 el3=0\n",
+        )
+        .unwrap();
+        for (run, _) in &mut report.ours.runs {
+            run.levels = Some(ours.clone());
+        }
+        for (run, _) in &mut report.kvm.runs {
+            run.levels = Some(kvm.clone());
+        }
+        report
+    }
+
+    #[test]
+    fn counts_by_level_are_per_operation_and_per_exit() {
+        let rows = report_with_levels().rows();
+        let hvc = rows.iter().find(|r| r.name == "hvc-null").unwrap();
+        let ours = hvc.ours_per_op().unwrap();
+        assert_eq!(ours.exits, 1.0);
+        assert_eq!(ours.el2, 250.0);
+        assert_eq!(ours.el2_per_exit, Some(250.0));
+        assert_eq!(ours.el1, 10.0);
+        assert_eq!(hvc.kvm_per_op().unwrap().el2, 975.0);
+        let ipi = rows.iter().find(|r| r.name == "virtual-ipi").unwrap();
+        assert_eq!(ipi.ours_per_op(), None, "no window on our side");
+        let kvm = ipi.kvm_per_op().unwrap();
+        assert_eq!((kvm.exits, kvm.el0, kvm.el0_to_el2), (2.0, 100.0, 2.0));
+        assert_eq!(kvm.el2_per_exit, Some(8750.0));
+        // The no-polling run had no plugin report.
+        let no_poll = rows.iter().find(|r| r.name == NO_POLL_ROW).unwrap();
+        assert!(no_poll.kvm_per_op().is_none() && no_poll.ours_per_op().is_none());
+        // Calibration: no exits, so no instructions per exit.
+        let nop = rows.iter().find(|r| r.name == "loop-nop").unwrap();
+        assert_eq!(nop.ours_per_op().unwrap().el2_per_exit, None);
+    }
+
+    #[test]
+    fn the_levels_table_has_both_sides() {
+        let table = levels_table(&report_with_levels());
+        let lines: Vec<_> = table.lines().collect();
+        assert!(lines[0].starts_with("instructions per operation by exception level"));
+        assert!(lines[1].contains("hypervisor") && lines[1].contains("Linux KVM"));
+        assert!(lines[2].starts_with("benchmark") && lines[2].contains("EL2/exit"));
+        let hvc = lines.iter().find(|l| l.starts_with("hvc-null")).unwrap();
+        let cells: Vec<_> = hvc.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "hvc-null", "1.00", "250.00", "250.00", "10.00", "0.00", "|", "1.00", "975.00",
+                "975.00", "10.00", "0.00"
+            ]
+        );
+        let migrate = lines
+            .iter()
+            .find(|l| l.starts_with("vcpu-migrate"))
+            .unwrap();
+        assert_eq!(migrate.matches('-').count(), 10 + 1, "{migrate}");
+    }
+
+    #[test]
+    fn the_reports_carry_the_counts_by_level() {
+        let report = report_with_levels();
+        let md = markdown(&report);
+        assert!(md.contains("## Where the instructions ran"));
+        assert!(md.contains(
+            "| `hvc-null` | 1.00 | 250.00 | 250.00 | 10.00 | 0.00 | 1.00 | 975.00 | 975.00 | 10.00 | 0.00 | 0.00 |"
+        ));
+        let json = json(&report);
+        assert_eq!(json.matches('{').count(), json.matches('}').count());
+        assert!(json.contains(
+            "\"hypervisor_levels\": {\"windows\": 1, \"instructions\": {\"el0\": 0, \"el1\": 40, \"el2\": 1000, \"el3\": 0}, \
+             \"exits\": 4, \"el2_to_el1\": 4, \"el0_to_el2\": 0, \"el2_to_el0\": 0, \"per_op\": {\"exits\": 1.0000, \"el2\": 250.0000, \
+             \"el2_per_exit\": 250.0000, \"el1\": 10.0000, \"el0\": 0.0000, \"el0_to_el2\": 0.0000}}"
+        ));
+        assert!(json.contains("\"kvm_levels\": null"));
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 
+use crate::bench;
 use crate::cargo::{self, Profile};
 use crate::guests::{self, Needs};
 use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig, Step};
@@ -107,6 +108,15 @@ const NET_SCRIPT: &[Step] = &[Step {
     ],
     send: b"\r",
 }];
+
+/// The test that is not one boot: `./run.sh bench`'s flow, short
+/// ([`bench::smoke`]): the bench guest under the hypervisor and under Linux
+/// KVM at once, with the instruction-counting plugin, checked for a number
+/// from every benchmark each side supports and for the plugin's counts, and
+/// never for how large the numbers are. Its row in [`SYSTEM_TESTS`] gives
+/// its name and the hypervisor build it boots; the rest of the row is
+/// unused.
+const BENCH_SMOKE: &str = "bench_smoke";
 
 /// How the device tree for a test is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,6 +718,22 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         disk: None,
         check: Some(net_transfer_matches),
     },
+    // See BENCH_SMOKE: run by `run_bench_smoke`, not `run_one`.
+    SystemTest {
+        name: BENCH_SMOKE,
+        smp: 2,
+        profile: Profile::Release,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: None,
+        input: &[],
+        expect: &[],
+        forbid: &[],
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        disk: None,
+        check: None,
+    },
 ];
 
 /// Counts of passed and failed system tests.
@@ -884,6 +910,9 @@ pub fn run_all(filter: Option<&str>, verbose: bool, kernel: Option<&Path>) -> Re
                 test.profile.dir_name()
             )),
             (_, Some(problem)) => Err(anyhow::anyhow!("{problem}")),
+            (Ok(image), None) if test.name == BENCH_SMOKE => {
+                run_bench_smoke(image.clone(), verbose)
+            }
             (Ok(image), None) => run_one(test, image.clone(), verbose),
         };
         let passed = outcome.unwrap_or_else(|error| {
@@ -1024,6 +1053,29 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
         println!("  {problem}");
     }
     Ok(false)
+}
+
+/// `bench_smoke` (see [`BENCH_SMOKE`]), booting `kernel` as the hypervisor.
+fn run_bench_smoke(kernel: PathBuf, verbose: bool) -> Result<bool> {
+    let start = std::time::Instant::now();
+    let smoke = bench::smoke(kernel, verbose)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let verdict = if smoke.problems.is_empty() {
+        "ok"
+    } else {
+        "FAILED"
+    };
+    println!("system test {BENCH_SMOKE} ... {verdict} ({seconds:.1} s)");
+    for note in &smoke.notes {
+        println!("  {note}");
+    }
+    if !smoke.problems.is_empty() {
+        println!("---- {BENCH_SMOKE} failed because ----");
+        for problem in &smoke.problems {
+            println!("  {problem}");
+        }
+    }
+    Ok(smoke.problems.is_empty())
 }
 
 /// The first capture group of every line of `log` that `pattern` matches.
