@@ -30,7 +30,7 @@ const COUNTER_CHECK_PACKAGE: &str = "counter-check";
 pub enum Profile {
     /// `dev`: has the debug-only test switches the system tests use.
     Debug,
-    /// `release`: what `run` boots.
+    /// `image` (release with link-time optimisation): what `run` boots.
     Release,
 }
 
@@ -39,7 +39,7 @@ impl Profile {
     pub fn dir_name(self) -> &'static str {
         match self {
             Profile::Debug => "debug",
-            Profile::Release => "release",
+            Profile::Release => "image",
         }
     }
 }
@@ -152,7 +152,7 @@ fn build_elf(package: &str, profile: Profile) -> Result<PathBuf> {
     let mut command = cargo_command();
     command.args(["build", "-p", package, "--target", target]);
     if profile == Profile::Release {
-        command.arg("--release");
+        command.args(["--profile", "image"]);
     }
     println!("build: {}", describe(&command));
     let status = command.status().context("running cargo build")?;
