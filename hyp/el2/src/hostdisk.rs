@@ -3,9 +3,11 @@
 //! guests' virtual disks.
 //!
 //! QEMU boots the hypervisor with `-kernel`, so no firmware has touched the
-//! bus: [`probe`] finds the function, places its BARs in the host bridge's
-//! windows and turns it on (the `pci` crate), then hands it to
-//! `virtio-drivers`' PCI transport. That transport trusts configuration
+//! bus: [`open_bus`] reaches the host bridge's configuration space and
+//! windows ([`HostBus`], which passthrough shares, so every BAR the
+//! hypervisor places comes from one allocator), [`probe`] finds the
+//! function, places its BARs in the host bridge's windows and turns it on
+//! (the `pci` crate), then hands it to `virtio-drivers`' PCI transport. That transport trusts configuration
 //! space more than we do (its capability walk loops on a looping list, and
 //! some of its offset sums overflow), so it sees the function's BARs and
 //! virtio capabilities through a shadow (`pci::VirtioShadow`) holding only
@@ -129,6 +131,62 @@ impl fmt::Display for HostDiskError {
             ),
         }
     }
+}
+
+/// The host bridge's first bus as the hypervisor drives it: configuration
+/// space, and the allocator of the bridge's memory windows. Every function
+/// the hypervisor places BARs for (its disk, functions passed through to
+/// VMs) takes them from this one allocator, so no two BARs overlap.
+#[derive(Debug)]
+pub struct HostBus {
+    /// Configuration space, through the ECAM window.
+    pub config: EcamAccess,
+    /// The bus functions are looked for on: the bridge's first.
+    pub bus: u8,
+    /// Places memory BARs in the bridge's windows.
+    pub bars: BarAllocator,
+}
+
+/// Reaches the device tree's PCIe host bridge: its ECAM window and its
+/// memory windows. `Ok(None)` without one.
+///
+/// Call once, after the final stage-1 map (which covers the ECAM window
+/// and [`pci_mmio_windows`] as device memory) is live.
+///
+/// # Errors
+///
+/// [`HostDiskError::Ecam`], [`HostDiskError::Window`].
+pub fn open_bus(platform: &Platform) -> Result<Option<HostBus>, HostDiskError> {
+    let Some(pcie) = &platform.pcie else {
+        info!("host disk: none (no PCIe host bridge)");
+        return Ok(None);
+    };
+    let ecam = Ecam::new(pcie.ecam, pcie.first_bus, pcie.last_bus).map_err(HostDiskError::Ecam)?;
+    let mut bars = BarAllocator::new();
+    for window in &pcie.windows {
+        let kind = match window.space {
+            PciSpace::Mem32 => WindowKind::Mem32,
+            PciSpace::Mem64 => WindowKind::Mem64,
+            PciSpace::Io => continue,
+        };
+        bars.add_window(Window {
+            kind,
+            prefetchable: window.prefetchable,
+            pci_start: PciAddr(window.pci_addr),
+            cpu: window.cpu,
+        })
+        .map_err(HostDiskError::Window)?;
+    }
+    Ok(Some(HostBus {
+        // SAFETY: `mmu::build` maps every region of
+        // `Platform::mmio_regions`, the ECAM window among them, as device
+        // memory for the hypervisor's life, and configuration space is
+        // accessed only through the bus made here (and the host disk's
+        // driver, on its own function).
+        config: unsafe { EcamAccess::new(ecam) },
+        bus: *ecam.buses().start(),
+        bars,
+    }))
 }
 
 /// The disk. Its methods take byte offsets and lengths; the sectors they
@@ -337,54 +395,29 @@ pub fn with<R>(f: impl FnOnce(&mut HostDisk) -> R) -> Option<R> {
     DISK.get().map(|disk| f(&mut disk.lock()))
 }
 
-/// Finds the first virtio-blk function on the host bridge's first bus,
-/// assigns its BARs, turns it on and starts `virtio-drivers` on it.
-/// `Ok(None)` if there is no PCI host bridge or no such function.
+/// Finds the first virtio-blk function on the host bus, assigns its BARs
+/// (from the bus's allocator), turns it on and starts `virtio-drivers` on
+/// it. `Ok(None)` if there is no such function. A virtio-blk function
+/// that is to be passed through to a VM must therefore not be the first
+/// on the bus: QEMU places devices without an `addr` first.
 ///
-/// Call once, on one CPU, after the final stage-1 map (which must include
-/// [`pci_mmio_windows`]) is live; while the SMMU, if enabled, lets the
-/// function's stream through untranslated.
+/// Call once, on one CPU, while the SMMU, if enabled, lets the function's
+/// stream through untranslated (or is not enabled yet).
 ///
 /// # Errors
 ///
-/// [`HostDiskError::Ecam`], [`HostDiskError::Window`],
 /// [`HostDiskError::Bars`], [`HostDiskError::Layout`],
 /// [`HostDiskError::NotifyOutOfRange`], [`HostDiskError::Transport`],
 /// [`HostDiskError::Init`].
-pub fn probe(platform: &Platform) -> Result<Option<HostDisk>, HostDiskError> {
-    let Some(pcie) = &platform.pcie else {
-        info!("host disk: none (no PCIe host bridge)");
-        return Ok(None);
-    };
-    let ecam = Ecam::new(pcie.ecam, pcie.first_bus, pcie.last_bus).map_err(HostDiskError::Ecam)?;
-    // SAFETY: `mmu::build` maps every region of `Platform::mmio_regions`,
-    // the ECAM window among them, as device memory for the hypervisor's
-    // life, and nothing else accesses configuration space.
-    let mut cs = unsafe { EcamAccess::new(ecam) };
-    let bus = *ecam.buses().start();
+pub fn probe(host: &mut HostBus) -> Result<Option<HostDisk>, HostDiskError> {
+    let mut cs = host.config;
+    let bus = host.bus;
     let Some(function) = pci::functions(&cs, bus).find(is_virtio_blk) else {
         info!("host disk: none (no virtio-blk on PCI bus {bus:#04x})");
         return Ok(None);
     };
     let bdf = function.bdf;
-
-    let mut allocator = BarAllocator::new();
-    for window in &pcie.windows {
-        let kind = match window.space {
-            PciSpace::Mem32 => WindowKind::Mem32,
-            PciSpace::Mem64 => WindowKind::Mem64,
-            PciSpace::Io => continue,
-        };
-        allocator
-            .add_window(Window {
-                kind,
-                prefetchable: window.prefetchable,
-                pci_start: PciAddr(window.pci_addr),
-                cpu: window.cpu,
-            })
-            .map_err(HostDiskError::Window)?;
-    }
-    let bars = pci::assign_bars(&mut cs, bdf, function.header_type, &mut allocator)
+    let bars = pci::assign_bars(&mut cs, bdf, function.header_type, &mut host.bars)
         .map_err(|e| HostDiskError::Bars(bdf, e))?;
     for bar in bars.iter() {
         match bar.placement {
@@ -444,7 +477,7 @@ fn is_virtio_blk(f: &FunctionInfo) -> bool {
 
 /// Configuration space through the ECAM window, 32-bit volatile accesses.
 #[derive(Clone, Copy, Debug)]
-struct EcamAccess {
+pub struct EcamAccess {
     ecam: Ecam,
 }
 

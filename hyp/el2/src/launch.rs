@@ -53,6 +53,11 @@ fn attach_console(vm: &Arc<Vm>) {
     crate::console::attach(weak);
 }
 
+/// The VMs started and not yet stopped (for checks across VMs).
+pub fn running() -> Vec<Arc<Vm>> {
+    RUNNING.lock().clone()
+}
+
 /// Prints every running VM's vCPUs (the console's statistics key).
 pub fn report_all() {
     let vms: Vec<Arc<Vm>> = RUNNING.lock().clone();

@@ -25,8 +25,10 @@ mod launch;
 mod layout;
 mod mmio;
 mod mmu;
+mod passthrough;
 mod percpu;
 mod sched;
+mod smmu;
 mod smp;
 mod stacks;
 mod timer;
@@ -165,21 +167,39 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     // SAFETY: The final tables map the image, all RAM and the console.
     unsafe { mmu::switch_to_final(tables) };
     report_online();
-    match hostdisk::probe(&platform) {
-        Ok(Some(mut disk)) => {
-            // Debug builds (the system tests) prove the disk round-trips
-            // data; the check restores what it overwrites.
-            if cfg!(debug_assertions) {
-                match disk.self_check() {
-                    Ok(()) => info!("host disk: self-check passed"),
-                    Err(e) => warn!("host disk: {e}"),
-                }
-            }
-            hostdisk::install(disk);
+    let mut bus = match hostdisk::open_bus(&platform) {
+        Ok(bus) => bus,
+        Err(e) => {
+            warn!("{e}; VMs get no disks and no passthrough functions");
+            None
         }
-        Ok(None) => {}
-        Err(e) => warn!("host disk: {e}; VMs get no disks"),
+    };
+    let disk = match bus.as_mut().map(hostdisk::probe) {
+        Some(Ok(disk)) => disk,
+        Some(Err(e)) => {
+            warn!("host disk: {e}; VMs get no disks");
+            None
+        }
+        None => None,
+    };
+    let disk_bdf = disk.as_ref().map(hostdisk::HostDisk::bdf);
+    // Now that the disk is known: its stream in bypass, every other one
+    // aborted until a VM's function is attached.
+    if let Err(e) = smmu::init(&platform, disk_bdf.map(|bdf| u32::from(bdf.routing_id()))) {
+        warn!("{e}; no PCI function can be passed through to a VM");
     }
+    if let Some(mut disk) = disk {
+        // Debug builds (the system tests) prove the disk round-trips
+        // data; the check restores what it overwrites.
+        if cfg!(debug_assertions) {
+            match disk.self_check() {
+                Ok(()) => info!("host disk: self-check passed"),
+                Err(e) => warn!("host disk: {e}"),
+            }
+        }
+        hostdisk::install(disk);
+    }
+    passthrough::init(bus, disk_bdf);
 
     let options = apply_options(&platform);
     let hw = hardware(options.vmid_bits);
@@ -403,6 +423,11 @@ fn apply_options(platform: &Platform) -> Options {
                 warn!("hyp.bench-hooks: guests may move their vCPUs and force VMID rollovers");
                 exits::enable_bench_hooks();
             }
+            ("no-vmid-pin", None) if cfg!(debug_assertions) => {
+                warn!("hyp.no-vmid-pin: passthrough functions keep a VMID that is not pinned; the SMMU self-check must catch it after a rollover");
+                passthrough::disable_vmid_pinning();
+            }
+            ("no-vmid-pin", _) => warn!("hyp.no-vmid-pin ignored (release build)"),
             ("fault", Some("data-abort")) if cfg!(debug_assertions) => {
                 warn!("hyp.fault=data-abort: reading an unmapped address on purpose");
                 // An address above every RAM and MMIO region yet below 2^48.

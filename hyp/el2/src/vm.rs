@@ -6,6 +6,7 @@
 //! lets go after it stopped.
 
 use crate::mmio::MmioRegion;
+use crate::passthrough::{self, Attachment};
 use crate::vcpu::VcpuState;
 use crate::vuart::VirtualPl011;
 use crate::{mmu, sched};
@@ -15,6 +16,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::arch::asm;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use guest_boot::virt::Spi;
@@ -70,6 +72,8 @@ pub enum CreateError {
         /// Bytes asked for.
         bytes: u64,
     },
+    /// A host PCI function it must have could not be attached.
+    Passthrough(passthrough::AttachError),
 }
 
 impl fmt::Display for CreateError {
@@ -89,6 +93,7 @@ impl fmt::Display for CreateError {
                 "not enough free memory for {} MiB of guest RAM",
                 bytes >> 20
             ),
+            Self::Passthrough(e) => write!(f, "{e}"),
         }
     }
 }
@@ -220,6 +225,8 @@ struct Control {
     epoch: u64,
     /// Whether the VM has ended.
     ended: bool,
+    /// Whether it was given up during creation (never started).
+    abandoned: bool,
 }
 
 /// A virtual machine.
@@ -231,7 +238,10 @@ pub struct Vm {
     pub vmid: Context<Vmid>,
     /// The VMID its vCPUs last entered with (0 before the first entry).
     pub last_vmid: AtomicU16,
-    stage2: Stage2Table,
+    /// Locked only to change it ([`Vm::modify_stage2`]) or read it.
+    stage2: SpinMutex<Stage2Table>,
+    /// Its root table, which never moves.
+    stage2_root: PhysAddr,
     /// VTCR_EL2 for its stage 2.
     pub vtcr: u64,
     ram: SpinMutex<GuestRam>,
@@ -258,6 +268,9 @@ pub struct Vm {
     /// Its network port (its device is in `mmio`); leaves the switch when
     /// the VM is freed.
     net: SpinMutex<Option<crate::virtio::NetPort>>,
+    /// Host PCI functions passed through to it (see `passthrough`):
+    /// attached at creation, detached when it stops.
+    pub passthrough: SpinMutex<Vec<Attachment>>,
     /// Last, so that it drops after the RAM: counts the VM as freed.
     _freed: FreedGuard,
 }
@@ -372,6 +385,7 @@ impl Vm {
                 run: AtomicU8::new(sched::Run::Off as u8),
             })
             .collect();
+        let stage2_root = stage2.root_pa();
         let vm = Arc::new_cyclic(|me| {
             for region in &mmio {
                 region.device.attach_vm(me);
@@ -380,7 +394,8 @@ impl Vm {
                 name: spec.name.clone(),
                 vmid: Context::new(),
                 last_vmid: AtomicU16::new(0),
-                stage2,
+                stage2: SpinMutex::new(stage2),
+                stage2_root,
                 vtcr: config.vtcr(),
                 ram: SpinMutex::new(ram),
                 ram_ipa: ram_ipa.get(),
@@ -395,6 +410,7 @@ impl Vm {
                     pending: None,
                     epoch: 0,
                     ended: false,
+                    abandoned: false,
                 }),
                 stop_pending: AtomicBool::new(false),
                 images: Images {
@@ -405,6 +421,7 @@ impl Vm {
                 },
                 uart,
                 net: SpinMutex::new(net),
+                passthrough: SpinMutex::new(Vec::new()),
                 _freed: FreedGuard::new(),
             }
         });
@@ -415,6 +432,15 @@ impl Vm {
                     vm.name
                 );
             }
+        }
+        if let Err(e) = passthrough::attach_all(&vm, spec) {
+            // Never started: dropping it detaches what was attached, and
+            // there is no "stopped" or "freed" to report.
+            let mut control = vm.control.lock();
+            control.ended = true;
+            control.abandoned = true;
+            drop(control);
+            return Err(CreateError::Passthrough(e));
         }
         vm.load_images();
         Ok(vm)
@@ -441,7 +467,42 @@ impl Vm {
 
     /// The stage-2 table's VTTBR_EL2 value with `vmid`.
     pub fn vttbr(&self, vmid: Vmid) -> Result<u64, stage2::Stage2Error> {
-        self.stage2.vttbr(vmid)
+        self.stage2.lock().vttbr(vmid)
+    }
+
+    /// The stage-2 root table's physical address (VTTBR_EL2.BADDR).
+    pub fn stage2_root(&self) -> PhysAddr {
+        self.stage2_root
+    }
+
+    /// The one way to change the VM's stage-2 tables once it exists (to
+    /// map a passthrough function's BARs, say): runs `change` on them,
+    /// then drops every CPU's TLB entries of the VM's stage 2 and, if it
+    /// has passthrough functions, the SMMU's for its VMID
+    /// (`passthrough::stage2_changed`), so neither a vCPU nor a device
+    /// keeps using a translation that was changed or removed. `change`
+    /// owes break-before-make for live entries it replaces.
+    #[allow(
+        dead_code,
+        reason = "its first user is the virtual PCIe bridge, mapping BARs"
+    )]
+    pub fn modify_stage2<R>(&self, change: impl FnOnce(&mut Stage2Table) -> R) -> R {
+        let result = change(&mut self.stage2.lock());
+        // All VMIDs: the VM's current one may change under our feet in a
+        // rollover, and changes to a live VM's stage 2 are rare.
+        // SAFETY: TLB invalidation changes no memory; the DSB completes it
+        // on every CPU of the inner shareable domain before the SMMU's.
+        unsafe {
+            asm!(
+                "dsb ishst",
+                "tlbi alle1is",
+                "dsb ish",
+                "isb",
+                options(nostack, preserves_flags)
+            )
+        };
+        passthrough::stage2_changed(self);
+        result
     }
 
     /// Guest RAM as (first IPA, size).
@@ -515,6 +576,9 @@ impl Vm {
     /// Called by a physical CPU when a vCPU of this VM stops running. The
     /// last one out carries out a pending stop.
     pub fn leave(self: &Arc<Self>) {
+        // The SMMU's events and the self-check after rollovers: here since
+        // every physical CPU passes by often.
+        passthrough::poll();
         let stop = {
             let mut control = self.control.lock();
             control.running -= 1;
@@ -539,11 +603,13 @@ impl Vm {
             Stop::Off(reason) => {
                 self.flush_devices();
                 info!("vm \"{}\": {reason}; stopped", self.name);
+                passthrough::detach_all(self);
                 sched::report(self);
                 crate::launch::vm_stopped(self);
             }
             Stop::Reset => {
                 info!("vm \"{}\": PSCI SYSTEM_RESET: restarting", self.name);
+                passthrough::reset_all(self);
                 // The interrupt controller resets with the machine.
                 if let Ok(fresh) = Vgic::new(self.vcpus.len(), NR_SPIS) {
                     *self.vgic.lock() = fresh;
@@ -598,6 +664,12 @@ impl Drop for Vm {
         if !self.control.get_mut().ended {
             self.flush_devices();
             info!("vm \"{}\": every vCPU is off; stopped", self.name);
+        }
+        // Before its RAM and stage-2 tables go: no device may reach them.
+        passthrough::detach_all(self);
+        if self.control.get_mut().abandoned {
+            // Its creation failed, and that was reported.
+            return;
         }
         let aborts = self.aborts.load(Ordering::Relaxed);
         let migrations: u64 = self
