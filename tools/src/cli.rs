@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cargo::Profile;
+use crate::qemu::{self, PassthroughDevice};
 
 /// Printed by `help` and after a usage error.
 pub const USAGE: &str = "\
@@ -44,6 +45,11 @@ run options:
                    run; no disk when no VM has one)
   --kernel FILE    boot FILE (an ELF, converted, or a flat image) instead of
                    building the hypervisor
+  --passthrough D  add a PCI function for a VM to be given (the manifest's
+                   `passthrough`): `edu` (QEMU's DMA teaching device) or
+                   `blk:FILE` (a virtio-blk-pci disk on a raw image, its
+                   DMA through the SMMU); the first goes to 00:08.0, then
+                   00:09.0, 00:0a.0, 00:0b.0 (repeat the option)
   --timeout SECS   kill QEMU after SECS seconds (default: no limit when
                    stdin is a terminal, 120 otherwise)
   -- QEMU_ARGS...  everything after `--` is appended to the QEMU command line
@@ -107,7 +113,8 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// The host disk image instead of the kept one in the scratch directory.
     pub disk: Option<PathBuf>,
-    /// Extra arguments appended verbatim to the QEMU command line.
+    /// Extra arguments appended verbatim to the QEMU command line: those
+    /// adding the `--passthrough` functions, then those after `--`.
     pub qemu_args: Vec<String>,
 }
 
@@ -203,6 +210,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
 
 fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
     let mut options = RunOptions::default();
+    let mut passthrough = Vec::new();
+    let mut user_qemu_args = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -232,13 +241,29 @@ fn parse_run(args: impl IntoIterator<Item = String>) -> Result<RunOptions> {
                     .with_context(|| format!("--timeout wants seconds, got `{value}`"))?;
                 options.timeout = Some(Duration::from_secs(secs));
             }
+            "--passthrough" => {
+                passthrough.push(parse_passthrough(&value_of(&arg, args.next())?)?);
+            }
             "--" => {
-                options.qemu_args = args.by_ref().collect();
+                user_qemu_args = args.by_ref().collect();
             }
             other => bail!("unknown option `{other}` for `run`"),
         }
     }
+    options.qemu_args = qemu::passthrough_args(&passthrough)?;
+    options.qemu_args.extend(user_qemu_args);
     Ok(options)
+}
+
+/// A `--passthrough` value: `edu` or `blk:FILE`.
+fn parse_passthrough(value: &str) -> Result<PassthroughDevice> {
+    match value.split_once(':') {
+        None if value == "edu" => Ok(PassthroughDevice::Edu),
+        Some(("blk", file)) if !file.is_empty() => Ok(PassthroughDevice::VirtioBlk(
+            crate::cargo::from_invocation_dir(std::path::Path::new(file)),
+        )),
+        _ => bail!("--passthrough wants `edu` or `blk:FILE`, got `{value}`"),
+    }
 }
 
 fn parse_test(args: impl IntoIterator<Item = String>) -> Result<TestOptions> {
@@ -326,6 +351,34 @@ mod tests {
         assert_eq!(options.timeout, Some(Duration::from_secs(30)));
         assert_eq!(options.disk, Some(PathBuf::from("d.img")));
         assert_eq!(options.qemu_args, ["-s", "-S"]);
+    }
+
+    #[test]
+    fn passthrough_devices_come_before_the_users_qemu_args() {
+        let Command::Run(options) =
+            parse_str("run --passthrough edu --passthrough blk:/d.img -- -s").unwrap()
+        else {
+            panic!("not a run command");
+        };
+        assert_eq!(
+            options.qemu_args,
+            [
+                "-device",
+                "edu,addr=08.0,dma_mask=0xffffffffffff",
+                "-drive",
+                "file=/d.img,if=none,format=raw,id=pt09",
+                "-device",
+                "virtio-blk-pci,drive=pt09,disable-legacy=on,iommu_platform=on,addr=09.0",
+                "-s",
+            ]
+        );
+        assert!(parse_str("run --passthrough nvme").is_err());
+        assert!(parse_str("run --passthrough blk:").is_err());
+        assert!(parse_str("run --passthrough").is_err());
+        assert!(parse_str(
+            "run --passthrough edu --passthrough edu --passthrough edu --passthrough edu --passthrough edu"
+        )
+        .is_err());
     }
 
     #[test]

@@ -103,6 +103,67 @@ pub fn disk_args(image: &Path) -> [String; 4] {
     ]
 }
 
+/// The PCI slots on QEMU's root bus for functions to pass through to VMs,
+/// in the order [`passthrough_args`] fills them: `00:08.0` to `00:0b.0`,
+/// which is what manifests name. Clear of the host bridge (00:00.0),
+/// QEMU's default NIC (00:01.0) and the host disk (00:02.0), which take
+/// the first free slots, with room for a few more host devices.
+pub const PASSTHROUGH_SLOTS: [u8; 4] = [0x08, 0x09, 0x0a, 0x0b];
+
+/// `edu`'s DMA mask: 48 bits, so its DMA engine takes any guest IPA (QEMU's
+/// default is 28 bits, below guest RAM at 1 GiB).
+const EDU_DMA_MASK: &str = "0xffffffffffff";
+
+/// A PCI function to add to QEMU's root bus for a VM to be given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassthroughDevice {
+    /// QEMU's `edu` teaching device (1234:11e8): a DMA engine, an INTx
+    /// line (INTA) and MSI; its DMA always goes through the SMMU.
+    Edu,
+    /// A virtio-blk disk on a raw image, modern only, whose DMA goes
+    /// through the SMMU (`iommu_platform=on`; without it QEMU lets a
+    /// virtio device bypass the IOMMU). It must not be the first virtio-blk
+    /// function on the bus: the hypervisor takes that one as its own disk
+    /// (with a host disk, which QEMU puts at 00:02.0, it never is).
+    VirtioBlk(PathBuf),
+}
+
+/// The QEMU arguments adding `devices`, each in the next of
+/// [`PASSTHROUGH_SLOTS`].
+///
+/// # Errors
+///
+/// More devices than slots.
+pub fn passthrough_args(devices: &[PassthroughDevice]) -> Result<Vec<String>> {
+    ensure!(
+        devices.len() <= PASSTHROUGH_SLOTS.len(),
+        "at most {} passthrough devices, got {}",
+        PASSTHROUGH_SLOTS.len(),
+        devices.len()
+    );
+    let mut args = Vec::new();
+    for (device, slot) in devices.iter().zip(PASSTHROUGH_SLOTS) {
+        let addr = format!("addr={slot:02x}.0");
+        match device {
+            PassthroughDevice::Edu => {
+                args.push("-device".into());
+                args.push(format!("edu,{addr},dma_mask={EDU_DMA_MASK}"));
+            }
+            PassthroughDevice::VirtioBlk(image) => {
+                let file = image.display().to_string().replace(',', ",,");
+                let id = format!("pt{slot:02x}");
+                args.push("-drive".into());
+                args.push(format!("file={file},if=none,format=raw,id={id}"));
+                args.push("-device".into());
+                args.push(format!(
+                    "virtio-blk-pci,drive={id},disable-legacy=on,iommu_platform=on,{addr}"
+                ));
+            }
+        }
+    }
+    Ok(args)
+}
+
 /// `-machine`, `-cpu`, `-smp`, `-m`; `machine_suffix` extends the machine options.
 fn machine_args(smp: u32, machine_suffix: &str) -> Vec<String> {
     vec![
@@ -586,6 +647,29 @@ mod tests {
         assert!(!args
             .iter()
             .any(|a| a == "-append" || a == "-dtb" || a == "-initrd" || a == "-drive"));
+    }
+
+    #[test]
+    fn passthrough_devices_take_the_fixed_slots_in_order() {
+        let args = passthrough_args(&[
+            PassthroughDevice::Edu,
+            PassthroughDevice::VirtioBlk("/t/a,b.img".into()),
+        ])
+        .unwrap();
+        assert_eq!(
+            args,
+            [
+                "-device",
+                "edu,addr=08.0,dma_mask=0xffffffffffff",
+                "-drive",
+                "file=/t/a,,b.img,if=none,format=raw,id=pt09",
+                "-device",
+                "virtio-blk-pci,drive=pt09,disable-legacy=on,iommu_platform=on,addr=09.0",
+            ]
+        );
+        assert!(passthrough_args(&[]).unwrap().is_empty());
+        assert!(passthrough_args(&vec![PassthroughDevice::Edu; 4]).is_ok());
+        assert!(passthrough_args(&vec![PassthroughDevice::Edu; 5]).is_err());
     }
 
     #[test]
