@@ -15,7 +15,7 @@ use regex::Regex;
 use crate::bench;
 use crate::cargo::{self, Profile};
 use crate::guests::{self, Needs};
-use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig, Step};
+use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, PassthroughDevice, QemuConfig, Step};
 use crate::{bundle, disk, dtb};
 
 /// Generous for TCG on a 2-core host, where a boot takes a few seconds.
@@ -87,6 +87,40 @@ const ECHO_SCRIPT: &[Step] = &[
         send: b"quit\r",
     },
 ];
+
+/// The manifest of the passthrough tests through VMID rollovers.
+const PASSTHROUGH_ROLLOVER_MANIFEST: &str = "guest-images/manifests/passthrough-rollover.toml";
+
+/// What the passthrough tests add to QEMU's root bus: four `edu`
+/// functions, at 00:08.0 to 00:0b.0 ([`qemu::PASSTHROUGH_SLOTS`]), which
+/// their manifests name.
+const PASSTHROUGH_FUNCTIONS: &[PassthroughDevice] = &[
+    PassthroughDevice::Edu,
+    PassthroughDevice::Edu,
+    PassthroughDevice::Edu,
+    PassthroughDevice::Edu,
+];
+
+/// The console script of the passthrough tests through rollovers: `quit`
+/// for `dev` (the first VM, which typing goes to) once the last short VM
+/// is gone.
+const PASSTHROUGH_ROLLOVER_SCRIPT: &[Step] = &[Step {
+    wait_for: &[r"^\[dev\] READY", r#"^\[cpu\d\] INFO  vm "s24": freed "#],
+    send: b"quit\r",
+}];
+
+/// The console script of `passthrough_pin_limit`: `quit` for `hold` once
+/// `next` has run with the function `first` gave back.
+const PASSTHROUGH_PIN_LIMIT_SCRIPT: &[Step] = &[Step {
+    wait_for: &[r"^\[hold\] READY", r#"^\[cpu\d\] INFO  vm "next": freed "#],
+    send: b"quit\r",
+}];
+
+/// `passthrough_pin_limit`: `first` let go of 00:08.0 and its pin.
+const FIRST_DETACHED: &str = r#"^\[cpu\d\] INFO  vm "first": passthrough 00:08\.0: detached: quiesced, stream 0x40 aborted, VMID \d unpinned; free for another VM$"#;
+
+/// `passthrough_pin_limit`: `next` took 00:08.0 and the second pin.
+const NEXT_ATTACHED: &str = r#"^\[cpu\d\] INFO  vm "next": passthrough 00:08\.0 .*: attached, .* with VMID \d pinned \(2 of at most 2 pinned\)$"#;
 
 /// The manifest of `virtio_blk_persists_across_vms`.
 const DISK_PERSIST_MANIFEST: &str = "guest-images/manifests/linux-disk-persist.toml";
@@ -444,6 +478,147 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         timeout: LONG_TIMEOUT,
         disk: None,
         check: None,
+    },
+    SystemTest {
+        name: "passthrough_pinned_through_vmid_rollovers",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.vmid-bits=3"),
+        dtb: Dtb::Qemu,
+        manifest: Some(PASSTHROUGH_ROLLOVER_MANIFEST),
+        input: PASSTHROUGH_ROLLOVER_SCRIPT,
+        expect: &[
+            // The hypervisor's own disk first, its stream let through.
+            &[r"^\[cpu0\] INFO  host disk: virtio-blk at 00:02\.0, 1 MiB$"],
+            &[r"^\[cpu0\] INFO  smmu: SMMUv3 at .*: stage 2 yes"],
+            &[
+                r"^\[cpu0\] INFO  smmu: host disk stream 0x10 in bypass, every other stream aborted$",
+            ],
+            &[r"^\[cpu0\] INFO  host disk: self-check passed$"],
+            &[
+                r#"^\[cpu0\] INFO  vm "dev": passthrough 00:08\.0 1234:11e8 .*: attached, stream 0x40 translated by the VM's stage 2 with VMID \d pinned \(1 of at most 2 pinned\)$"#,
+                r#"^\[cpu0\] INFO  vm "dev": passthrough 00:08\.0: BAR0 \(32-bit memory, 0x100000 bytes\) at "#,
+                r#"^\[cpu0\] INFO  vm "dev": passthrough 00:08\.0: INTA is SPI \d+ \(INTID \d+\)$"#,
+            ],
+            // The short VMs roll the VMIDs over while dev waits.
+            &[
+                r"^\[dev\] READY",
+                r"^\[cpu\d\] INFO  smmu self-check after VMID rollover \(generation \d+\): 1 live stream\(s\), each with its VM's VMID$",
+                r"^\[s24\] DONE hello: \d+ passed, 0 failed$",
+            ],
+            &[r"^\[dev\] DONE echo: \d+ passed, 0 failed$"],
+            &[
+                r#"^\[cpu\d\] INFO  vm "dev": passthrough 00:08\.0: detached: quiesced, stream 0x40 aborted, VMID \d unpinned; free for another VM$"#,
+            ],
+            &[r"^\[cpu\d\] INFO  VMID allocator: .* after [2-9]\d* rollovers; .* 0/2 pinned;"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"\bFAIL\b",
+            r"unexpected exception",
+            r"\] ERROR ",
+            r#"vm "dev": VMID \d+ -> "#,
+        ],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+        // Nothing may change on it (its self-check puts back what it writes).
+        disk: Some(TestDisk {
+            size: 1 << 20,
+            may_change: &[],
+        }),
+        check: Some(pinned_vmid_held_through_rollovers),
+    },
+    // On one CPU the rollover comes while dev is off it (one of the short
+    // VMs is being switched in), so dev's unpinned VMID is free in the new
+    // generation and the VM that caused the rollover takes it at once: the
+    // test cannot pass by luck (on several CPUs dev is often running at the
+    // rollover, which keeps its VMID reserved).
+    SystemTest {
+        name: "passthrough_self_check_fires_without_vmid_pin",
+        smp: 1,
+        profile: Profile::Debug,
+        append: Some("hyp.vmid-bits=3 hyp.no-vmid-pin"),
+        dtb: Dtb::Qemu,
+        manifest: Some(PASSTHROUGH_ROLLOVER_MANIFEST),
+        input: PASSTHROUGH_ROLLOVER_SCRIPT,
+        expect: &[
+            &[r"^\[cpu0\] WARN  hyp\.no-vmid-pin: "],
+            &[
+                r#"^\[cpu0\] INFO  vm "dev": passthrough 00:08\.0 1234:11e8 .*: attached, stream 0x40 translated by the VM's stage 2 with VMID \d NOT pinned \(hyp\.no-vmid-pin\)$"#,
+            ],
+            // The first rollover gives dev's VMID to another VM; dev's
+            // entry keeps it, and the self-check says so.
+            &[
+                r#"^\[cpu0\] ERROR smmu self-check after VMID rollover \(generation \d+\): vm "dev": passthrough 00:08\.0: (its stream 0x40 translates with VMID \d+, but |VMID \d+ of its stream 0x40 is vm "s\d\d"'s now)"#,
+            ],
+            &[r"^\[dev\] DONE echo: \d+ passed, 0 failed$"],
+            &[
+                r#"^\[cpu\d\] INFO  vm "dev": passthrough 00:08\.0: detached: quiesced, stream 0x40 aborted, VMID \d was not pinned; free for another VM$"#,
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[PANIC, r"\bFAIL\b", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+        disk: None,
+        check: None,
+    },
+    SystemTest {
+        name: "passthrough_pin_limit",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.vmid-bits=3"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/passthrough-pin-limit.toml"),
+        input: PASSTHROUGH_PIN_LIMIT_SCRIPT,
+        expect: &[
+            // Created in manifest order, before any starts.
+            &[
+                r#"^\[cpu0\] INFO  vm "hold": passthrough 00:09\.0 .*: attached, .* with VMID \d pinned \(1 of at most 2 pinned\)$"#,
+            ],
+            &[
+                r#"^\[cpu0\] ERROR vm "dup": passthrough of 00:09\.0: already attached to vm "hold"; not started$"#,
+            ],
+            &[
+                r#"^\[cpu0\] INFO  vm "first": passthrough 00:08\.0 .*: attached, .* with VMID \d pinned \(2 of at most 2 pinned\)$"#,
+            ],
+            &[
+                r#"^\[cpu0\] ERROR vm "third": passthrough of 00:0a\.0: no VMID left to pin \(at most 2 of the 3-bit VMIDs can be pinned on 4 CPUs, and all are\); not started$"#,
+            ],
+            &[
+                r#"^\[cpu0\] WARN  vm "optional": passthrough of 00:0b\.0: no VMID left to pin \(.*\); starting without it \(passthrough_required = false\)$"#,
+            ],
+            // The VMs run side by side; `first` gives its function and its
+            // pin back, and `next` takes both (in that order: see the check).
+            &[
+                r"^\[hold\] READY",
+                r"^\[optional\] DONE hello: \d+ passed, 0 failed$",
+                r"^\[first\] DONE hello: \d+ passed, 0 failed$",
+                FIRST_DETACHED,
+                NEXT_ATTACHED,
+                r"^\[next\] DONE hello: \d+ passed, 0 failed$",
+            ],
+            &[r"^\[hold\] DONE echo: \d+ passed, 0 failed$"],
+            &[
+                r#"^\[cpu\d\] INFO  vm "hold": passthrough 00:09\.0: detached: .* VMID \d unpinned; "#,
+            ],
+            &[r"^\[cpu\d\] INFO  VMID allocator: .* 0/2 pinned;"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"\bFAIL\b",
+            r"unexpected exception",
+            r"^\[(dup|third)\] ",
+            r#"vm "(dup|third)": VMID"#,
+            r#"vm "optional": passthrough 00:0b\.0"#,
+            r"smmu self-check .*: vm ",
+        ],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+        disk: None,
+        check: Some(next_attached_after_first_detached),
     },
     SystemTest {
         name: "fuzzing_guest_leaves_others_running",
@@ -969,7 +1144,7 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
         dtb,
         initrd,
         disk: disk.clone(),
-        extra_args: Vec::new(),
+        extra_args: qemu_extra_args(test)?,
     };
     let mut checker = Checker::new(test.expect, test.forbid)?;
     let mut splitter = LineSplitter::default();
@@ -1076,6 +1251,78 @@ fn run_bench_smoke(kernel: PathBuf, verbose: bool) -> Result<bool> {
         }
     }
     Ok(smoke.problems.is_empty())
+}
+
+/// QEMU arguments a test needs beyond its [`QemuConfig`]: the passthrough
+/// tests' functions.
+fn qemu_extra_args(test: &SystemTest) -> Result<Vec<String>> {
+    if test.name.starts_with("passthrough_") {
+        qemu::passthrough_args(PASSTHROUGH_FUNCTIONS)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// `passthrough_pinned_through_vmid_rollovers`: `dev` entered with the
+/// VMID it was attached with and no other, the allocator rolled over at
+/// least twice meanwhile, and the self-check ran (and passed) after at
+/// least two of the rollovers.
+fn pinned_vmid_held_through_rollovers(ran: &Ran<'_>) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let pinned = captured(
+        ran.log,
+        r#"^\[cpu\d\] INFO  vm "dev": passthrough 00:08\.0 .* with VMID (\d+) pinned"#,
+    )?;
+    let entered = captured(ran.log, r#"^\[cpu\d\] INFO  vm "dev": VMID (\d+)$"#)?;
+    let rollovers = captured(
+        ran.log,
+        r"^\[cpu\d\] INFO  VMID allocator: .* after (\d+) rollovers",
+    )?;
+    let checks = captured(
+        ran.log,
+        r"^\[cpu\d\] INFO  smmu self-check after VMID rollover \(generation (\d+)\): 1 live stream",
+    )?;
+    match (pinned.as_slice(), entered.as_slice()) {
+        ([pinned], [entered]) if pinned == entered => {}
+        _ => checked.problems.push(format!(
+            "dev was attached with VMID {pinned:?} and entered with {entered:?}; expected one line each, the same VMID"
+        )),
+    }
+    let rollovers: u64 = rollovers.first().and_then(|r| r.parse().ok()).unwrap_or(0);
+    if rollovers < 2 {
+        checked.problems.push(format!(
+            "{rollovers} VMID rollover(s); the test needs at least 2"
+        ));
+    }
+    if checks.len() < 2 {
+        checked.problems.push(format!(
+            "the self-check ran after {} rollover(s) (generations {checks:?}); expected at least 2",
+            checks.len()
+        ));
+    }
+    checked.notes.push(format!(
+        "passthrough: dev kept VMID {} through {rollovers} rollovers; self-check silent after generations {}",
+        pinned.first().map_or("?", String::as_str),
+        checks.join(", ")
+    ));
+    Ok(checked)
+}
+
+/// `passthrough_pin_limit`: `next` was given 00:08.0 only after `first`
+/// let go of it.
+fn next_attached_after_first_detached(ran: &Ran<'_>) -> Result<Checked> {
+    let position = |pattern: &str| -> Result<Option<usize>> {
+        let regex = Regex::new(pattern)?;
+        Ok(ran.log.iter().position(|line| regex.is_match(line)))
+    };
+    let mut checked = Checked::default();
+    match (position(FIRST_DETACHED)?, position(NEXT_ATTACHED)?) {
+        (Some(detached), Some(attached)) if detached < attached => {}
+        (detached, attached) => checked.problems.push(format!(
+            "first detached 00:08.0 at console line {detached:?}, next attached it at {attached:?}; expected both, detach first"
+        )),
+    }
+    Ok(checked)
 }
 
 /// The first capture group of every line of `log` that `pattern` matches.
@@ -1250,6 +1497,102 @@ mod tests {
     #[test]
     fn the_table_is_well_formed() {
         check_table().unwrap();
+    }
+
+    #[test]
+    fn only_the_passthrough_tests_get_passthrough_functions() {
+        let args = qemu_extra_args(test_named("passthrough_pin_limit")).unwrap();
+        assert_eq!(args.iter().filter(|a| a.starts_with("edu,")).count(), 4);
+        assert!(qemu_extra_args(test_named("boot_smp4")).unwrap().is_empty());
+    }
+
+    /// What `passthrough_pinned_through_vmid_rollovers` sees when all goes
+    /// well (cut down).
+    const PINNED_RUN: &str = r#"[cpu0] INFO  host disk: virtio-blk at 00:02.0, 1 MiB
+[cpu0] INFO  smmu: SMMUv3 at 0x9050000: stage 2 yes, stage 1 yes, 44-bit output, 16-bit VMIDs, 256 stream table entries, StreamIDs 16 bits
+[cpu0] INFO  smmu: host disk stream 0x10 in bypass, every other stream aborted
+[cpu0] INFO  host disk: self-check passed
+[cpu0] INFO  vm "dev": passthrough 00:08.0 1234:11e8 class 00ff00 rev 0x10 endpoint: attached, stream 0x40 translated by the VM's stage 2 with VMID 1 pinned (1 of at most 2 pinned)
+[cpu0] INFO  vm "dev": passthrough 00:08.0: BAR0 (32-bit memory, 0x100000 bytes) at 0x10000000..0x10100000
+[cpu0] INFO  vm "dev": passthrough 00:08.0: INTA is SPI 6 (INTID 38)
+[cpu1] INFO  vm "dev": VMID 1
+[dev] READY
+[cpu2] INFO  vm "s07": VMID 7 -> 2 (rollover)
+[cpu2] INFO  smmu self-check after VMID rollover (generation 2): 1 live stream(s), each with its VM's VMID
+[cpu3] INFO  smmu self-check after VMID rollover (generation 3): 1 live stream(s), each with its VM's VMID
+[s24] DONE hello: 2 passed, 0 failed
+[dev] PASS echo: 1 lines echoed
+[dev] DONE echo: 1 passed, 0 failed
+[cpu1] INFO  vm "dev": passthrough 00:08.0: detached: quiesced, stream 0x40 aborted, VMID 1 unpinned; free for another VM
+[cpu1] INFO  VMID allocator: VMID allocator (3 bits, 4 CPUs): generation 4 after 3 rollovers; 2/7 IDs in use, 0/2 pinned; 12 local flushes requested
+[cpu1] INFO  all VMs have stopped (heap in use: 436 KiB of 4094 MiB); powering off"#;
+
+    #[test]
+    fn a_pinned_passthrough_vm_must_keep_its_vmid_and_the_self_check_run() {
+        let test = test_named("passthrough_pinned_through_vmid_rollovers");
+        let checker = feed_all(test, PINNED_RUN);
+        assert!(checker.all_seen(), "{:?}", checker.problems());
+        assert_eq!(checker.problems(), Vec::<String>::new());
+        let log = lines(PINNED_RUN);
+        let checked = pinned_vmid_held_through_rollovers(&Ran {
+            log: &log,
+            disk: None,
+        })
+        .unwrap();
+        assert_eq!(checked.problems, Vec::<String>::new());
+
+        // dev's VMID changing, or the self-check complaining, fails.
+        let moved = format!("{PINNED_RUN}\n[cpu2] INFO  vm \"dev\": VMID 1 -> 3 (rollover)");
+        assert!(!feed_all(test, &moved).problems().is_empty());
+        let fired = format!(
+            "{PINNED_RUN}\n[cpu2] ERROR smmu self-check after VMID rollover (generation 4): vm \"dev\": passthrough 00:08.0: its stream 0x40 translates with VMID 1, but the VM no longer owns any VMID (it may go to another VM)"
+        );
+        assert!(!feed_all(test, &fired).problems().is_empty());
+        // One self-check is not enough, nor is a different VMID entered.
+        let once = lines(&PINNED_RUN.replace("(generation 3)", "(generation x)"));
+        let ran = Ran {
+            log: &once,
+            disk: None,
+        };
+        assert_eq!(
+            pinned_vmid_held_through_rollovers(&ran)
+                .unwrap()
+                .problems
+                .len(),
+            1
+        );
+        let other =
+            lines(&PINNED_RUN.replace("INFO  vm \"dev\": VMID 1", "INFO  vm \"dev\": VMID 2"));
+        let ran = Ran {
+            log: &other,
+            disk: None,
+        };
+        assert_eq!(
+            pinned_vmid_held_through_rollovers(&ran)
+                .unwrap()
+                .problems
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_next_vm_gets_the_function_only_after_the_first_let_go() {
+        let detached = r#"[cpu2] INFO  vm "first": passthrough 00:08.0: detached: quiesced, stream 0x40 aborted, VMID 2 unpinned; free for another VM"#;
+        let attached = r#"[cpu2] INFO  vm "next": passthrough 00:08.0 1234:11e8 class 00ff00 rev 0x10 endpoint: attached, stream 0x40 translated by the VM's stage 2 with VMID 4 pinned (2 of at most 2 pinned)"#;
+        let check = |log: &[&str]| {
+            let log: Vec<String> = log.iter().map(|l| l.to_string()).collect();
+            next_attached_after_first_detached(&Ran {
+                log: &log,
+                disk: None,
+            })
+            .unwrap()
+            .problems
+            .len()
+        };
+        assert_eq!(check(&[detached, attached]), 0);
+        assert_eq!(check(&[attached, detached]), 1);
+        assert_eq!(check(&[attached]), 1);
     }
 
     #[test]
