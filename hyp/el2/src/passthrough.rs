@@ -308,10 +308,6 @@ impl fmt::Display for AttachError {
 /// Hands over the scheduler's VMID allocator: `sched::init` calls it
 /// with the allocator it made. Until then every attach is refused
 /// ([`AttachError::NoVmidAllocator`]).
-#[allow(
-    dead_code,
-    reason = "the call in sched::init comes with the scheduler's next change"
-)]
 pub fn use_vmid_allocator(vmids: &'static VmidAllocator) {
     VMIDS.call_once(|| vmids);
 }

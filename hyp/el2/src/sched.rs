@@ -206,7 +206,7 @@ pub fn init(
     console_intid: Option<u32>,
 ) -> Result<(), id_alloc::AllocError> {
     let allocator = VmidAllocator::new(bits, nr_cpus)?;
-    VMIDS.call_once(|| allocator);
+    crate::passthrough::use_vmid_allocator(VMIDS.call_once(|| allocator));
     NR_CPUS.store(nr_cpus.clamp(1, MAX_CPUS), Ordering::Release);
     if let Some(intid) = console_intid {
         CONSOLE_INTID.store(intid as usize, Ordering::Release);
@@ -368,6 +368,7 @@ pub fn run(cpu: usize) -> ! {
     loop {
         service_interrupts(cpu);
         wake_sleepers(cpu, timer::now());
+        crate::passthrough::poll();
         if let Some(entry) = pop(cpu).or_else(|| steal(cpu)) {
             run_entry(vmids, limits, cpu, entry);
             continue;
@@ -725,10 +726,7 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
             loaded = false;
         }
         let next = match next {
-            Next::Wait => match block(vm, cpu, index, &state) {
-                Some(deadline) => Next::Block(deadline),
-                None => Next::Resume,
-            },
+            Next::Wait => wait(vm, cpu, index, &state),
             other => other,
         };
         if next != Next::Resume {
@@ -762,6 +760,64 @@ fn take_back(vm: &Vm, index: usize, limits: Limits, lrs: &mut [u64], state: &mut
     ich::save(limits, lrs, &mut state.cpu_if);
     // Only fails for a vCPU the VM does not have.
     let _ = vm.vgic.lock().sync(index, lrs);
+}
+
+/// The vCPU waits for an interrupt (WFI, PSCI `CPU_SUSPEND`). While no
+/// other vCPU waits for a CPU, it waits here, still loaded, with this CPU
+/// asleep in WFI: the interrupt that ends the wait (a kick from the CPU
+/// that sent it, its timer) is then a resume, not a trip through the run
+/// queues and another CPU's wake-up. (KVM's halt polling has the same aim,
+/// but spins.) `Resume` when it has something to take; `Block` when it
+/// gives up this CPU because others want it or its VM stops.
+fn wait(vm: &Arc<Vm>, cpu: usize, index: usize, state: &VcpuState) -> Next {
+    loop {
+        if vm.stopping() || work_waiting() {
+            return match block(vm, cpu, index, state) {
+                Some(deadline) => Next::Block(deadline),
+                None => Next::Resume,
+            };
+        }
+        let now = timer::now();
+        let deadline = timer_deadline(state);
+        if deadline.is_some_and(|d| d <= now) {
+            return Next::Resume;
+        }
+        {
+            let mut vgic = vm.vgic.lock();
+            forward_timers(&mut vgic, cpu, index, state, now);
+            if vgic.pending_for(index) {
+                return Next::Resume;
+            }
+        }
+        let this = &CPUS[cpu];
+        // Idle, so that a vCPU queued from now on lands here with a kick
+        // (and ends the wait); one queued before is seen below.
+        this.idle.store(true, Ordering::SeqCst);
+        if this.queued.load(Ordering::SeqCst) == 0 && !this.refill.load(Ordering::Relaxed) {
+            // Wakes for the vCPU's timers, this CPU's sleepers, and once a
+            // slice to look at the VM's state.
+            let slice = now.wrapping_add(timer::ticks_of_ms(SLICE_MS));
+            let wake = [deadline, next_sleeper(cpu), Some(slice)]
+                .into_iter()
+                .flatten()
+                .min();
+            timer::arm(wake);
+            wfi();
+        }
+        this.idle.store(false, Ordering::SeqCst);
+        this.refill.store(false, Ordering::Relaxed);
+        if service_interrupts(cpu).tick {
+            wake_sleepers(cpu, timer::now());
+        }
+    }
+}
+
+/// Whether any CPU has a vCPU waiting in its run queue.
+fn work_waiting() -> bool {
+    let nr = NR_CPUS.load(Ordering::Acquire);
+    CPUS.iter()
+        .take(nr)
+        .any(|c| c.queued.load(Ordering::Relaxed) > 0)
 }
 
 /// The vCPU waits for an interrupt (WFI): `None` if it has one already or
