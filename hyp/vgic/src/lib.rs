@@ -301,12 +301,13 @@ pub struct Vgic {
     hw_releases: usize,
 }
 
-/// The best `cap` candidates for list registers, best first, and how many
-/// were offered: a bounded selection, so `flush` allocates nothing.
-struct Best {
-    items: [Key; MAX_LIST_REGISTERS],
+/// The best candidates for list registers, best first, and how many were
+/// offered: a bounded selection made in the list register array `flush`
+/// fills (as sort keys, until `flush` turns each into its list register
+/// value), so that choosing neither allocates nor initialises anything.
+struct Best<'a> {
+    keys: &'a mut [u64],
     len: usize,
-    cap: usize,
     offered: usize,
 }
 
@@ -329,33 +330,37 @@ impl Key {
     }
 }
 
-impl Best {
-    fn new(cap: usize) -> Self {
+impl<'a> Best<'a> {
+    /// An empty selection of at most `keys.len()` candidates, kept in
+    /// `keys` (whatever it holds now is overwritten).
+    fn new(keys: &'a mut [u64]) -> Self {
         Self {
-            items: [Key(0); MAX_LIST_REGISTERS],
+            keys,
             len: 0,
-            cap: cap.min(MAX_LIST_REGISTERS),
             offered: 0,
         }
     }
 
     fn offer(&mut self, key: Key) {
         self.offered += 1;
-        if self.len == self.cap && (self.cap == 0 || key > self.items[self.len - 1]) {
+        let cap = self.keys.len();
+        if self.len == cap && (cap == 0 || key.0 > self.keys[cap - 1]) {
             return;
         }
         // Insertion sort from the end: when full, the worst is dropped.
-        let mut at = self.len.min(self.cap - 1);
-        while at > 0 && key < self.items[at - 1] {
-            self.items[at] = self.items[at - 1];
+        let mut at = self.len.min(cap - 1);
+        while at > 0 && key.0 < self.keys[at - 1] {
+            self.keys[at] = self.keys[at - 1];
             at -= 1;
         }
-        self.items[at] = key;
-        self.len = (self.len + 1).min(self.cap);
+        self.keys[at] = key.0;
+        self.len = (self.len + 1).min(cap);
     }
 
-    fn chosen(&self) -> &[Key] {
-        &self.items[..self.len]
+    /// The chosen candidates, best first.
+    #[cfg(test)]
+    fn chosen(&self) -> impl Iterator<Item = Key> + '_ {
+        self.keys[..self.len].iter().map(|&key| Key(key))
     }
 }
 
@@ -539,35 +544,36 @@ impl Vgic {
     pub fn flush(&mut self, vcpu: usize, lrs: &mut [u64]) -> Result<FlushResult, Error> {
         self.check_vcpu(vcpu)?;
         self.take_back(vcpu);
-        // The usual case on an exit that had nothing to do with interrupts.
-        if self.vcpus[vcpu].live.is_empty() && self.live_spis.is_empty() {
-            lrs.fill(ListRegister::INVALID.bits());
-            return Ok(FlushResult {
-                used: 0,
-                overflow: false,
-            });
-        }
-        let best = self.select(vcpu, lrs.len());
-        let used = best.len;
-        for (slot, &key) in best.chosen().iter().enumerate() {
-            let intid = key.intid();
-            lrs[slot] = self.place(vcpu, intid).bits();
-            self.vcpus[vcpu].in_lrs[slot] = intid;
+        let (used, overflow) = if self.vcpus[vcpu].live.is_empty() && self.live_spis.is_empty() {
+            // The usual case on an exit that had nothing to do with
+            // interrupts.
+            (0, false)
+        } else {
+            let cap = lrs.len().min(MAX_LIST_REGISTERS);
+            let mut best = Best::new(&mut lrs[..cap]);
+            self.select(vcpu, &mut best);
+            (best.len, best.offered > best.len)
+        };
+        // One pass over all the list registers: `lrs[..used]` hold the
+        // chosen candidates' keys, the rest are set invalid.
+        for (slot, lr) in lrs.iter_mut().enumerate() {
+            *lr = if slot < used {
+                let intid = Key(*lr).intid();
+                self.vcpus[vcpu].in_lrs[slot] = intid;
+                self.place(vcpu, intid).bits()
+            } else {
+                ListRegister::INVALID.bits()
+            };
         }
         self.vcpus[vcpu].in_lr_count = used;
-        lrs[used..].fill(ListRegister::INVALID.bits());
-        Ok(FlushResult {
-            used,
-            overflow: best.offered > used,
-        })
+        Ok(FlushResult { used, overflow })
     }
 
-    /// The best `cap` candidates for vCPU `vcpu`'s list registers. Only the
-    /// live interrupts are looked at: an idle one is never a candidate.
-    fn select(&self, vcpu: usize, cap: usize) -> Best {
-        let mut best = Best::new(cap);
+    /// Offers `best` the candidates for vCPU `vcpu`'s list registers. Only
+    /// the live interrupts are looked at: an idle one is never a candidate.
+    fn select(&self, vcpu: usize, best: &mut Best<'_>) {
         let Some(state) = self.vcpus.get(vcpu) else {
-            return best;
+            return;
         };
         for intid in state.live.iter() {
             if let Some(key) = self.private_candidate(state, intid) {
@@ -579,7 +585,6 @@ impl Vgic {
                 best.offer(key);
             }
         }
-        best
     }
 
     /// The sort key of private interrupt `intid` of `state` if `flush`

@@ -34,9 +34,17 @@ pub(super) fn check_live_sets(g: &Vgic) -> Result<(), TestCaseError> {
     for vcpu in 0..g.vcpus.len() {
         check_in_lrs(g, vcpu)?;
         for cap in [0, 1, 2, 4, crate::MAX_LIST_REGISTERS] {
-            let best = g.select(vcpu, cap);
+            let mut keys = vec![0; cap];
+            let mut best = crate::Best::new(&mut keys);
+            g.select(vcpu, &mut best);
             let (chosen, offered) = select_by_scan(g, vcpu, cap);
-            prop_assert_eq!(best.chosen(), &chosen[..], "vCPU {} cap {}", vcpu, cap);
+            prop_assert_eq!(
+                best.chosen().collect::<Vec<_>>(),
+                chosen,
+                "vCPU {} cap {}",
+                vcpu,
+                cap
+            );
             prop_assert_eq!(best.offered, offered, "vCPU {} cap {}", vcpu, cap);
         }
         prop_assert_eq!(
