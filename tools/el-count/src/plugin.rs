@@ -58,8 +58,18 @@ use crate::arch;
 use crate::counts::{Counts, Level, Windows};
 use crate::marker::{name_from_registers, Mark};
 
-/// Instructions executed, by level, over every CPU.
-static INSNS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// CPUs with a counter slot of their own; the others share [`OVERFLOW`].
+const SLOTS: usize = 64;
+
+/// One slot's instruction counters, by level, on a cache line of its own.
+#[repr(align(64))]
+struct Slot([AtomicU64; 4]);
+
+/// Instructions executed, by level, per CPU index as QEMU passes it (see
+/// [`count`]).
+static INSNS: [Slot; SLOTS] = [const { Slot([const { AtomicU64::new(0) }; 4]) }; SLOTS];
+/// Instructions executed by CPUs beyond [`SLOTS`], by level.
+static OVERFLOW: Slot = Slot([const { AtomicU64::new(0) }; 4]);
 /// Changes of level, `[from][to]`, over every CPU.
 static CHANGES: [[AtomicU64; 4]; 4] = [const { [const { AtomicU64::new(0) }; 4] }; 4];
 
@@ -108,8 +118,10 @@ impl Shared {
 /// The counts so far.
 fn snapshot() -> Counts {
     let mut counts = Counts::default();
-    for (n, counter) in counts.insns.iter_mut().zip(&INSNS) {
-        *n = counter.load(Relaxed);
+    for slot in INSNS.iter().chain([&OVERFLOW]) {
+        for (n, counter) in counts.insns.iter_mut().zip(&slot.0) {
+            *n += counter.load(Relaxed);
+        }
     }
     for (row, counters) in counts.changes.iter_mut().zip(&CHANGES) {
         for (n, counter) in row.iter_mut().zip(counters) {
@@ -225,15 +237,9 @@ extern "C" fn vcpu_init(_id: qemu_plugin_id_t, _cpu: c_uint) {
     }
     match find_registers() {
         Ok(registers) => {
-            // EL3 is absent from QEMU's virt machine unless secure=on.
-            for level in [Level::El1, Level::El2] {
-                let i = level.index();
-                if registers.vbar[i].is_none() || registers.spsr[i].is_none() {
-                    shared.problem(format!(
-                        "QEMU offers no VBAR or SPSR of {level}: changes to {level} uncounted"
-                    ));
-                }
-            }
+            // A level without VBAR and SPSR in the list is one the CPU
+            // lacks (EL2 without virtualization=on, EL3 without
+            // secure=on): no change to it can happen, none is missed.
             let _ = shared.registers.set(registers);
         }
         Err(missing) => shared.problem(format!(
@@ -372,9 +378,28 @@ extern "C" fn translate(_id: qemu_plugin_id_t, tb: *mut qemu_plugin_tb) {
 }
 
 /// Before every instruction: one more at the level in `data`.
-extern "C" fn count(_cpu: c_uint, data: *mut c_void) {
-    if let Some(counter) = INSNS.get(data as usize) {
-        counter.fetch_add(1, Relaxed);
+///
+/// This runs for every instruction, so it is a plain load and store, not
+/// an atomic add (which made a run 2.8 times slower than without the
+/// plugin instead of 1.4 times). That is exact as long as no two threads
+/// run blocks of the same CPU index at once: under `-icount` one thread
+/// runs every CPU (and QEMU passes the index of the CPU that translated
+/// the block, see the module's notes), and with a thread per CPU QEMU
+/// passes the running CPU's own index. The totals are over all slots, so
+/// which slot a block counts in does not matter.
+extern "C" fn count(cpu: c_uint, data: *mut c_void) {
+    let level = data as usize;
+    match INSNS.get(cpu as usize) {
+        Some(slot) => {
+            if let Some(counter) = slot.0.get(level) {
+                counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
+            }
+        }
+        None => {
+            if let Some(counter) = OVERFLOW.0.get(level) {
+                counter.fetch_add(1, Relaxed);
+            }
+        }
     }
 }
 
