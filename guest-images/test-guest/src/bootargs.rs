@@ -10,6 +10,15 @@ const DEFAULT_ROUNDS: u32 = 200;
 const DEFAULT_SEED: u64 = 1;
 /// Operations of the fuzz test when `ops=` is not given.
 const DEFAULT_OPS: u64 = 10_000;
+/// Stray DMAs of the DMA test when `count=` is not given.
+const DEFAULT_DMA_COUNT: u64 = 1;
+/// Pause after each stray DMA when `gap_ms=` is not given: with the
+/// transfer's own 100 ms, about five a second, below the hypervisor's limit
+/// of eight logged SMMU events a second.
+const DEFAULT_DMA_GAP_MS: u64 = 100;
+/// Heartbeats of the DMA test after its stray DMAs when `beats=` is not
+/// given.
+const DEFAULT_BEATS: u64 = 4;
 
 /// What the guest is to test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +49,25 @@ pub enum Mode {
     Reset,
     /// Echo each line received on the UART until `quit`.
     Echo,
+    /// Fill a page with a pattern and check it until `quit` on the UART.
+    Canary {
+        /// IPA of the page; `None`: the middle of RAM.
+        page: Option<u64>,
+    },
+    /// Drive a passthrough `edu` device: a DMA within the VM's RAM, then
+    /// DMAs to addresses outside it, which the SMMU must stop.
+    DmaOutside {
+        /// The first stray DMA's target address.
+        target: u64,
+        /// How far apart the targets are.
+        stride: u64,
+        /// How many targets.
+        count: u32,
+        /// Pause after each stray DMA, in milliseconds.
+        gap_ms: u64,
+        /// Heartbeats (half a second apart) after the stray DMAs.
+        beats: u32,
+    },
 }
 
 impl Mode {
@@ -53,6 +81,8 @@ impl Mode {
             Self::Fuzz { .. } => "fuzz",
             Self::Reset => "reset",
             Self::Echo => "echo",
+            Self::Canary { .. } => "canary",
+            Self::DmaOutside { .. } => "dma-outside",
         }
     }
 }
@@ -143,13 +173,27 @@ fn number_or<'a>(
     value(bootargs, key).map_or(Ok(default), |v| number(key, v))
 }
 
+/// `key`'s value as a 32-bit number, or `default`.
+fn number_u32<'a>(
+    bootargs: &'a str,
+    key: &'static str,
+    default: u64,
+) -> Result<u32, BootargsError<'a>> {
+    u32::try_from(number_or(bootargs, key, default)?).map_err(|_| BootargsError::BadValue {
+        key,
+        value: value(bootargs, key).unwrap_or(""),
+        expected: "a 32-bit number",
+    })
+}
+
 /// Reads the options from `bootargs`.
 ///
 /// # Errors
 ///
 /// [`BootargsError::UnknownMode`] for an unknown `test=`,
-/// [`BootargsError::Missing`] for an isolation test without `pattern=`, and
-/// [`BootargsError::BadValue`] for a malformed number value.
+/// [`BootargsError::Missing`] for an isolation test without `pattern=` or a
+/// DMA test without `target=`, and [`BootargsError::BadValue`] for a
+/// malformed number value.
 pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
     let mode = match value(bootargs, "test").unwrap_or("hello") {
         "hello" => Mode::Hello,
@@ -173,6 +217,24 @@ pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
                     value: value(bootargs, "rounds").unwrap_or(""),
                     expected: "a 32-bit number",
                 })?,
+            }
+        }
+        "canary" => Mode::Canary {
+            page: value(bootargs, "page")
+                .map(|v| hex("page", v))
+                .transpose()?,
+        },
+        "dma-outside" => {
+            let target = value(bootargs, "target").ok_or(BootargsError::Missing {
+                mode: "dma-outside",
+                key: "target",
+            })?;
+            Mode::DmaOutside {
+                target: hex("target", target)?,
+                stride: value(bootargs, "stride").map_or(Ok(0), |v| hex("stride", v))?,
+                count: number_u32(bootargs, "count", DEFAULT_DMA_COUNT)?,
+                gap_ms: number_or(bootargs, "gap_ms", DEFAULT_DMA_GAP_MS)?,
+                beats: number_u32(bootargs, "beats", DEFAULT_BEATS)?,
             }
         }
         "fuzz" => Mode::Fuzz {

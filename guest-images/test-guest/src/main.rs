@@ -17,10 +17,13 @@ mod boot;
 mod bootargs;
 mod console;
 mod dt;
+mod edu;
 mod exceptions;
 mod firmware;
+mod mmio;
 mod mmu;
 mod modes;
+mod pci;
 mod report;
 mod smp;
 mod timer_irq;
@@ -90,6 +93,23 @@ extern "C" fn primary_main(dtb: u64) -> ! {
         Mode::Fuzz { seed, ops } => modes::fuzz::run(&machine, seed, ops),
         Mode::Reset => modes::reset::run(&machine),
         Mode::Echo => modes::echo::run(),
+        Mode::Canary { page } => modes::canary::run(&machine, page),
+        Mode::DmaOutside {
+            target,
+            stride,
+            count,
+            gap_ms,
+            beats,
+        } => modes::dma_outside::run(
+            &machine,
+            modes::dma_outside::Targets {
+                first: target,
+                stride,
+                count,
+                gap_ms,
+            },
+            beats,
+        ),
     }
     report::done(mode.name())
 }

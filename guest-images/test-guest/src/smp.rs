@@ -45,14 +45,24 @@ pub fn park() -> ! {
     }
 }
 
+/// The counter's frequency in Hz (CNTFRQ_EL0, or a high guess if unset).
+pub fn counter_hz() -> u64 {
+    match CNTFRQ_EL0.get() {
+        0 => FALLBACK_COUNTER_HZ,
+        hz => hz,
+    }
+}
+
+/// The virtual counter in milliseconds.
+pub fn counter_ms() -> u64 {
+    // 128-bit product: the counter times 1000 may not fit 64 bits.
+    (u128::from(CNTVCT_EL0.get()) * 1000 / u128::from(counter_hz())) as u64
+}
+
 /// Idles until `condition` holds, for at most `timeout_ms` of counter time.
 /// Returns whether it held.
 pub fn wait_until(timeout_ms: u64, mut condition: impl FnMut() -> bool) -> bool {
-    let hz = match CNTFRQ_EL0.get() {
-        0 => FALLBACK_COUNTER_HZ,
-        hz => hz,
-    };
-    let ticks = timeout_ms.saturating_mul(hz) / 1000;
+    let ticks = timeout_ms.saturating_mul(counter_hz()) / 1000;
     let start = CNTVCT_EL0.get();
     loop {
         if condition() {
