@@ -425,7 +425,12 @@ impl Vgic {
     pub fn set_level(&mut self, intid: IntId, vcpu: usize, high: bool) -> Result<VcpuSet, Error> {
         let loc = self.driven_loc(intid, vcpu)?;
         let mut kick = VcpuSet::EMPTY;
-        self.update(loc, &mut kick, |irq| irq.set_line(high));
+        // The hypervisor forwards the timer lines before every entry, and
+        // mostly they have not moved: a line already at `high` has no edge
+        // and changes nothing.
+        if self.irq(loc).is_some_and(|irq| irq.line != high) {
+            self.update(loc, &mut kick, |irq| irq.set_line(high));
+        }
         Ok(kick)
     }
 
@@ -705,9 +710,10 @@ impl Vgic {
             };
             self.fold(vcpu, intid, now);
         }
-        for (slot, &bits) in lrs.iter().enumerate().skip(placed) {
+        let unflushed = lrs.get(placed..).unwrap_or_default();
+        for (n, &bits) in unflushed.iter().enumerate() {
             if ListRegister::from_bits(bits).state() != LrState::Invalid {
-                first_error.get_or_insert(Error::UnexpectedLr { lr: slot });
+                first_error.get_or_insert(Error::UnexpectedLr { lr: placed + n });
             }
         }
         first_error.map_or(Ok(()), Err)
