@@ -122,6 +122,39 @@ const FIRST_DETACHED: &str = r#"^\[cpu\d\] INFO  vm "first": passthrough 00:08\.
 /// `passthrough_pin_limit`: `next` took 00:08.0 and the second pin.
 const NEXT_ATTACHED: &str = r#"^\[cpu\d\] INFO  vm "next": passthrough 00:08\.0 .*: attached, .* with VMID \d pinned \(2 of at most 2 pinned\)$"#;
 
+/// The manifest of `passthrough_dma_outside_is_stopped`.
+const DMA_OUTSIDE_MANIFEST: &str = "guest-images/manifests/passthrough-dma-outside.toml";
+
+/// The console script of `passthrough_dma_outside_is_stopped`: `quit` for
+/// `canary` (the first VM, which typing goes to) once `dma` is done, so
+/// that its last check comes after every stray DMA.
+const DMA_OUTSIDE_SCRIPT: &[Step] = &[Step {
+    wait_for: &[
+        r"^\[canary\] canary: page at IPA ",
+        r"^\[dma\] DONE dma-outside: ",
+    ],
+    send: b"quit\r",
+}];
+
+/// `passthrough_dma_outside_is_stopped`: where the hypervisor put canary's
+/// RAM.
+const CANARY_RAM: &str =
+    r#"^\[cpu\d\] INFO  vm "canary": \d+ vCPU\(s\), \d+ MiB of RAM at PA (0x[0-9a-f]+)\.\."#;
+
+/// `passthrough_dma_outside_is_stopped`: where canary put its page (IPA),
+/// and its RAM's first IPA.
+const CANARY_PAGE: &str =
+    r"^\[canary\] canary: page at IPA (0x[0-9a-f]+) in RAM \[(0x[0-9a-f]+)\.\.";
+
+/// `passthrough_dma_outside_is_stopped`: a stray DMA that ended, and its
+/// target.
+const STRAY_DMA: &str = r"^\[dma\] dma-outside: stray DMA \d+ of \d+: 4096 bytes to IPA (0x[0-9a-f]+), not this VM's: ended after \d+ ms$";
+
+/// `passthrough_dma_outside_is_stopped`: the SMMU aborted a write of
+/// dma's device (stream 0x40 is 00:08.0) at an IPA its stage 2 does not
+/// map, and the hypervisor logged it naming dma.
+const STRAY_WRITE_ABORTED: &str = r#"^\[cpu\d\] WARN  smmu: vm "dma": stream 0x40: stage-2 translation fault on a write at IPA (0x[0-9a-f]+)(?:$|[ ,])"#;
+
 /// The manifest of `virtio_blk_persists_across_vms`.
 const DISK_PERSIST_MANIFEST: &str = "guest-images/manifests/linux-disk-persist.toml";
 
@@ -619,6 +652,69 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         timeout: TIMEOUT,
         disk: None,
         check: Some(next_attached_after_first_detached),
+    },
+    // A device DMAs outside its VM (see the manifest): its writes are
+    // aborted by the SMMU and logged naming the VM, the neighbour's canary
+    // stays intact, and both VMs (and the device) go on.
+    SystemTest {
+        name: "passthrough_dma_outside_is_stopped",
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some(DMA_OUTSIDE_MANIFEST),
+        input: DMA_OUTSIDE_SCRIPT,
+        expect: &[
+            &[
+                r#"^\[cpu0\] INFO  vm "dma": passthrough 00:08\.0 1234:11e8 .*: attached, stream 0x40 translated by the VM's stage 2 with VMID \d+ pinned "#,
+            ],
+            // The canary is set; dma finds its device and DMA works
+            // inside its RAM.
+            &[
+                r"^\[canary\] canary: page at IPA 0x44000000 in RAM \[0x40000000\.\.0x48000000\), ",
+                r"^\[dma\] PASS dma-outside: found 1234:11e8 \(edu\) at 00:[0-9a-f]{2}\.0, 1 function\(s\) on the bus$",
+                r"^\[dma\] PASS dma-outside: BAR0 \(32-bit memory, 0x100000 bytes\) placed at 0x10000000$",
+                r"^\[dma\] PASS dma-outside: command register 0x[0-9a-f]+: memory space and bus master on$",
+                r"^\[dma\] PASS dma-outside: ID register = 0x010000ed$",
+                r"^\[dma\] PASS dma-outside: liveness register: wrote 0x12345678, read 0xedcba987$",
+                r"^\[dma\] PASS dma-outside: DMA inside this VM's RAM: 4096 bytes from IPA 0x[0-9a-f]+ to the device \(\d+ ms\) and back to IPA 0x[0-9a-f]+ \(\d+ ms\), intact$",
+            ],
+            // The stray DMAs: each ends for the device, each write is
+            // aborted and logged (the check matches them up).
+            &[
+                STRAY_DMA,
+                STRAY_WRITE_ABORTED,
+                r"^\[dma\] PASS dma-outside: 32 stray DMA\(s\) ended, 0 target\(s\) skipped as this VM's own$",
+            ],
+            // After the last of them: the device still works, both VMs run
+            // on, the canary is intact.
+            &[
+                r"^\[dma\] PASS dma-outside: DMA inside this VM's RAM after the stray ones: the device's buffer arrived at IPA 0x[0-9a-f]+ intact \(\d+ ms\)$",
+                r"^\[dma\] dma-outside: alive, beat 4 of 4$",
+                r"^\[canary\] canary: intact, check \d+$",
+                r"^\[dma\] DONE dma-outside: 10 passed, 0 failed$",
+                r#"^\[cpu\d\] INFO  vm "dma": passthrough 00:08\.0: detached: .* VMID \d+ unpinned; "#,
+            ],
+            &[
+                r"^\[canary\] PASS canary: intact after \d+ checks over \d+ ms$",
+                r"^\[canary\] DONE canary: 1 passed, 0 failed$",
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"\bFAIL\b",
+            r"unexpected exception",
+            r"\] ERROR ",
+            r"canary: CHANGED",
+            r"smmu: no VM: ",
+            r#"smmu: vm "canary""#,
+            r"smmu: the event queue overflowed",
+        ],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+        disk: None,
+        check: Some(stray_dma_aimed_at_the_canary),
     },
     SystemTest {
         name: "fuzzing_guest_leaves_others_running",
@@ -1327,6 +1423,75 @@ fn next_attached_after_first_detached(ran: &Ran<'_>) -> Result<Checked> {
     Ok(checked)
 }
 
+/// `passthrough_dma_outside_is_stopped`: one of dma's stray DMAs went to
+/// the IPA equal to the canary page's physical address (where the write
+/// would have landed had the SMMU let it through untranslated), and the
+/// SMMU's abort of exactly that write was logged. Every stray DMA's write
+/// must have been logged, in fact: the guest paces them below the
+/// hypervisor's limit of logged events a second.
+fn stray_dma_aimed_at_the_canary(ran: &Ran<'_>) -> Result<Checked> {
+    let hex = |text: &str| u64::from_str_radix(text.trim_start_matches("0x"), 16).ok();
+    let mut checked = Checked::default();
+    let ram_pa = captured(ran.log, CANARY_RAM)?;
+    let page_regex = Regex::new(CANARY_PAGE)?;
+    let page = ran.log.iter().find_map(|line| {
+        let captures = page_regex.captures(line)?;
+        Some((hex(&captures[1])?, hex(&captures[2])?))
+    });
+    let (Some(ram_pa), Some((page_ipa, ram_ipa))) = (ram_pa.first().and_then(|pa| hex(pa)), page)
+    else {
+        checked.problems.push(format!(
+            "canary's RAM ({ram_pa:?}) or page ({page:?}) not in the log: cannot tell where the canary is"
+        ));
+        return Ok(checked);
+    };
+    let Some(canary_pa) = page_ipa
+        .checked_sub(ram_ipa)
+        .and_then(|offset| ram_pa.checked_add(offset))
+    else {
+        checked.problems.push(format!(
+            "canary's page IPA {page_ipa:#x} lies below its RAM's first IPA {ram_ipa:#x}"
+        ));
+        return Ok(checked);
+    };
+    let parse_all = |pattern: &str| -> Result<Vec<u64>> {
+        Ok(captured(ran.log, pattern)?
+            .iter()
+            .filter_map(|address| hex(address))
+            .collect())
+    };
+    let targets = parse_all(STRAY_DMA)?;
+    let aborted = parse_all(STRAY_WRITE_ABORTED)?;
+    if !targets.contains(&canary_pa) {
+        checked.problems.push(format!(
+            "the canary page is at PA {canary_pa:#x}, which none of dma's {} stray DMAs targeted ({:#x?}): the manifest's targets no longer cover where the hypervisor puts canary's RAM",
+            targets.len(),
+            targets
+        ));
+    }
+    if !aborted.contains(&canary_pa) {
+        checked.problems.push(format!(
+            "no SMMU event for dma's write to IPA {canary_pa:#x} (the canary page's PA)"
+        ));
+    }
+    let unlogged: Vec<u64> = targets
+        .iter()
+        .copied()
+        .filter(|target| !aborted.contains(target))
+        .collect();
+    if !unlogged.is_empty() {
+        checked.problems.push(format!(
+            "no SMMU event logged for dma's stray DMA(s) to {unlogged:#x?}"
+        ));
+    }
+    checked.notes.push(format!(
+        "passthrough: canary page at PA {canary_pa:#x} (canary's IPA {page_ipa:#x}); dma's device wrote to IPA {canary_pa:#x} among {} stray DMAs; {} SMMU events logged naming dma; canary intact",
+        targets.len(),
+        aborted.len()
+    ));
+    Ok(checked)
+}
+
 /// The first capture group of every line of `log` that `pattern` matches.
 fn captured(log: &[String], pattern: &str) -> Result<Vec<String>> {
     let regex = Regex::new(pattern).with_context(|| format!("bad regex {pattern:?}"))?;
@@ -1595,6 +1760,79 @@ mod tests {
         assert_eq!(check(&[detached, attached]), 0);
         assert_eq!(check(&[attached, detached]), 1);
         assert_eq!(check(&[attached]), 1);
+    }
+
+    /// What `passthrough_dma_outside_is_stopped` sees when all goes well
+    /// (cut down to three stray DMAs, the canary's page at PA 0x5c000000).
+    fn dma_outside_run() -> String {
+        let mut log = String::from(
+            r#"[cpu0] INFO  vm "canary": 1 vCPU(s), 128 MiB of RAM at PA 0x58000000..0x60000000, kernel "test-guest.bin", bootargs "test=canary page=0x44000000"
+[cpu0] INFO  vm "dma": passthrough 00:08.0 1234:11e8 class 00ff00 rev 0x10 endpoint: attached, stream 0x40 translated by the VM's stage 2 with VMID 2 pinned (1 of at most 253 pinned)
+[cpu0] INFO  vm "dma": 1 vCPU(s), 32 MiB of RAM at PA 0x62000000..0x64000000, kernel "test-guest.bin"
+[canary] canary: page at IPA 0x44000000 in RAM [0x40000000..0x48000000), offset 0x4000000, pattern 0xca4a470000000000 ^ address; checked every 500 ms until quit
+[canary] canary: intact, check 1
+[dma] PASS dma-outside: found 1234:11e8 (edu) at 00:01.0, 1 function(s) on the bus
+[dma] PASS dma-outside: BAR0 (32-bit memory, 0x100000 bytes) placed at 0x10000000
+[dma] PASS dma-outside: command register 0x6: memory space and bus master on
+[dma] PASS dma-outside: ID register = 0x010000ed
+[dma] PASS dma-outside: liveness register: wrote 0x12345678, read 0xedcba987
+[dma] PASS dma-outside: DMA inside this VM's RAM: 4096 bytes from IPA 0x400a0000 to the device (101 ms) and back to IPA 0x400a1000 (100 ms), intact
+"#,
+        );
+        for (k, target) in [0x4400_0000u64, 0x4c00_0000, 0x5400_0000, 0x5c00_0000]
+            .iter()
+            .enumerate()
+        {
+            log += &format!(
+                "[cpu1] WARN  smmu: vm \"dma\": stream 0x40: stage-2 translation fault on a write at IPA {target:#x}\n[dma] dma-outside: stray DMA {} of 32: 4096 bytes to IPA {target:#x}, not this VM's: ended after 100 ms\n",
+                k + 1
+            );
+        }
+        log += r#"[dma] PASS dma-outside: 32 stray DMA(s) ended, 0 target(s) skipped as this VM's own
+[dma] PASS dma-outside: DMA inside this VM's RAM after the stray ones: the device's buffer arrived at IPA 0x400a1000 intact (100 ms)
+[canary] canary: intact, check 14
+[dma] dma-outside: alive, beat 4 of 4
+[dma] PASS dma-outside: still running 4 heartbeats after the stray DMAs
+[dma] DONE dma-outside: 10 passed, 0 failed
+[cpu1] INFO  vm "dma": passthrough 00:08.0: detached: quiesced, stream 0x40 aborted, VMID 2 unpinned; free for another VM
+[canary] PASS canary: intact after 17 checks over 8000 ms
+[canary] DONE canary: 1 passed, 0 failed
+[cpu0] INFO  all VMs have stopped (heap in use: 436 KiB of 4094 MiB); powering off"#;
+        log
+    }
+
+    #[test]
+    fn a_stray_dma_must_be_aimed_at_the_canary_and_aborted() {
+        let test = test_named("passthrough_dma_outside_is_stopped");
+        let run = dma_outside_run();
+        let checker = feed_all(test, &run);
+        assert!(checker.all_seen(), "{:?}", checker.problems());
+        assert_eq!(checker.problems(), Vec::<String>::new());
+        let problems = |log: &str| {
+            let log = lines(log);
+            stray_dma_aimed_at_the_canary(&Ran {
+                log: &log,
+                disk: None,
+            })
+            .unwrap()
+            .problems
+        };
+        assert_eq!(problems(&run), Vec::<String>::new());
+
+        // The canary elsewhere: no target hit it, and no event for it.
+        let elsewhere = run.replace("RAM at PA 0x58000000", "RAM at PA 0x60000000");
+        assert_eq!(problems(&elsewhere).len(), 2);
+        // The write to the canary's PA not logged as aborted.
+        let unlogged = run.replace("write at IPA 0x5c000000", "write at IPA 0x5c001000");
+        assert_eq!(problems(&unlogged).len(), 2);
+        // A changed canary or an event for a stream nobody holds fails.
+        let changed = run.replace(
+            "[canary] canary: intact, check 14",
+            "[canary] canary: CHANGED, check 14: 512 of 512 words differ",
+        );
+        assert!(!feed_all(test, &changed).problems().is_empty());
+        let orphan = format!("{run}\n[cpu0] WARN  smmu: no VM: stream 0x48: stage-2 translation fault on a write at IPA 0x0");
+        assert!(!feed_all(test, &orphan).problems().is_empty());
     }
 
     #[test]
