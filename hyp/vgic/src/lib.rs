@@ -770,7 +770,19 @@ impl Vgic {
     /// This ignores the guest's priority mask; compare
     /// [`Vgic::highest_pending_priority`] with `ICH_VMCR_EL2.VPMR` for that.
     pub fn pending_for(&self, vcpu: usize) -> bool {
-        self.highest_pending_priority(vcpu).is_some()
+        // What `highest_pending_priority(vcpu).is_some()` says, stopping at
+        // the first one.
+        let Some(state) = self.vcpus.get(vcpu) else {
+            return false;
+        };
+        state
+            .live
+            .iter()
+            .any(|intid| self.private_signalable(state, intid).is_some())
+            || self
+                .live_spis
+                .iter()
+                .any(|index| self.spi_signalable(vcpu, index).is_some())
     }
 
     /// The best (numerically lowest) priority among the interrupts
