@@ -6,7 +6,7 @@
 
 use crate::vcpu::{GuestRegs, VcpuState};
 use crate::vm::{Stop, Vm};
-use crate::{mmio, sched};
+use crate::{gic, mmio, sched};
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
 use alloc::sync::Arc;
 use core::arch::asm;
@@ -161,12 +161,17 @@ fn data_abort(vm: &Arc<Vm>, vcpu: usize, regs: &mut GuestRegs, esr: Esr) -> Next
         if let Some(next) = gic_access(vm, vcpu, regs, ipa, abort) {
             return next;
         }
-        if let Some((region, offset)) = vm
+        // The emulated devices, then the PCIe bridge's ECAM window.
+        let device = vm
             .mmio
             .iter()
-            .find_map(|r| r.offset_of(ipa).map(|off| (r, off)))
-        {
-            return match mmio::emulate(&*region.device, offset, abort, regs) {
+            .find_map(|r| r.offset_of(ipa).map(|off| (&*r.device, off)))
+            .or_else(|| {
+                let pci = vm.pci.get()?;
+                Some((pci as &dyn mmio::MmioDevice, pci.offset_of(ipa)?))
+            });
+        if let Some((device, offset)) = device {
+            return match mmio::emulate(device, offset, abort, regs) {
                 Ok(()) => {
                     regs.pc += 4;
                     Next::Resume
@@ -263,10 +268,16 @@ fn gic_access(
         let value = regs.read(rt);
         let effects = {
             let mut vgic = vm.vgic.lock();
-            match frame {
+            let effects = match frame {
                 GicFrame::Distributor(off) => vgic.dist_write(off, size, value),
                 GicFrame::Redistributor(r, off) => vgic.redist_write(r, off, size, value),
+            };
+            // The guest cleared a hardware-linked SPI's pending or active
+            // state: the physical SPI it held is the hypervisor's to end.
+            while let Some(pintid) = vgic.take_hw_deactivation() {
+                gic::deactivate(pintid.get());
             }
+            effects
         };
         effects.map(|e| {
             sched::kick(vm, e.kick);

@@ -10,7 +10,11 @@
 //! - [`MAINTENANCE`], the virtual CPU interface's maintenance interrupt;
 //! - [`HYP_TIMER`], the EL2 physical timer: time slices and timed wake-ups;
 //! - [`VIRT_TIMER`], the guest's virtual timer firing while it runs;
-//! - the console UART's SPI, routed to CPU 0.
+//! - the console UART's SPI, routed to CPU 0;
+//! - passthrough functions' INTx SPIs ([`route_passthrough_spi`]), routed
+//!   to CPU 0 too, each ended in two steps: a priority drop when taken, the
+//!   deactivation when the guest deactivates its hardware-linked virtual
+//!   interrupt.
 
 use crate::percpu;
 use addr::PhysAddr;
@@ -24,6 +28,7 @@ use log::warn;
 use platform::MAX_CPUS;
 use spin::mutex::SpinMutex;
 use spin::Once;
+use vgic::PhysIntId;
 
 /// SGI 0: another CPU changed something this CPU must look at.
 pub const KICK: IntId = IntId::sgi(0);
@@ -34,6 +39,9 @@ pub const MAINTENANCE: IntId = IntId::ppi(9);
 pub const HYP_TIMER: IntId = IntId::ppi(10);
 /// PPI 11 (INTID 27): the EL1 virtual timer, the guest's.
 pub const VIRT_TIMER: IntId = IntId::ppi(11);
+
+/// INTID of SPI 0 (GICv3 §2.2.1).
+const FIRST_SPI: u32 = 32;
 
 /// The physical CPU interrupts go to and their priority mask: every
 /// priority passes.
@@ -107,6 +115,46 @@ pub unsafe fn init(
     Ok(())
 }
 
+/// Makes physical SPI `spi` (a passthrough function's INTx line) a
+/// level-triggered Group 1 interrupt routed to CPU 0 (where the console's
+/// goes: any CPU would do, the hardware link works wherever it is taken),
+/// and enables it. `gic::init` put every SPI in Group 1 at one priority.
+///
+/// # Errors
+///
+/// [`GicError::BadAddress`] before `init`; [`GicError::Driver`] if the
+/// distributor has no such SPI.
+pub fn route_passthrough_spi(spi: PhysIntId) -> Result<(), GicError> {
+    let gic = GIC.get().ok_or(GicError::BadAddress)?;
+    let intid = arm_gic_spi(spi);
+    let mpidr = percpu::of(0).map_or(0, percpu::PerCpu::mpidr);
+    let mut gic = gic.lock();
+    gic.distributor()
+        .set_trigger(intid, Trigger::Level)
+        .and_then(|()| gic.distributor().set_routing(intid, Some(mpidr)))
+        .and_then(|()| gic.enable_interrupt(intid, None, true))
+        .map_err(GicError::Driver)
+}
+
+/// Enables or disables physical SPI `spi` at the distributor. Disabling
+/// does not touch a pending or active state: an SPI the hypervisor holds
+/// active stays so until deactivated.
+pub fn set_spi_enabled(spi: PhysIntId, enabled: bool) {
+    let Some(gic) = GIC.get() else {
+        return;
+    };
+    if let Err(e) = gic.lock().enable_interrupt(arm_gic_spi(spi), None, enabled) {
+        warn!("GIC: cannot change {spi}: {e}");
+    }
+}
+
+/// `spi` as `arm-gic` names it.
+fn arm_gic_spi(spi: PhysIntId) -> IntId {
+    // A `PhysIntId` is 32..1020, so the SPI number is below
+    // `IntId::MAX_SPI_COUNT` and `IntId::spi` cannot panic.
+    IntId::spi(spi.get() - FIRST_SPI)
+}
+
 /// Sets up the calling CPU's redistributor and CPU interface: system
 /// registers on (also for EL1, whose accesses reach the virtual
 /// interface), Group 1 on, priority mask open, and the private interrupts
@@ -163,9 +211,7 @@ pub fn drop_priority(intid: IntId) {
 /// through the distributor).
 pub fn deactivate(intid: u32) {
     // SAFETY: ICC_DIR_EL1 only deactivates the interrupt named.
-    unsafe {
-        asm!("msr s3_0_c12_c11_1, {}", in(reg) u64::from(intid), options(nomem, nostack))
-    };
+    unsafe { asm!("msr s3_0_c12_c11_1, {}", in(reg) u64::from(intid), options(nomem, nostack)) };
 }
 
 /// Splits ending an interrupt in two (ICC_CTLR_EL1.EOImode = 1): EOIR only

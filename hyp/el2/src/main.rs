@@ -26,6 +26,7 @@ mod layout;
 mod mmio;
 mod mmu;
 mod passthrough;
+mod pcibridge;
 mod percpu;
 mod sched;
 mod smmu;

@@ -51,7 +51,7 @@
 //! `Arc<Vm>` is dropped while the registry is locked (a VM's `Drop`
 //! detaches, which takes it).
 
-use crate::hostdisk::HostBus;
+use crate::hostdisk::{EcamAccess, HostBus};
 use crate::smmu::{self, SmmuError};
 use crate::timer;
 use crate::vm::Vm;
@@ -330,6 +330,13 @@ pub fn init(bus: Option<HostBus>, host_disk: Option<Bdf>) {
     let mut registry = REGISTRY.lock();
     registry.bus = bus;
     registry.host_disk = host_disk;
+}
+
+/// The host bus's configuration space access, for the virtual PCIe
+/// bridges of VMs with functions (each keeps a copy; each touches only its
+/// own functions). `None` without a host bus.
+pub fn config_space() -> Option<EcamAccess> {
+    REGISTRY.lock().bus.as_ref().map(|bus| bus.config)
 }
 
 /// The SPI that INTx pin `pin` (1 to 4) of a function in slot `device`

@@ -422,7 +422,21 @@ fn service_interrupts(cpu: usize) -> Events {
             other if u32::from(other) as usize == CONSOLE_INTID.load(Ordering::Relaxed) => {
                 console_interrupt();
             }
-            other => warn!("cpu{cpu}: unexpected interrupt {other:?}"),
+            other => {
+                if let Some((vm, vintid)) = crate::pcibridge::intx_route(u32::from(other)) {
+                    // A passthrough function's INTx: priority dropped, but
+                    // the SPI stays active until the guest deactivates the
+                    // hardware-linked virtual SPI (or the link is gone).
+                    gic::drop_priority(other);
+                    let forwarded = vm.vgic.lock().hw_interrupt(vintid);
+                    match forwarded {
+                        Ok(set) => kick(&vm, set),
+                        Err(_) => gic::deactivate(u32::from(other)),
+                    }
+                    continue;
+                }
+                warn!("cpu{cpu}: unexpected interrupt {other:?}");
+            }
         }
         gic::end(intid);
     }
@@ -758,8 +772,15 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
 /// virtual GIC after an exit.
 fn take_back(vm: &Vm, index: usize, limits: Limits, lrs: &mut [u64], state: &mut VcpuState) {
     ich::save(limits, lrs, &mut state.cpu_if);
+    let mut vgic = vm.vgic.lock();
     // Only fails for a vCPU the VM does not have.
-    let _ = vm.vgic.lock().sync(index, lrs);
+    let _ = vgic.sync(index, lrs);
+    // Hardware-linked SPIs whose virtual state the guest dropped without
+    // deactivating them in a list register: the physical ones are ours to
+    // end. (A counter check when there are none.)
+    while let Some(pintid) = vgic.take_hw_deactivation() {
+        gic::deactivate(pintid.get());
+    }
 }
 
 /// The vCPU waits for an interrupt (WFI, PSCI `CPU_SUSPEND`). While no

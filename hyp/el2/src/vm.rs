@@ -7,6 +7,7 @@
 
 use crate::mmio::MmioRegion;
 use crate::passthrough::{self, Attachment};
+use crate::pcibridge::{PciBridge, PciBridgeError};
 use crate::vcpu::VcpuState;
 use crate::vuart::VirtualPl011;
 use crate::{mmu, sched};
@@ -26,6 +27,7 @@ use log::{info, warn};
 use manifest::{Bundle, Device, VmSpec};
 use platform::MAX_CPUS;
 use spin::mutex::SpinMutex;
+use spin::Once;
 use stage2::{Stage2Config, Stage2Table};
 use vgic::{IntId, Vgic};
 use vpsci::Power;
@@ -74,6 +76,8 @@ pub enum CreateError {
     },
     /// A host PCI function it must have could not be attached.
     Passthrough(passthrough::AttachError),
+    /// Its virtual PCIe host bridge could not be built.
+    Pci(PciBridgeError),
 }
 
 impl fmt::Display for CreateError {
@@ -94,6 +98,7 @@ impl fmt::Display for CreateError {
                 bytes >> 20
             ),
             Self::Passthrough(e) => write!(f, "{e}"),
+            Self::Pci(e) => write!(f, "{e}"),
         }
     }
 }
@@ -271,6 +276,10 @@ pub struct Vm {
     /// Host PCI functions passed through to it (see `passthrough`):
     /// attached at creation, detached when it stops.
     pub passthrough: SpinMutex<Vec<Attachment>>,
+    /// The virtual PCIe host bridge that shows it those functions, set
+    /// once they are attached (during creation); never set for a VM
+    /// without any. Its ECAM window traps like the devices in `mmio`.
+    pub pci: Once<PciBridge>,
     /// Last, so that it drops after the RAM: counts the VM as freed.
     _freed: FreedGuard,
 }
@@ -298,7 +307,9 @@ impl Drop for FreedGuard {
 struct Images {
     kernel: &'static [u8],
     initrd: Option<&'static [u8]>,
-    dtb: Vec<u8>,
+    /// Written once the passthrough functions are attached (the PCIe host
+    /// bridge's node describes them), before the first load.
+    dtb: Once<Vec<u8>>,
     plan: LoadPlan,
 }
 
@@ -340,14 +351,17 @@ impl Vm {
         )
         .map_err(CreateError::Layout)?;
         let uart = spec.devices.contains(&Device::Pl011);
-        let dtb = guest_boot::write_dtb(&GuestMachine {
+        let machine = GuestMachine {
             ram: plan.ram(),
             vcpus: spec.vcpus,
             bootargs: &spec.bootargs,
             initrd: plan.initrd(),
             uart,
-        })
-        .map_err(CreateError::DeviceTree)?;
+        };
+        // Checked now, so that a VM whose device tree cannot be written
+        // fails before anything is attached to it; written again, with the
+        // PCIe host bridge, once its functions are.
+        guest_boot::write_dtb(&machine).map_err(CreateError::DeviceTree)?;
 
         let ram = GuestRam::new(spec.memory)?;
         let mut stage2 = Stage2Table::new(&config);
@@ -416,12 +430,13 @@ impl Vm {
                 images: Images {
                     kernel,
                     initrd,
-                    dtb,
+                    dtb: Once::new(),
                     plan,
                 },
                 uart,
                 net: SpinMutex::new(net),
                 passthrough: SpinMutex::new(Vec::new()),
+                pci: Once::new(),
                 _freed: FreedGuard::new(),
             }
         });
@@ -433,17 +448,40 @@ impl Vm {
                 );
             }
         }
-        if let Err(e) = passthrough::attach_all(&vm, spec) {
+        if let Err(e) = vm.attach_passthrough(spec, &machine) {
             // Never started: dropping it detaches what was attached, and
             // there is no "stopped" or "freed" to report.
             let mut control = vm.control.lock();
             control.ended = true;
             control.abandoned = true;
             drop(control);
-            return Err(CreateError::Passthrough(e));
+            return Err(e);
         }
         vm.load_images();
         Ok(vm)
+    }
+
+    /// Attaches the functions `spec` passes through, builds the PCIe host
+    /// bridge that shows them to the guest (if there are any) and writes
+    /// the device tree, which describes the bridge.
+    fn attach_passthrough(
+        self: &Arc<Self>,
+        spec: &VmSpec,
+        machine: &GuestMachine<'_>,
+    ) -> Result<(), CreateError> {
+        passthrough::attach_all(self, spec).map_err(CreateError::Passthrough)?;
+        let attachments = self.passthrough.lock().clone();
+        let bridge = PciBridge::create(self, &attachments).map_err(CreateError::Pci)?;
+        let dtb = match bridge {
+            Some(bridge) => {
+                let bridge = self.pci.call_once(|| bridge);
+                bridge.with_guest_pci(|pci| guest_boot::write_dtb_with_pci(machine, Some(pci)))
+            }
+            None => guest_boot::write_dtb(machine),
+        }
+        .map_err(CreateError::DeviceTree)?;
+        self.images.dtb.call_once(|| dtb);
+        Ok(())
     }
 
     /// Copies the kernel, initrd and device tree into guest RAM where the
@@ -457,7 +495,9 @@ impl Vm {
         if let (Some(initrd), Some(range)) = (self.images.initrd, plan.initrd()) {
             ram.write(at(range.start()), initrd);
         }
-        ram.write(at(plan.dtb().start()), &self.images.dtb);
+        if let Some(dtb) = self.images.dtb.get() {
+            ram.write(at(plan.dtb().start()), dtb);
+        }
         // The guest starts with its MMU off, so its accesses are
         // non-cacheable: everything written through the cache (the zeroing
         // too) must reach memory first, and no stale instructions may stay.
@@ -482,10 +522,6 @@ impl Vm {
     /// (`passthrough::stage2_changed`), so neither a vCPU nor a device
     /// keeps using a translation that was changed or removed. `change`
     /// owes break-before-make for live entries it replaces.
-    #[allow(
-        dead_code,
-        reason = "its first user is the virtual PCIe bridge, mapping BARs"
-    )]
     pub fn modify_stage2<R>(&self, change: impl FnOnce(&mut Stage2Table) -> R) -> R {
         let result = change(&mut self.stage2.lock());
         // All VMIDs: the VM's current one may change under our feet in a
@@ -603,6 +639,9 @@ impl Vm {
             Stop::Off(reason) => {
                 self.flush_devices();
                 info!("vm \"{}\": {reason}; stopped", self.name);
+                if let Some(pci) = self.pci.get() {
+                    pci.teardown(&mut self.vgic.lock());
+                }
                 passthrough::detach_all(self);
                 sched::report(self);
                 crate::launch::vm_stopped(self);
@@ -610,9 +649,14 @@ impl Vm {
             Stop::Reset => {
                 info!("vm \"{}\": PSCI SYSTEM_RESET: restarting", self.name);
                 passthrough::reset_all(self);
-                // The interrupt controller resets with the machine.
+                // The interrupt controller resets with the machine (and
+                // the PCIe bridge with it, which links its functions' INTx
+                // lines in the new one).
                 if let Ok(fresh) = Vgic::new(self.vcpus.len(), NR_SPIS) {
-                    *self.vgic.lock() = fresh;
+                    match self.pci.get() {
+                        Some(pci) => pci.reset(self, fresh),
+                        None => *self.vgic.lock() = fresh,
+                    }
                 }
                 self.load_images();
                 self.start();
@@ -665,7 +709,11 @@ impl Drop for Vm {
             self.flush_devices();
             info!("vm \"{}\": every vCPU is off; stopped", self.name);
         }
-        // Before its RAM and stage-2 tables go: no device may reach them.
+        // Before its RAM and stage-2 tables go: no device may reach them,
+        // nor raise an interrupt for it.
+        if let Some(pci) = self.pci.get() {
+            pci.teardown(self.vgic.get_mut());
+        }
         passthrough::detach_all(self);
         if self.control.get_mut().abandoned {
             // Its creation failed, and that was reported.
