@@ -35,7 +35,17 @@
 #   guest.run=net-watch    address eth0, then wait for a line on the console
 #                      (at most guest.watch seconds) and print eth0's counters:
 #                      `guest: net rx_packets=<n> rx_bytes=<n> tx_packets=<n>`
+#   guest.run=disk-pci     the same disk as a passthrough virtio-blk PCI
+#                      function: print which (`guest: pci-disk on <function>
+#                      ...`), then guest.disk-passes times read its first
+#                      guest.disk-mib MiB past the page cache (the same every
+#                      pass) and write guest.disk-mib MiB of random data right
+#                      after them, read back; print `guest: pci-disk read
+#                      sha256=<hex> bytes=<n> at=0` (first pass), `guest:
+#                      pci-disk wrote sha256=<hex> bytes=<n> at=<offset>` (last
+#                      pass), the INTx count, then `guest: pci-disk PASS`
 #   guest.disk-mib=<n>     MiB the disk modes write or read (default 1)
+#   guest.disk-passes=<n>  passes of disk-pci (default 1)
 #   guest.net-mib=<n>      MiB net-client sends (default 16)
 #   guest.ip=<addr/len>    eth0's IPv4 address, e.g. 10.0.0.1/24
 #   guest.peer=<addr>      the other VM's address
@@ -67,6 +77,7 @@ busy=10
 idle=0
 name=
 disk_mib=1
+disk_passes=1
 net_mib=16
 ip=
 peer=
@@ -80,6 +91,7 @@ for word in $(cat /proc/cmdline); do
     guest.idle=*) idle=${word#guest.idle=} ;;
     guest.name=*) name=${word#guest.name=} ;;
     guest.disk-mib=*) disk_mib=${word#guest.disk-mib=} ;;
+    guest.disk-passes=*) disk_passes=${word#guest.disk-passes=} ;;
     guest.net-mib=*) net_mib=${word#guest.net-mib=} ;;
     guest.ip=*) ip=${word#guest.ip=} ;;
     guest.peer=*) peer=${word#guest.peer=} ;;
@@ -254,14 +266,15 @@ dd_error() {
     grep -m 1 '^dd: ' /tmp/dd.err || tail -n 1 /tmp/dd.err
 }
 
-# Reads the first $1 MiB of /dev/vda into file $2, past the page cache: with
-# O_DIRECT, or if the kernel refuses that, after dropping the caches.
+# Reads $1 MiB of /dev/vda, from MiB $3 (default 0), into file $2, past the
+# page cache: with O_DIRECT, or if the kernel refuses that, after dropping
+# the caches.
 read_disk() {
-    if ! dd if=/dev/vda of="$2" bs=1M count="$1" iflag=direct 2>/tmp/dd.err; then
+    if ! dd if=/dev/vda of="$2" bs=1M count="$1" skip="${3:-0}" iflag=direct 2>/tmp/dd.err; then
         say "disk: O_DIRECT read refused ($(dd_error)); dropping caches instead"
         sync
         echo 3 >/proc/sys/vm/drop_caches
-        dd if=/dev/vda of="$2" bs=1M count="$1" 2>/tmp/dd.err || return 1
+        dd if=/dev/vda of="$2" bs=1M count="$1" skip="${3:-0}" 2>/tmp/dd.err || return 1
     fi
 }
 
@@ -328,6 +341,87 @@ run_disk_read() {
         fi
     fi
     say "disk read PASS"
+}
+
+# The PCI function /dev/vda is on (such as 0000:00:08.0); nothing if it is
+# not on PCI.
+vda_pci_function() {
+    path=$(readlink -f /sys/block/vda/device) || return
+    # .../pci0000:00/0000:00:08.0/virtio0
+    function=${path%/virtio*}
+    function=${function##*/}
+    case "$function" in
+    ????:??:??.?) echo "$function" ;;
+    esac
+}
+
+# Interrupts Linux IRQ $1 has taken, summed over the CPUs.
+irq_count() {
+    awk -v irq="$1:" '$1 == irq {
+        n = 0
+        for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i
+        print n
+    }' /proc/interrupts
+}
+
+# The passthrough disk: reads the host's data at its start, writes random
+# data after it, guest.disk-passes times; every read of the start must give
+# what the first did, every write must read back.
+run_disk_pci() {
+    disk_ready || return
+    function=$(vda_pci_function)
+    if [ -z "$function" ]; then
+        say "pci-disk FAIL /dev/vda is not on PCI ($(readlink -f /sys/block/vda/device))"
+        return
+    fi
+    if ! positive "$disk_passes"; then
+        say "pci-disk FAIL guest.disk-passes=$disk_passes is not a positive number"
+        return
+    fi
+    if [ "$sectors" -lt $((2 * disk_mib * 2048)) ]; then
+        say "pci-disk FAIL /dev/vda has $sectors sectors, fewer than twice guest.disk-mib=$disk_mib MiB"
+        return
+    fi
+    dev=/sys/bus/pci/devices/$function
+    irq=$(cat "$dev/irq")
+    say "pci-disk on $function ($(cat "$dev/vendor"):$(cat "$dev/device"), driver $(basename "$(readlink -f "$dev/driver")"), irq $irq)"
+    bytes=$((disk_mib * 1048576))
+    say "pci-disk io start: $disk_passes pass(es) of $disk_mib MiB read and $disk_mib MiB written"
+    pass=1
+    first=
+    while [ "$pass" -le "$disk_passes" ]; do
+        if ! read_disk "$disk_mib" /tmp/pci.in; then
+            say "pci-disk FAIL pass $pass: reading /dev/vda: $(dd_error)"
+            return
+        fi
+        read_sum=$(sha256 /tmp/pci.in)
+        if [ -z "$first" ]; then
+            first=$read_sum
+            say "pci-disk read sha256=$read_sum bytes=$(wc -c </tmp/pci.in) at=0"
+        elif [ "$read_sum" != "$first" ]; then
+            say "pci-disk FAIL pass $pass read sha256 $read_sum, pass 1 read $first"
+            return
+        fi
+        dd if=/dev/urandom of=/tmp/pci.out bs=1M count="$disk_mib" 2>/dev/null
+        written=$(sha256 /tmp/pci.out)
+        if ! dd if=/tmp/pci.out of=/dev/vda bs=1M seek="$disk_mib" oflag=direct conv=fsync 2>/tmp/dd.err; then
+            say "pci-disk FAIL pass $pass: writing /dev/vda: $(dd_error)"
+            return
+        fi
+        if ! read_disk "$disk_mib" /tmp/pci.back "$disk_mib"; then
+            say "pci-disk FAIL pass $pass: reading /dev/vda back: $(dd_error)"
+            return
+        fi
+        read_back=$(sha256 /tmp/pci.back)
+        if [ "$read_back" != "$written" ]; then
+            say "pci-disk FAIL pass $pass read back sha256 $read_back, but wrote $written"
+            return
+        fi
+        pass=$((pass + 1))
+    done
+    say "pci-disk wrote sha256=$written bytes=$bytes at=$bytes"
+    say "pci-disk io done: $disk_passes pass(es), $(irq_count "$irq") interrupt(s) on irq $irq"
+    say "pci-disk PASS"
 }
 
 # --- the virtio network ----------------------------------------------------
@@ -456,10 +550,11 @@ check) run_check ;;
 shell) run_shell ;;
 disk-write) run_disk_write ;;
 disk-read) run_disk_read ;;
+disk-pci) run_disk_pci ;;
 net-server) run_net_server ;;
 net-client) run_net_client ;;
 net-watch) run_net_watch ;;
-*) say "FAIL unknown guest.run=$run (modes: check, shell, disk-write, disk-read, net-server, net-client, net-watch)" ;;
+*) say "FAIL unknown guest.run=$run (modes: check, shell, disk-write, disk-read, disk-pci, net-server, net-client, net-watch)" ;;
 esac
 
 say "powering off"

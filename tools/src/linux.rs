@@ -57,9 +57,19 @@ const KERNEL_PACKAGE_PREFIX: &str = "linux-image-";
 const BUSYBOX_PACKAGE: &str = "busybox-static";
 
 /// Modules `/init` loads, besides what they depend on (worked out from the
-/// modules themselves). The hypervisor's virtio devices are virtio-mmio.
-/// Any of them built into a future kernel is simply not loaded.
-const GUEST_MODULES: &[&str] = &["virtio_mmio", "virtio_blk", "virtio_net", "virtio_console"];
+/// modules themselves). The hypervisor's virtio devices are virtio-mmio; a
+/// passthrough virtio function is on the VM's PCIe host bridge
+/// (`pci-host-ecam-generic`, built into Debian's cloud kernel), driven by
+/// `virtio_pci` (which brings `virtio_pci_modern_dev` and
+/// `virtio_pci_legacy_dev`). Any of them built into a future kernel is
+/// simply not loaded.
+const GUEST_MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_blk",
+    "virtio_net",
+    "virtio_console",
+    "virtio_pci",
+];
 
 /// The init script, relative to the workspace root.
 const INIT_SCRIPT: &str = "guest-images/linux/init.sh";
