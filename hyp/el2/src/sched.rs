@@ -680,6 +680,9 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
     // neither (a hypercall, an emulated device) keeps them as they are: the
     // fast path, with no trip through the virtual GIC.
     let mut loaded = false;
+    // List registers that may be valid in the hardware: only those are
+    // read back and (with the newly used ones) written. Unknown at first.
+    let mut in_use = lrs.len();
     let next = loop {
         if !loaded {
             CPUS[cpu].refill.store(false, Ordering::Relaxed);
@@ -689,8 +692,9 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
                 forward_timers(&mut vgic, cpu, index, &state, now);
                 vgic.flush(index, lrs)
             };
-            let refill = flushed.is_ok_and(|f| f.overflow);
-            ich::load(limits, lrs, &state.cpu_if, refill);
+            let (used, refill) = flushed.map_or((lrs.len(), false), |f| (f.used, f.overflow));
+            ich::load(limits, &lrs[..used.max(in_use)], &state.cpu_if, refill);
+            in_use = used;
             // The emulated timer's deadline only while it is still ahead:
             // once passed, its line is high and stays so until the guest acts.
             let ptimer = state.ptimer.deadline().filter(|&d| d > now);
@@ -706,7 +710,7 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
 
         vcpu.exits.fetch_add(1, Ordering::Relaxed);
         if exit != Exit::Synchronous || exits::needs_interrupt_state(vm) {
-            take_back(vm, index, limits, lrs, &mut state);
+            take_back(vm, index, limits, &mut lrs[..in_use], &mut state);
             loaded = false;
         }
         let next = match exit {
@@ -736,7 +740,7 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
             break Next::Stop;
         }
         if loaded && (next != Next::Resume || CPUS[cpu].refill.load(Ordering::Relaxed)) {
-            take_back(vm, index, limits, lrs, &mut state);
+            take_back(vm, index, limits, &mut lrs[..in_use], &mut state);
             loaded = false;
         }
         let next = match next {
