@@ -46,6 +46,8 @@
 #                      pass), the INTx count, then `guest: pci-disk PASS`
 #   guest.disk-mib=<n>     MiB the disk modes write or read (default 1)
 #   guest.disk-passes=<n>  passes of disk-pci (default 1)
+#   guest.disk-stop=enter  disk-pci goes on with more passes after those
+#                      until a line is typed on the console
 #   guest.net-mib=<n>      MiB net-client sends (default 16)
 #   guest.ip=<addr/len>    eth0's IPv4 address, e.g. 10.0.0.1/24
 #   guest.peer=<addr>      the other VM's address
@@ -78,6 +80,7 @@ idle=0
 name=
 disk_mib=1
 disk_passes=1
+disk_stop=
 net_mib=16
 ip=
 peer=
@@ -92,6 +95,7 @@ for word in $(cat /proc/cmdline); do
     guest.name=*) name=${word#guest.name=} ;;
     guest.disk-mib=*) disk_mib=${word#guest.disk-mib=} ;;
     guest.disk-passes=*) disk_passes=${word#guest.disk-passes=} ;;
+    guest.disk-stop=*) disk_stop=${word#guest.disk-stop=} ;;
     guest.net-mib=*) net_mib=${word#guest.net-mib=} ;;
     guest.ip=*) ip=${word#guest.ip=} ;;
     guest.peer=*) peer=${word#guest.peer=} ;;
@@ -365,8 +369,9 @@ irq_count() {
 }
 
 # The passthrough disk: reads the host's data at its start, writes random
-# data after it, guest.disk-passes times; every read of the start must give
-# what the first did, every write must read back.
+# data after it, guest.disk-passes times (and with guest.disk-stop=enter,
+# on until a line is typed); every read of the start must give what the
+# first did, every write must read back.
 run_disk_pci() {
     disk_ready || return
     function=$(vda_pci_function)
@@ -386,10 +391,29 @@ run_disk_pci() {
     irq=$(cat "$dev/irq")
     say "pci-disk on $function ($(cat "$dev/vendor"):$(cat "$dev/device"), driver $(basename "$(readlink -f "$dev/driver")"), irq $irq)"
     bytes=$((disk_mib * 1048576))
-    say "pci-disk io start: $disk_passes pass(es) of $disk_mib MiB read and $disk_mib MiB written"
+    more=
+    case "$disk_stop" in
+    '') ;;
+    enter)
+        more=", then more until Enter is pressed"
+        # A background job's stdin is /dev/null: the console goes by fd 3.
+        rm -f /tmp/pci.stop
+        exec 3<&0
+        (
+            read -r _ <&3
+            : >/tmp/pci.stop
+        ) &
+        exec 3<&-
+        ;;
+    *)
+        say "pci-disk FAIL guest.disk-stop=$disk_stop is not enter"
+        return
+        ;;
+    esac
+    say "pci-disk io start: $disk_passes pass(es) of $disk_mib MiB read and $disk_mib MiB written$more"
     pass=1
     first=
-    while [ "$pass" -le "$disk_passes" ]; do
+    while [ "$pass" -le "$disk_passes" ] || { [ -n "$more" ] && [ ! -e /tmp/pci.stop ]; }; do
         if ! read_disk "$disk_mib" /tmp/pci.in; then
             say "pci-disk FAIL pass $pass: reading /dev/vda: $(dd_error)"
             return
@@ -420,7 +444,7 @@ run_disk_pci() {
         pass=$((pass + 1))
     done
     say "pci-disk wrote sha256=$written bytes=$bytes at=$bytes"
-    say "pci-disk io done: $disk_passes pass(es), $(irq_count "$irq") interrupt(s) on irq $irq"
+    say "pci-disk io done: $((pass - 1)) pass(es), $(irq_count "$irq") interrupt(s) on irq $irq"
     say "pci-disk PASS"
 }
 

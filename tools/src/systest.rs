@@ -122,16 +122,113 @@ const FIRST_DETACHED: &str = r#"^\[cpu\d\] INFO  vm "first": passthrough 00:08\.
 /// `passthrough_pin_limit`: `next` took 00:08.0 and the second pin.
 const NEXT_ATTACHED: &str = r#"^\[cpu\d\] INFO  vm "next": passthrough 00:08\.0 .*: attached, .* with VMID \d pinned \(2 of at most 2 pinned\)$"#;
 
+/// The passthrough disk tests: a Linux VM, `pt`, is given a virtio-blk PCI
+/// function at 00:08.0 on an image the host made ([`PT_DISK_MIB`] MiB of
+/// random data, then as much of the disk pattern), reads the random data
+/// and writes its own after it (`guest.run=disk-pci`); afterwards the host
+/// checks both in the image ([`pt_disk_image_checks`]).
+const PT_DISK_TEST: &str = "passthrough_virtio_blk_linux";
+
+/// The same I/O while 3-bit VMIDs roll over again and again.
+const PT_ROLLOVER_TEST: &str = "passthrough_linux_io_through_vmid_rollovers";
+
+/// MiB the passthrough disk tests' guest reads, and then writes after them
+/// (its `guest.disk-mib`): the image holds twice as much.
+const PT_DISK_MIB: u64 = 4;
+
+/// The passthrough disk's image in a test's scratch directory.
+const PT_DISK_IMAGE: &str = "passthrough-disk.img";
+
+/// The seed of the image's random data (any will do; fixed so the host can
+/// make the data again to check it).
+const PT_DISK_SEED: u64 = 0x5eed_d15c_0000_0007;
+
+/// `pt` read the image's random data: its SHA-256.
+const PT_DISK_READ: &str =
+    r"^\[pt\] guest: pci-disk read sha256=([0-9a-f]{64}) bytes=4194304 at=0$";
+
+/// `pt` wrote random data after it: its SHA-256.
+const PT_DISK_WROTE: &str =
+    r"^\[pt\] guest: pci-disk wrote sha256=([0-9a-f]{64}) bytes=4194304 at=4194304$";
+
+/// `pt`'s I/O begins and ends (the rollovers must come in between).
+const PT_IO_START: &str = r"^\[pt\] guest: pci-disk io start: ";
+const PT_IO_DONE: &str =
+    r"^\[pt\] guest: pci-disk io done: \d+ pass\(es\), [1-9]\d* interrupt\(s\) on irq \d+$";
+
+/// Never on the console of the passthrough disk tests: what a Linux test
+/// forbids, a hypervisor error, an SMMU fault.
+const PT_DISK_FORBID: &[&str] = &[
+    PANIC,
+    r"unexpected exception",
+    r"Kernel panic",
+    r"\bBUG:",
+    r"\bOops\b",
+    r"\] guest: .*\bFAIL\b",
+    r"\] ERROR ",
+    r"\] WARN  smmu: ",
+];
+
+/// The same, and `pt`'s VMID changing.
+const PT_ROLLOVER_FORBID: &[&str] = &[
+    PANIC,
+    r"unexpected exception",
+    r"Kernel panic",
+    r"\bBUG:",
+    r"\bOops\b",
+    r"\] guest: .*\bFAIL\b",
+    r"\bFAIL\b",
+    r"\] ERROR ",
+    r"\] WARN  smmu: ",
+    r#"vm "pt": VMID \d+ -> "#,
+];
+
+/// The console script of `passthrough_linux_io_through_vmid_rollovers`:
+/// once `pt`'s I/O has begun, `quit` for `gate` (the second VM started),
+/// after which the short VMs start; once the last of each of their six
+/// chains is freed, Enter for `pt`, which ends its I/O.
+const PT_ROLLOVER_SCRIPT: &[Step] = &[
+    Step {
+        wait_for: &[r"^\[gate\] READY", PT_IO_START],
+        send: b"\x1d2",
+    },
+    Step {
+        wait_for: &[],
+        send: b"quit\r",
+    },
+    Step {
+        wait_for: &[
+            r#"^\[cpu\d\] INFO  vm "c0v9": freed "#,
+            r#"^\[cpu\d\] INFO  vm "c1v9": freed "#,
+            r#"^\[cpu\d\] INFO  vm "c2v9": freed "#,
+            r#"^\[cpu\d\] INFO  vm "c3v9": freed "#,
+            r#"^\[cpu\d\] INFO  vm "c4v9": freed "#,
+            r#"^\[cpu\d\] INFO  vm "c5v9": freed "#,
+        ],
+        send: b"\x1d1",
+    },
+    Step {
+        wait_for: &[],
+        send: b"\r",
+    },
+];
+
+/// Rollovers `pt`'s I/O must run through in
+/// `passthrough_linux_io_through_vmid_rollovers`: dozens.
+const PT_MIN_ROLLOVERS: u64 = 24;
+
 /// The manifest of `passthrough_dma_outside_is_stopped`.
 const DMA_OUTSIDE_MANIFEST: &str = "guest-images/manifests/passthrough-dma-outside.toml";
 
 /// The console script of `passthrough_dma_outside_is_stopped`: `quit` for
-/// `canary` (the first VM, which typing goes to) once `dma` is done, so
-/// that its last check comes after every stray DMA.
+/// `canary` (the first VM, which typing goes to) once `dma` is done and
+/// the SMMU's events are being logged, so that its last check comes after
+/// every stray DMA and after the hypervisor saw them.
 const DMA_OUTSIDE_SCRIPT: &[Step] = &[Step {
     wait_for: &[
         r"^\[canary\] canary: page at IPA ",
         r"^\[dma\] DONE dma-outside: ",
+        STRAY_WRITE_ABORTED,
     ],
     send: b"quit\r",
 }];
@@ -652,6 +749,75 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         timeout: TIMEOUT,
         disk: None,
         check: Some(next_attached_after_first_detached),
+    },
+    SystemTest {
+        name: PT_DISK_TEST,
+        smp: 2,
+        profile: Profile::Debug,
+        append: None,
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/passthrough-linux.toml"),
+        input: &[],
+        expect: &[
+            &[
+                r#"^\[cpu0\] INFO  vm "pt": passthrough 00:08\.0 1af4:1042 .*: attached, stream 0x40 translated by the VM's stage 2 with VMID \d+ pinned "#,
+                r#"^\[cpu0\] INFO  vm "pt": PCI: 00:08\.0 as 00:08\.0 on its bridge \(ECAM at .*\), INTx on SPI \d+ \(INTID \d+\), hardware-linked to the host's SPI \d+$"#,
+            ],
+            &[
+                r#"^\[cpu\d\] INFO  vm "pt": passthrough 00:08\.0: BAR\d mapped at \[0x[0-9a-f]+\.\.0x[0-9a-f]+\) onto \[0x[0-9a-f]+\.\.0x[0-9a-f]+\)$"#,
+                r"^\[pt\] guest: pci-disk on 0000:00:08\.0 \(0x1af4:0x1042, driver virtio-pci, irq \d+\)$",
+            ],
+            &[PT_DISK_READ],
+            &[PT_DISK_WROTE],
+            &[
+                r"^\[pt\] guest: pci-disk io done: 1 pass\(es\), [1-9]\d* interrupt\(s\) on irq \d+$",
+            ],
+            &[r"^\[pt\] guest: pci-disk PASS$"],
+            &[
+                r#"^\[cpu\d\] INFO  vm "pt": passthrough 00:08\.0: detached: quiesced, stream 0x40 aborted, VMID \d+ unpinned; free for another VM$"#,
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: PT_DISK_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        // The hypervisor's own, at 00:02.0: without it, it would take the
+        // passthrough disk for its own. Nothing may change on it.
+        disk: Some(TestDisk {
+            size: 1 << 20,
+            may_change: &[],
+        }),
+        check: Some(pt_disk_io_checks),
+    },
+    SystemTest {
+        name: PT_ROLLOVER_TEST,
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.vmid-bits=3"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/passthrough-linux-rollover.toml"),
+        input: PT_ROLLOVER_SCRIPT,
+        expect: &[
+            &[
+                r#"^\[cpu0\] INFO  vm "pt": passthrough 00:08\.0 1af4:1042 .*: attached, .* with VMID \d pinned \(1 of at most 2 pinned\)$"#,
+            ],
+            &[PT_IO_START],
+            &[PT_DISK_READ],
+            &[PT_DISK_WROTE],
+            &[PT_IO_DONE],
+            &[r"^\[pt\] guest: pci-disk PASS$"],
+            &[r#"^\[cpu\d\] INFO  vm "pt": passthrough 00:08\.0: detached: .* VMID \d unpinned; "#],
+            &[r"^\[cpu\d\] INFO  VMID allocator: .* 0/2 pinned;"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: PT_ROLLOVER_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        disk: Some(TestDisk {
+            size: 1 << 20,
+            may_change: &[],
+        }),
+        check: Some(pt_rollover_checks),
     },
     // A device DMAs outside its VM (see the manifest): its writes are
     // aborted by the SMMU and logged naming the VM, the neighbour's canary
@@ -1354,7 +1520,9 @@ fn run_bench_smoke(kernel: PathBuf, verbose: bool) -> Result<bool> {
 /// QEMU arguments a test needs beyond its [`QemuConfig`]: the passthrough
 /// tests' functions.
 fn qemu_extra_args(test: &SystemTest) -> Result<Vec<String>> {
-    if test.name.starts_with("passthrough_") {
+    if test.name == PT_DISK_TEST || test.name == PT_ROLLOVER_TEST {
+        qemu::passthrough_args(&[passthrough_disk(test.name)?])
+    } else if test.name.starts_with("passthrough_") {
         qemu::passthrough_args(PASSTHROUGH_FUNCTIONS)
     } else {
         Ok(Vec::new())
@@ -1404,6 +1572,142 @@ fn pinned_vmid_held_through_rollovers(ran: &Ran<'_>) -> Result<Checked> {
         checks.join(", ")
     ));
     Ok(checked)
+}
+
+/// The passthrough disk tests' device: a virtio-blk PCI function on a fresh
+/// image in the test's scratch directory.
+fn passthrough_disk(test: &str) -> Result<PassthroughDevice> {
+    let path = cargo::scratch_dir(test)?.join(PT_DISK_IMAGE);
+    let mut image = pt_random_data();
+    for sector in 0..(PT_DISK_MIB << 20) / 512 {
+        image.extend_from_slice(&disk::pattern_sector(sector));
+    }
+    std::fs::write(&path, image).with_context(|| format!("writing {}", path.display()))?;
+    Ok(PassthroughDevice::VirtioBlk(path))
+}
+
+/// The random data at the start of the passthrough disk: [`PT_DISK_MIB`]
+/// MiB from xorshift64* seeded with [`PT_DISK_SEED`].
+fn pt_random_data() -> Vec<u8> {
+    let mut state = PT_DISK_SEED;
+    let mut data = Vec::with_capacity((PT_DISK_MIB << 20) as usize);
+    while data.len() < (PT_DISK_MIB << 20) as usize {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    data
+}
+
+/// `passthrough_virtio_blk_linux`: see [`pt_disk_image_checks`].
+fn pt_disk_io_checks(ran: &Ran<'_>) -> Result<Checked> {
+    pt_disk_image_checks(ran, &cargo::scratch_dir(PT_DISK_TEST)?.join(PT_DISK_IMAGE))
+}
+
+/// What `pt` read is the random data the host made (which is still at the
+/// start of the image), and what it says it wrote is in the image after it.
+fn pt_disk_image_checks(ran: &Ran<'_>, image: &Path) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let bytes = PT_DISK_MIB << 20;
+    let made = hex_sha256(&pt_random_data());
+    let kept = disk::sha256_of(image, 0, bytes)?;
+    let written = disk::sha256_of(image, bytes, bytes)?;
+    let (mut read, mut wrote) = (
+        captured(ran.log, PT_DISK_READ)?,
+        captured(ran.log, PT_DISK_WROTE)?,
+    );
+    // A line another VM's output interrupted is printed again whole.
+    read.dedup();
+    wrote.dedup();
+    match read.as_slice() {
+        [read] if *read == made && *read == kept => {}
+        _ => checked.problems.push(format!(
+            "pt read sha256 {read:?}; the host made {made}, and the image starts with {kept} now"
+        )),
+    }
+    match wrote.as_slice() {
+        [wrote] if *wrote == written => {}
+        _ => checked.problems.push(format!(
+            "pt wrote sha256 {wrote:?}; the image has {written} after the host's data"
+        )),
+    }
+    checked.notes.push(format!(
+        "passthrough disk: pt read the host's {PT_DISK_MIB} MiB (sha256 {made}); the host found the {PT_DISK_MIB} MiB pt wrote in the image (sha256 {written})"
+    ));
+    Ok(checked)
+}
+
+/// `passthrough_linux_io_through_vmid_rollovers`: the image checks, `pt`
+/// entered with the VMID it was attached with and no other, and the
+/// allocator rolled over at least [`PT_MIN_ROLLOVERS`] times between the
+/// start and the end of its I/O (as far as the self-check, which names
+/// the generation it checked, tells).
+fn pt_rollover_checks(ran: &Ran<'_>) -> Result<Checked> {
+    let image = cargo::scratch_dir(PT_ROLLOVER_TEST)?.join(PT_DISK_IMAGE);
+    let mut checked = pt_disk_image_checks(ran, &image)?;
+    let pinned = captured(
+        ran.log,
+        r#"^\[cpu\d\] INFO  vm "pt": passthrough 00:08\.0 .* with VMID (\d+) pinned"#,
+    )?;
+    let entered = captured(ran.log, r#"^\[cpu\d\] INFO  vm "pt": VMID (\d+)$"#)?;
+    match (pinned.as_slice(), entered.as_slice()) {
+        ([pinned], [entered]) if pinned == entered => {}
+        _ => checked.problems.push(format!(
+            "pt was attached with VMID {pinned:?} and entered with {entered:?}; expected one line each, the same VMID"
+        )),
+    }
+    let (before, during) = generations_around_io(ran.log)?;
+    let rollovers = during.map_or(0, |last| last.saturating_sub(before));
+    if rollovers < PT_MIN_ROLLOVERS {
+        checked.problems.push(format!(
+            "{rollovers} VMID rollover(s) during pt's I/O (self-checked generations {before} to {during:?}); expected at least {PT_MIN_ROLLOVERS}"
+        ));
+    }
+    checked.notes.push(format!(
+        "passthrough: pt kept VMID {} through {rollovers} rollovers during its I/O (generations {before} to {}), the self-check silent",
+        pinned.first().map_or("?", String::as_str),
+        during.unwrap_or(before)
+    ));
+    Ok(checked)
+}
+
+/// The VMID generation the self-check last saw before `pt`'s I/O began (1
+/// if none: no rollover yet), and the last it saw before the I/O ended
+/// (`None` if none in between).
+fn generations_around_io(log: &[String]) -> Result<(u64, Option<u64>)> {
+    let (start, done) = (Regex::new(PT_IO_START)?, Regex::new(PT_IO_DONE)?);
+    let check = Regex::new(
+        r"^\[cpu\d\] INFO  smmu self-check after VMID rollover \(generation (\d+)\): 1 live stream",
+    )?;
+    let mut before = 1;
+    let mut during = None;
+    let mut phase = 0;
+    for line in log {
+        if phase == 0 && start.is_match(line) {
+            phase = 1;
+        } else if phase == 1 && done.is_match(line) {
+            phase = 2;
+        }
+        let Some(generation) = check.captures(line).and_then(|c| c[1].parse::<u64>().ok()) else {
+            continue;
+        };
+        match phase {
+            0 => before = generation,
+            1 => during = Some(generation),
+            _ => {}
+        }
+    }
+    Ok((before, during))
+}
+
+/// The SHA-256 of `data` in lowercase hex, as `sha256sum` prints it.
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// `passthrough_pin_limit`: `next` was given 00:08.0 only after `first`
@@ -1741,6 +2045,38 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn only_rollovers_during_the_passthrough_io_count() {
+        let check = |generation: u32| {
+            format!("[cpu1] INFO  smmu self-check after VMID rollover (generation {generation}): 1 live stream(s), each with its VM's VMID")
+        };
+        let log = vec![
+            check(2),
+            "[pt] guest: pci-disk io start: 1 pass(es) of 4 MiB read and 4 MiB written".into(),
+            check(5),
+            check(30),
+            "[pt] guest: pci-disk io done: 2 pass(es), 27 interrupt(s) on irq 14".into(),
+            check(31),
+        ];
+        assert_eq!(generations_around_io(&log).unwrap(), (2, Some(30)));
+        assert_eq!(generations_around_io(&log[1..2]).unwrap(), (1, None));
+
+        // pt's VMID moving fails the test.
+        let test = test_named(PT_ROLLOVER_TEST);
+        let moved = r#"[cpu2] INFO  vm "pt": VMID 1 -> 3 (rollover)"#;
+        assert!(!feed_all(test, moved).problems().is_empty());
+    }
+
+    #[test]
+    fn the_passthrough_disk_data_is_random_and_fixed() {
+        let data = pt_random_data();
+        assert_eq!(data.len() as u64, PT_DISK_MIB << 20);
+        assert_eq!(data, pt_random_data());
+        // Not a pattern: no 8-byte word repeats among the first thousand.
+        let words: std::collections::BTreeSet<&[u8]> = data.chunks(8).take(1000).collect();
+        assert_eq!(words.len(), 1000);
     }
 
     #[test]
