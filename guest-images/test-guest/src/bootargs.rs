@@ -16,6 +16,9 @@ const DEFAULT_DMA_COUNT: u64 = 1;
 /// transfer's own 100 ms, about five a second, below the hypervisor's limit
 /// of eight logged SMMU events a second.
 const DEFAULT_DMA_GAP_MS: u64 = 100;
+/// Bytes of each stray DMA when `bytes=` is not given: the device's whole
+/// buffer.
+const DEFAULT_DMA_BYTES: u64 = 4096;
 /// Heartbeats of the DMA test after its stray DMAs when `beats=` is not
 /// given.
 const DEFAULT_BEATS: u64 = 4;
@@ -63,6 +66,8 @@ pub enum Mode {
         stride: u64,
         /// How many targets.
         count: u32,
+        /// Bytes each stray DMA writes.
+        bytes: u64,
         /// Pause after each stray DMA, in milliseconds.
         gap_ms: u64,
         /// Heartbeats (half a second apart) after the stray DMAs.
@@ -233,6 +238,7 @@ pub fn parse(bootargs: &str) -> Result<Options, BootargsError<'_>> {
                 target: hex("target", target)?,
                 stride: value(bootargs, "stride").map_or(Ok(0), |v| hex("stride", v))?,
                 count: number_u32(bootargs, "count", DEFAULT_DMA_COUNT)?,
+                bytes: number_or(bootargs, "bytes", DEFAULT_DMA_BYTES)?,
                 gap_ms: number_or(bootargs, "gap_ms", DEFAULT_DMA_GAP_MS)?,
                 beats: number_u32(bootargs, "beats", DEFAULT_BEATS)?,
             }

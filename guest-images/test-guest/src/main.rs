@@ -98,6 +98,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
             target,
             stride,
             count,
+            bytes,
             gap_ms,
             beats,
         } => modes::dma_outside::run(
@@ -106,6 +107,7 @@ extern "C" fn primary_main(dtb: u64) -> ! {
                 first: target,
                 stride,
                 count,
+                bytes,
                 gap_ms,
             },
             beats,

@@ -146,7 +146,7 @@ impl core::fmt::Display for Change {
         if self.stray > 0 {
             write!(
                 f,
-                "; {} hold the stray DMA's pattern (from the other VM's device)",
+                "; in {} of them the changed bytes are the stray DMA's (from the other VM's device)",
                 self.stray
             )?;
         }
@@ -167,8 +167,11 @@ fn check(range: Range) -> Option<Change> {
         if value == PATTERN ^ address {
             continue;
         }
-        let offset = address - range.start;
-        let stray = usize::from(value == super::dma_outside::stray_word(offset));
+        let stray = usize::from(from_stray_dma(
+            value,
+            PATTERN ^ address,
+            super::dma_outside::stray_word(address - range.start),
+        ));
         match &mut change {
             Some(change) => {
                 change.words += 1;
@@ -184,6 +187,16 @@ fn check(range: Range) -> Option<Change> {
         }
     }
     change
+}
+
+/// Whether every byte in which `value` differs from `expected` is the
+/// stray DMA's (`stray`): a stray DMA may write part of a word.
+fn from_stray_dma(value: u64, expected: u64, stray: u64) -> bool {
+    let differs = value ^ expected;
+    (0..8).all(|byte| {
+        let mask = 0xff << (8 * byte);
+        differs & mask == 0 || value & mask == stray & mask
+    })
 }
 
 /// Cleans and invalidates the range's data cache lines to the point of

@@ -7,11 +7,13 @@
 //! 1. a DMA inside its RAM, a page to the device's buffer and back into
 //!    another page, which must arrive intact: DMA works through the SMMU
 //!    with this VM's stage 2;
-//! 2. the stray DMAs: the device's buffer, filled with the stray pattern
-//!    ([`stray_word`]), is written to `count` targets (`target`, then
-//!    every `stride`), none of them this VM's (those are skipped). The
-//!    SMMU must abort each write; QEMU's device model ignores the abort,
-//!    so each transfer still ends and the guest goes on;
+//! 2. the stray DMAs: the start of the device's buffer, filled with the
+//!    stray pattern ([`stray_word`]), is written to `count` targets
+//!    (`target`, then every `stride`), `bytes` bytes each, none of them
+//!    this VM's (those are skipped). The SMMU must abort each write;
+//!    QEMU's device model ignores the abort, so each transfer still ends
+//!    and the guest goes on. (QEMU's SMMU records an event for each 4-byte
+//!    piece of an aborted write: `bytes=4` makes one event per DMA.)
 //! 3. a DMA inside its RAM again, the device's buffer into a page: the
 //!    device and its stream still work after the faults;
 //! 4. heartbeats, half a second apart, to show the VM still runs.
@@ -105,6 +107,8 @@ pub struct Targets {
     pub stride: u64,
     /// How many.
     pub count: u32,
+    /// Bytes each writes, 1 to a page.
+    pub bytes: u64,
     /// Pause after each, in milliseconds.
     pub gap_ms: u64,
 }
@@ -244,19 +248,20 @@ fn transfer(
     what: &str,
     source: u64,
     destination: u64,
+    bytes: u64,
     direction: Direction,
 ) -> Option<u64> {
     // SAFETY: Every caller passes `SOURCE` or `SINK` as this VM's side
     // (pages only this mode touches, through raw pointers, and not during
     // the transfer), or, for the stray DMAs, an address that is not this
     // VM's at all.
-    let result = unsafe { edu.transfer(source, destination, PAGE, direction, DMA_TIMEOUT_MS) };
+    let result = unsafe { edu.transfer(source, destination, bytes, direction, DMA_TIMEOUT_MS) };
     match result {
         Ok(ms) => Some(ms),
         Err(e) => {
             report::fail(
                 TEST,
-                format_args!("{what}: {PAGE} bytes {source:#x} -> {destination:#x}: {e}"),
+                format_args!("{what}: {bytes} bytes {source:#x} -> {destination:#x}: {e}"),
             );
             None
         }
@@ -274,6 +279,7 @@ fn legal_round_trip(edu: &Edu) -> bool {
         "DMA to the device",
         source,
         edu::BUFFER,
+        PAGE,
         Direction::ToDevice,
     ) else {
         return false;
@@ -283,6 +289,7 @@ fn legal_round_trip(edu: &Edu) -> bool {
         "DMA from the device",
         edu::BUFFER,
         sink,
+        PAGE,
         Direction::ToMemory,
     ) else {
         return false;
@@ -319,6 +326,7 @@ fn stray_dmas(machine: &Machine, edu: &Edu, bar: Range, targets: Targets) {
         "DMA to the device",
         SOURCE.address(),
         edu::BUFFER,
+        PAGE,
         Direction::ToDevice,
     )
     .is_none()
@@ -326,15 +334,15 @@ fn stray_dmas(machine: &Machine, edu: &Edu, bar: Range, targets: Targets) {
         return;
     }
     println!(
-        "dma-outside: {} stray DMA(s) of {PAGE} bytes from the device's buffer, to IPA {:#x} + k * {:#x}; this VM's RAM is {}, BAR0 {bar}",
-        targets.count, targets.first, targets.stride, machine.ram
+        "dma-outside: {} stray DMA(s) of {} bytes from the device's buffer, to IPA {:#x} + k * {:#x}; this VM's RAM is {}, BAR0 {bar}",
+        targets.count, targets.bytes, targets.first, targets.stride, machine.ram
     );
     let (mut finished, mut skipped) = (0u32, 0u32);
     for k in 0..targets.count {
         let Some(target) = u64::from(k)
             .checked_mul(targets.stride)
             .and_then(|offset| targets.first.checked_add(offset))
-            .filter(|target| target.checked_add(PAGE).is_some())
+            .filter(|target| target.checked_add(targets.bytes).is_some())
         else {
             report::fail(
                 TEST,
@@ -347,7 +355,7 @@ fn stray_dmas(machine: &Machine, edu: &Edu, bar: Range, targets: Targets) {
         };
         let range = Range {
             start: target,
-            end: target + PAGE,
+            end: target + targets.bytes,
         };
         if range.overlaps(&machine.ram) || range.overlaps(&bar) {
             println!("dma-outside: skipping IPA {target:#x}: this VM's own");
@@ -355,12 +363,20 @@ fn stray_dmas(machine: &Machine, edu: &Edu, bar: Range, targets: Targets) {
             continue;
         }
         let what = "stray DMA";
-        if let Some(ms) = transfer(edu, what, edu::BUFFER, target, Direction::ToMemory) {
+        if let Some(ms) = transfer(
+            edu,
+            what,
+            edu::BUFFER,
+            target,
+            targets.bytes,
+            Direction::ToMemory,
+        ) {
             finished += 1;
             println!(
-                "dma-outside: stray DMA {} of {}: {PAGE} bytes to IPA {target:#x}, not this VM's: ended after {ms} ms",
+                "dma-outside: stray DMA {} of {}: {} bytes to IPA {target:#x}, not this VM's: ended after {ms} ms",
                 k + 1,
-                targets.count
+                targets.count,
+                targets.bytes
             );
         }
         smp::wait_until(targets.gap_ms, || false);
@@ -381,6 +397,7 @@ fn still_works(edu: &Edu) {
         "DMA after the stray ones",
         edu::BUFFER,
         sink,
+        PAGE,
         Direction::ToMemory,
     ) else {
         return;
