@@ -20,6 +20,7 @@
 //! lock held. The hypervisor runs with interrupts masked at EL2, so no lock
 //! holder is ever interrupted by code taking the same lock.
 
+use crate::lock::SpinMutex;
 use addr::PhysAddr;
 use alloc::sync::{Arc, Weak};
 use arm_pl011_uart::{Interrupts, PL011Registers, Uart, UniqueMmioPointer};
@@ -28,7 +29,6 @@ use core::fmt::{self, Write};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use log::{info, LevelFilter, Log, Metadata, Record};
-use spin::mutex::SpinMutex;
 
 /// The host UART and what is printed on it.
 struct Console {

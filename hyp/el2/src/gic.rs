@@ -16,6 +16,7 @@
 //!   deactivation when the guest deactivates its hardware-linked virtual
 //!   interrupt.
 
+use crate::lock::SpinMutex;
 use crate::percpu;
 use addr::PhysAddr;
 use arm_gic::gicv3::registers::Gicd;
@@ -26,7 +27,6 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::warn;
 use platform::MAX_CPUS;
-use spin::mutex::SpinMutex;
 use spin::Once;
 use vgic::PhysIntId;
 

@@ -16,6 +16,7 @@
 //! Requests complete by polling the used ring; the function's INTx is
 //! disabled and no MSI-X vector is set up.
 
+use crate::lock::SpinMutex;
 use addr::PhysRange;
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use core::fmt;
@@ -27,7 +28,6 @@ use pci::{
     VirtioLayoutError, VirtioShadow, Window, WindowKind,
 };
 use platform::{PciSpace, Platform};
-use spin::mutex::SpinMutex;
 use spin::Once;
 use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};

@@ -8,6 +8,7 @@
 //! manifest entry says `after = "x"` is created and started when `x` stops
 //! (and never, with a log line, if `x` could not be created).
 
+use crate::lock::SpinMutex;
 use crate::sched;
 use crate::vm::{Hardware, Vm};
 use addr::PhysRange;
@@ -15,7 +16,6 @@ use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use log::{error, info, warn};
 use manifest::{Bundle, Manifest, VmSpec};
-use spin::mutex::SpinMutex;
 use spin::Once;
 
 /// The VMs started and not yet stopped.

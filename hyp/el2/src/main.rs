@@ -23,6 +23,7 @@ mod hostdisk;
 mod ich;
 mod launch;
 mod layout;
+mod lock;
 mod mmio;
 mod mmu;
 mod passthrough;

@@ -52,6 +52,7 @@
 //! detaches, which takes it).
 
 use crate::hostdisk::{EcamAccess, HostBus};
+use crate::lock::SpinMutex;
 use crate::smmu::{self, SmmuError};
 use crate::timer;
 use crate::vm::Vm;
@@ -68,7 +69,6 @@ use pci::{
     HeaderType, Register,
 };
 use smmuv3::{Event, StreamId};
-use spin::mutex::SpinMutex;
 use spin::Once;
 
 /// How often [`poll`] looks at the event queue and the allocator's

@@ -32,6 +32,7 @@
 
 use crate::gic;
 use crate::hostdisk::EcamAccess;
+use crate::lock::SpinMutex;
 use crate::mmio::MmioDevice;
 use crate::passthrough::{self, Attachment};
 use crate::vm::Vm;
@@ -44,7 +45,6 @@ use guest_boot::virt::Spi;
 use guest_boot::{GuestPci, IpaRange, PciWindows};
 use log::{info, warn};
 use pci::Bdf;
-use spin::mutex::SpinMutex;
 use vgic::{IntId, PhysIntId, Vgic};
 use vpci::{
     BarMapping, BridgeError, Effect, Effects, Ignored, Passthrough, Unmapped, VirtualBridge,

@@ -28,6 +28,7 @@
 
 use crate::exits::{self, Next};
 use crate::ich::{self, Limits};
+use crate::lock::SpinMutex;
 use crate::vcpu::{self, Exit, VcpuState};
 use crate::vm::Vm;
 use crate::{boot, cpu, gic, timer};
@@ -41,7 +42,6 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use id_alloc::{LocalTlbFlush, Vmid, VmidAllocator};
 use log::{error, info, warn};
 use platform::MAX_CPUS;
-use spin::mutex::SpinMutex;
 use spin::Once;
 use tock_registers::interfaces::{Readable, Writeable};
 use vgic::{IntId, VcpuSet, MAX_LIST_REGISTERS};

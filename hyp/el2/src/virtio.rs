@@ -16,6 +16,7 @@
 //! resets it, and nothing else is affected.
 
 use crate::hostdisk;
+use crate::lock::SpinMutex;
 use crate::mmio::{MmioDevice, MmioRegion};
 use crate::vm::Vm;
 use alloc::boxed::Box;
@@ -28,7 +29,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use guest_boot::virt::{self, Spi};
 use log::{info, warn};
 use manifest::{DiskSpec, NetSpec};
-use spin::mutex::SpinMutex;
 use spin::Once;
 use virtio_mmio::{DeviceId, DeviceInfo, Event, Features, Ignored, MmioTransport};
 use virtqueue::blk::{BlkDevice, Disk, DiskError};

@@ -5,6 +5,7 @@
 //! vCPUs; it is freed, its RAM returned to the heap, when the last of them
 //! lets go after it stopped.
 
+use crate::lock::SpinMutex;
 use crate::mmio::MmioRegion;
 use crate::passthrough::{self, Attachment};
 use crate::pcibridge::{PciBridge, PciBridgeError};
@@ -26,7 +27,6 @@ use id_alloc::{Context, Vmid};
 use log::{info, warn};
 use manifest::{Bundle, Device, VmSpec};
 use platform::MAX_CPUS;
-use spin::mutex::SpinMutex;
 use spin::Once;
 use stage2::{Stage2Config, Stage2Table};
 use vgic::{IntId, Vgic};

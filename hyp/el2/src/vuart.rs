@@ -10,6 +10,7 @@
 //! QEMU's `virt` board gives its UART.
 
 use crate::console;
+use crate::lock::SpinMutex;
 use crate::mmio::MmioDevice;
 use crate::vm::Vm;
 use alloc::collections::VecDeque;
@@ -18,7 +19,6 @@ use alloc::sync::{Arc, Weak};
 use console_mux::OutputId;
 use core::sync::atomic::{AtomicU32, Ordering};
 use log::warn;
-use spin::mutex::SpinMutex;
 use spin::Once;
 use vpl011::{Access, Ignored, Pl011, Received};
 
