@@ -48,8 +48,7 @@ const ICC_ASGI1R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 6);
 const ICC_SGI0R_EL1: SysReg = SysReg::new(3, 0, 12, 11, 7);
 
 /// A synchronous exception from the guest.
-pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
-    let esr = Esr(ESR_EL2.get());
+pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState, esr: Esr) -> Next {
     let regs = &mut state.regs;
     match esr.ec() {
         // The preferred return address of HVC is the next instruction.
@@ -88,8 +87,7 @@ pub fn synchronous(vm: &Arc<Vm>, vcpu: usize, state: &mut VcpuState) -> Next {
 /// after). Hypercalls, emulated devices other than the GIC and most system
 /// registers do not: they keep the fast path, and whatever interrupt they
 /// raise for this vCPU reaches it through [`sched::kick`].
-pub fn needs_interrupt_state(vm: &Vm) -> bool {
-    let esr = Esr(ESR_EL2.get());
+pub fn needs_interrupt_state(vm: &Vm, esr: Esr) -> bool {
     match esr.ec() {
         // PSCI calls that wait or stop come back as `Next::Wait`/`Stop`,
         // which leave the fast path anyway.

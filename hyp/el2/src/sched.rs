@@ -33,7 +33,9 @@ use crate::vcpu::{self, Exit, VcpuState};
 use crate::vm::Vm;
 use crate::{boot, cpu, gic, timer};
 use aarch64_cpu::asm::wfi;
-use aarch64_cpu::registers::{HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
+use aarch64_cpu::registers::{
+    ESR_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+};
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -43,6 +45,7 @@ use id_alloc::{LocalTlbFlush, Vmid, VmidAllocator};
 use log::{error, info, warn};
 use platform::MAX_CPUS;
 use spin::Once;
+use syndrome::Esr;
 use tock_registers::interfaces::{Readable, Writeable};
 use vgic::{IntId, VcpuSet, MAX_LIST_REGISTERS};
 use vpsci::Power;
@@ -709,13 +712,18 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
         let exit = vcpu::run(&mut state.regs);
 
         vcpu.exits.fetch_add(1, Ordering::Relaxed);
-        if exit != Exit::Synchronous || exits::needs_interrupt_state(vm) {
-            take_back(vm, index, limits, &mut lrs[..in_use], &mut state);
-            loaded = false;
-        }
         let next = match exit {
-            Exit::Synchronous => exits::synchronous(vm, index, &mut state),
+            Exit::Synchronous => {
+                let esr = Esr(ESR_EL2.get());
+                if exits::needs_interrupt_state(vm, esr) {
+                    take_back(vm, index, limits, &mut lrs[..in_use], &mut state);
+                    loaded = false;
+                }
+                exits::synchronous(vm, index, &mut state, esr)
+            }
             Exit::Irq | Exit::Fiq => {
+                take_back(vm, index, limits, &mut lrs[..in_use], &mut state);
+                loaded = false;
                 let events = service_interrupts(cpu);
                 let now = timer::now();
                 if events.tick {
@@ -773,7 +781,8 @@ fn run_vcpu(vmids: &VmidAllocator, limits: Limits, cpu: usize, vm: &Arc<Vm>, ind
 }
 
 /// Takes the list registers (and the CPU interface state) back into the
-/// virtual GIC after an exit.
+/// virtual GIC after an exit. Out of line: the fast path does without it.
+#[inline(never)]
 fn take_back(vm: &Vm, index: usize, limits: Limits, lrs: &mut [u64], state: &mut VcpuState) {
     ich::save(limits, lrs, &mut state.cpu_if);
     let mut vgic = vm.vgic.lock();
