@@ -773,20 +773,30 @@ pub fn poll() {
     }
 }
 
+/// Distinct runs of events one drain logs; the rest are counted.
+const RUNS_PER_DRAIN: usize = 16;
+
 /// Logs the SMMU's events, each with the VM its stream belongs to, at
-/// most [`EVENTS_PER_SECOND`] a second.
+/// most [`EVENTS_PER_SECOND`] lines a second. A run of events that say the
+/// same thing ([`Event::continues`]: one aborted page-sized write is an
+/// event per beat) is one line with its count.
 fn drain_events(poller: &mut Poller, now: u64) {
-    let mut events: heapless::Vec<Event, { smmu::EVENT_QUEUE_ENTRIES }> = heapless::Vec::new();
-    let mut names: heapless::Vec<Option<String>, { smmu::EVENT_QUEUE_ENTRIES }> =
-        heapless::Vec::new();
+    let mut runs: heapless::Vec<(Event, u64), RUNS_PER_DRAIN> = heapless::Vec::new();
+    let mut unlisted = 0u64;
+    let mut names: heapless::Vec<Option<String>, RUNS_PER_DRAIN> = heapless::Vec::new();
     let drained = {
         let registry = REGISTRY.lock();
         let drained = smmu::with(|smmu| {
-            smmu.drain_events(|event| {
-                let _ = events.push(event);
+            smmu.drain_events(|event| match runs.last_mut() {
+                Some((first, count)) if first.continues(&event) => *count += 1,
+                _ => {
+                    if runs.push((event, 1)).is_err() {
+                        unlisted += 1;
+                    }
+                }
             })
         });
-        for event in &events {
+        for (event, _) in &runs {
             let stream = event.stream();
             let name = registry
                 .attached
@@ -817,19 +827,33 @@ fn drain_events(poller: &mut Poller, now: u64) {
         poller.shown = 0;
         poller.suppressed = 0;
     }
-    for (event, name) in events.iter().zip(&names) {
+    poller.suppressed += unlisted;
+    for ((event, count), name) in runs.iter().zip(&names) {
         if poller.shown >= EVENTS_PER_SECOND {
-            poller.suppressed += 1;
+            poller.suppressed += *count;
             continue;
         }
         poller.shown += 1;
+        let times = Times(*count);
         match name {
-            Some(name) => warn!("smmu: vm \"{name}\": {event}"),
-            None => warn!("smmu: no VM: {event}"),
+            Some(name) => warn!("smmu: vm \"{name}\": {event}{times}"),
+            None => warn!("smmu: no VM: {event}{times}"),
         }
     }
     if lost {
         warn!("smmu: the event queue overflowed; events were lost");
+    }
+}
+
+/// " (n events)" after a run's line, nothing for a single event.
+struct Times(u64);
+
+impl fmt::Display for Times {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 | 1 => Ok(()),
+            n => write!(f, " ({n} events on that page)"),
+        }
     }
 }
 

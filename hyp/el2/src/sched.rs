@@ -443,6 +443,11 @@ fn service_interrupts(cpu: usize) -> Events {
         }
         gic::end(intid);
     }
+    if events.tick {
+        // The SMMU's events, while every CPU may be busy with vCPUs that
+        // never leave (rate-limited inside).
+        crate::passthrough::poll();
+    }
     events
 }
 

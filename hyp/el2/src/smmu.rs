@@ -73,10 +73,10 @@ const MIN_STREAM_TABLE_LOG2: u8 = 8;
 const MAX_STREAM_TABLE_LOG2: u8 = 16;
 /// Command queue: 256 entries of 16 bytes, 4 KiB.
 const CMDQ_LOG2: u8 = 8;
-/// Event queue: 128 entries of 32 bytes, 4 KiB.
-const EVENTQ_LOG2: u8 = 7;
-/// Records [`Smmu::drain_events`] hands over in one call, at most.
-pub const EVENT_QUEUE_ENTRIES: usize = 1 << EVENTQ_LOG2;
+/// Event queue: 1024 entries of 32 bytes, 32 KiB. A device's aborted
+/// write raises an event per beat (QEMU: every 4 bytes), so a stray
+/// page-sized DMA alone is 1024 of them.
+const EVENTQ_LOG2: u8 = 10;
 
 /// Bytes in a stream table entry, a command and an event record.
 const STE_BYTES: usize = 64;

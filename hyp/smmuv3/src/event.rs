@@ -415,6 +415,37 @@ impl Event {
             | Event::Other { stream, .. } => stream,
         }
     }
+
+    /// The input address the event is about, where it has one.
+    pub const fn address(&self) -> Option<u64> {
+        match *self {
+            Event::Fault(TranslationFault { address, .. })
+            | Event::UnsupportedTransaction { address, .. }
+            | Event::BadAtsRequest { address, .. }
+            | Event::TranslationForbidden { address, .. }
+            | Event::TlbConflict { address, .. }
+            | Event::PageRequest { address, .. } => Some(address),
+            _ => None,
+        }
+    }
+
+    /// Whether `next` is one more of the same: the same kind of event from
+    /// the same stream, about the same 4 KiB page if it has an address. A
+    /// device whose write the SMMU aborts raises one event per beat of the
+    /// write (QEMU: every 4 bytes), so a page-sized stray DMA is hundreds
+    /// of events that say one thing.
+    pub fn continues(&self, next: &Event) -> bool {
+        const PAGE: u64 = 0xfff;
+        let same_kind = match (self, next) {
+            (Event::Fault(a), Event::Fault(b)) => {
+                a.kind == b.kind && a.access == b.access && a.stage2 == b.stage2
+            }
+            _ => core::mem::discriminant(self) == core::mem::discriminant(next),
+        };
+        same_kind
+            && self.stream() == next.stream()
+            && self.address().map(|a| a & !PAGE) == next.address().map(|a| a & !PAGE)
+    }
 }
 
 fn substream_suffix(f: &mut fmt::Formatter<'_>, substream: Option<u32>) -> fmt::Result {
@@ -566,6 +597,27 @@ mod tests {
             "stream 0x1000000: stage-2 access flag fault on a read (instruction) (privileged) \
              at address 0xffff00001234, IPA 0x880001234, substream 0x3, stalled (STAG 0x7)"
         );
+    }
+
+    /// The beats of one aborted page-sized write are one run; another
+    /// page, another stream, a read or another kind of event are not.
+    #[test]
+    fn runs_are_one_kind_one_stream_one_page() {
+        let write =
+            |stream: u64, address: u64| Event::decode(&[0x10 | stream << 32, 1 << 39, address, 0]);
+        let first = write(0x40, 0x7000_0000);
+        assert!(first.continues(&write(0x40, 0x7000_0004)));
+        assert!(first.continues(&write(0x40, 0x7000_0ffc)));
+        assert!(!first.continues(&write(0x40, 0x7000_1000)));
+        assert!(!first.continues(&write(0x48, 0x7000_0004)));
+        let read = Event::decode(&[0x10 | 0x40 << 32, 1 << 39 | 1 << 35, 0x7000_0004, 0]);
+        assert!(!first.continues(&read));
+        let permission = Event::decode(&[0x13 | 0x40 << 32, 1 << 39, 0x7000_0004, 0]);
+        assert!(!first.continues(&permission));
+        let bad_ste = Event::decode(&[0x04 | 0x40 << 32, 0, 0, 0]);
+        assert_eq!(bad_ste.address(), None);
+        assert!(bad_ste.continues(&bad_ste));
+        assert!(!bad_ste.continues(&first));
     }
 
     #[test]
