@@ -4,7 +4,7 @@
 use crate::{bit, bits, field, StreamId};
 use addr::IntermediatePhysAddr;
 use core::fmt;
-use id_alloc::Vmid;
+use id_alloc::{Asid, Vmid};
 
 /// Opcodes (spec 4.1, Table 4.1).
 mod opcode {
@@ -12,6 +12,11 @@ mod opcode {
     pub const CFGI_STE: u8 = 0x03;
     /// CMD_CFGI_STE_RANGE; CMD_CFGI_ALL is this with Range = 31.
     pub const CFGI_STE_RANGE: u8 = 0x04;
+    pub const CFGI_CD: u8 = 0x05;
+    pub const CFGI_CD_ALL: u8 = 0x06;
+    pub const TLBI_NH_ASID: u8 = 0x11;
+    pub const TLBI_EL2_ALL: u8 = 0x20;
+    pub const TLBI_EL2_ASID: u8 = 0x21;
     pub const TLBI_S12_VMALL: u8 = 0x28;
     pub const TLBI_S2_IPA: u8 = 0x2a;
     pub const TLBI_NSNH_ALL: u8 = 0x30;
@@ -41,6 +46,41 @@ pub enum Command {
     },
     /// CMD_CFGI_ALL (spec 4.3.3): forget every cached STE and CD.
     CfgiAll,
+    /// CMD_CFGI_CD (spec 4.3.4): forget any cached copy of one CD of the
+    /// stream (and, with `leaf` = false, of the level-1 CD table
+    /// descriptor leading to it).
+    CfgiCd {
+        /// The stream.
+        stream: StreamId,
+        /// The SubstreamID (20 bits; 0 with a one-entry CD table).
+        ssid: u32,
+        /// Only the CD itself.
+        leaf: bool,
+    },
+    /// CMD_CFGI_CD_ALL (spec 4.3.5): forget every cached CD of the stream.
+    CfgiCdAll {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// CMD_TLBI_NH_ASID (spec 4.4.2): invalidate the Non-secure EL1&0
+    /// stage-1 TLB entries tagged with the ASID and the VMID (stage-1-only
+    /// entries are tagged with their STE's S2VMID).
+    TlbiNhAsid {
+        /// The VMID.
+        vmid: Vmid,
+        /// The ASID.
+        asid: Asid,
+    },
+    /// CMD_TLBI_EL2_ALL (spec 4.4.6): invalidate every EL2 and EL2-E2H
+    /// TLB entry.
+    TlbiEl2All,
+    /// CMD_TLBI_EL2_ASID (spec 4.4.7): invalidate the EL2-E2H TLB entries
+    /// tagged with the ASID. QEMU (up to at least 10.1) accepts it and
+    /// does nothing, having no EL2 StreamWorld.
+    TlbiEl2Asid {
+        /// The ASID.
+        asid: Asid,
+    },
     /// CMD_TLBI_S12_VMALL (spec 4.4.10): invalidate every TLB entry tagged
     /// with the VMID, stage 1 and stage 2.
     TlbiS12Vmall {
@@ -74,6 +114,11 @@ impl Command {
             Self::PrefetchConfig { .. } => opcode::PREFETCH_CONFIG,
             Self::CfgiSte { .. } => opcode::CFGI_STE,
             Self::CfgiAll => opcode::CFGI_STE_RANGE,
+            Self::CfgiCd { .. } => opcode::CFGI_CD,
+            Self::CfgiCdAll { .. } => opcode::CFGI_CD_ALL,
+            Self::TlbiNhAsid { .. } => opcode::TLBI_NH_ASID,
+            Self::TlbiEl2All => opcode::TLBI_EL2_ALL,
+            Self::TlbiEl2Asid { .. } => opcode::TLBI_EL2_ASID,
             Self::TlbiS12Vmall { .. } => opcode::TLBI_S12_VMALL,
             Self::TlbiS2Ipa { .. } => opcode::TLBI_S2_IPA,
             Self::TlbiNsnhAll => opcode::TLBI_NSNH_ALL,
@@ -89,6 +134,18 @@ impl Command {
             Self::PrefetchConfig { stream } => [op | field(stream.0 as u64, 63, 32), 0],
             Self::CfgiSte { stream, leaf } => [op | field(stream.0 as u64, 63, 32), leaf as u64],
             Self::CfgiAll => [op, RANGE_ALL],
+            // SSec (bit 10) 0: Non-secure.
+            Self::CfgiCd { stream, ssid, leaf } => [
+                op | field(ssid as u64, 31, 12) | field(stream.0 as u64, 63, 32),
+                leaf as u64,
+            ],
+            Self::CfgiCdAll { stream } => [op | field(stream.0 as u64, 63, 32), 0],
+            Self::TlbiNhAsid { vmid, asid } => [
+                op | field(vmid.get() as u64, 47, 32) | field(asid.get() as u64, 63, 48),
+                0,
+            ],
+            Self::TlbiEl2All => [op, 0],
+            Self::TlbiEl2Asid { asid } => [op | field(asid.get() as u64, 63, 48), 0],
             Self::TlbiS12Vmall { vmid } => [op | field(vmid.get() as u64, 47, 32), 0],
             Self::TlbiS2Ipa { vmid, ipa, leaf } => [
                 // NUM and SCALE 0 and TG 0: one address, not a range.
@@ -109,6 +166,7 @@ impl Command {
         // 32 and 16 bits: the casts are lossless.
         let stream = StreamId(bits(w0, 63, 32) as u32);
         let vmid = Vmid::new(bits(w0, 47, 32) as u16);
+        let asid = Asid::new(bits(w0, 63, 48) as u16);
         Some(match bits(w0, 7, 0) as u8 {
             opcode::PREFETCH_CONFIG => Self::PrefetchConfig { stream },
             opcode::CFGI_STE => Self::CfgiSte {
@@ -116,6 +174,16 @@ impl Command {
                 leaf: bit(w1, 0),
             },
             opcode::CFGI_STE_RANGE if bits(w1, 4, 0) == RANGE_ALL => Self::CfgiAll,
+            opcode::CFGI_CD => Self::CfgiCd {
+                stream,
+                // 20 bits: the cast is lossless.
+                ssid: bits(w0, 31, 12) as u32,
+                leaf: bit(w1, 0),
+            },
+            opcode::CFGI_CD_ALL => Self::CfgiCdAll { stream },
+            opcode::TLBI_NH_ASID => Self::TlbiNhAsid { vmid, asid },
+            opcode::TLBI_EL2_ALL => Self::TlbiEl2All,
+            opcode::TLBI_EL2_ASID => Self::TlbiEl2Asid { asid },
             opcode::TLBI_S12_VMALL => Self::TlbiS12Vmall { vmid },
             opcode::TLBI_S2_IPA => Self::TlbiS2Ipa {
                 vmid,
@@ -135,17 +203,17 @@ impl Command {
             0x02 => "CMD_PREFETCH_ADDR",
             opcode::CFGI_STE => "CMD_CFGI_STE",
             opcode::CFGI_STE_RANGE => "CMD_CFGI_STE_RANGE",
-            0x05 => "CMD_CFGI_CD",
-            0x06 => "CMD_CFGI_CD_ALL",
+            opcode::CFGI_CD => "CMD_CFGI_CD",
+            opcode::CFGI_CD_ALL => "CMD_CFGI_CD_ALL",
             0x07 => "CMD_CFGI_VMS_PIDM",
             0x10 => "CMD_TLBI_NH_ALL",
-            0x11 => "CMD_TLBI_NH_ASID",
+            opcode::TLBI_NH_ASID => "CMD_TLBI_NH_ASID",
             0x12 => "CMD_TLBI_NH_VA",
             0x13 => "CMD_TLBI_NH_VAA",
             0x18 => "CMD_TLBI_EL3_ALL",
             0x1a => "CMD_TLBI_EL3_VA",
-            0x20 => "CMD_TLBI_EL2_ALL",
-            0x21 => "CMD_TLBI_EL2_ASID",
+            opcode::TLBI_EL2_ALL => "CMD_TLBI_EL2_ALL",
+            opcode::TLBI_EL2_ASID => "CMD_TLBI_EL2_ASID",
             0x22 => "CMD_TLBI_EL2_VA",
             0x23 => "CMD_TLBI_EL2_VAA",
             opcode::TLBI_S12_VMALL => "CMD_TLBI_S12_VMALL",
@@ -170,13 +238,21 @@ impl fmt::Display for Command {
                 write!(f, " stream {stream}{}", if *leaf { " leaf" } else { "" })
             }
             Self::CfgiAll => write!(f, " (all)"),
+            Self::CfgiCd { stream, ssid, leaf } => write!(
+                f,
+                " stream {stream} SSID {ssid:#x}{}",
+                if *leaf { " leaf" } else { "" }
+            ),
+            Self::CfgiCdAll { stream } => write!(f, " stream {stream}"),
+            Self::TlbiNhAsid { vmid, asid } => write!(f, " VMID {vmid} ASID {asid}"),
+            Self::TlbiEl2Asid { asid } => write!(f, " ASID {asid}"),
             Self::TlbiS12Vmall { vmid } => write!(f, " VMID {vmid}"),
             Self::TlbiS2Ipa { vmid, ipa, leaf } => write!(
                 f,
                 " VMID {vmid} IPA {ipa}{}",
                 if *leaf { " leaf" } else { "" }
             ),
-            Self::TlbiNsnhAll | Self::Sync => Ok(()),
+            Self::TlbiNsnhAll | Self::TlbiEl2All | Self::Sync => Ok(()),
         }
     }
 }
@@ -271,6 +347,71 @@ mod tests {
             0x000f_0000_0000_1000
         );
         assert_eq!(Command::TlbiNsnhAll.encode(), [0x30, 0]);
+        // CMD_CFGI_CD 0x05: SSID [31:12], StreamID [63:32]; Leaf word 1
+        // bit 0.
+        assert_eq!(
+            Command::CfgiCd {
+                stream: StreamId(0x40),
+                ssid: 0,
+                leaf: true
+            }
+            .encode(),
+            [0x0000_0040_0000_0005, 1]
+        );
+        assert_eq!(
+            Command::CfgiCd {
+                stream: StreamId(0x40),
+                ssid: 0xabcde,
+                leaf: false
+            }
+            .encode(),
+            [0x0000_0040_abcd_e005, 0]
+        );
+        // An SSID wider than 20 bits is cut, never spilling into the
+        // StreamID.
+        assert_eq!(
+            Command::CfgiCd {
+                stream: StreamId(0),
+                ssid: 0xfff_ffff,
+                leaf: false
+            }
+            .encode()[0],
+            0xffff_f005
+        );
+        // CMD_CFGI_CD_ALL 0x06: StreamID [63:32].
+        assert_eq!(
+            Command::CfgiCdAll {
+                stream: StreamId(0x40)
+            }
+            .encode(),
+            [0x0000_0040_0000_0006, 0]
+        );
+        // CMD_TLBI_NH_ASID 0x11: VMID [47:32], ASID [63:48].
+        assert_eq!(
+            Command::TlbiNhAsid {
+                vmid: Vmid::new(0),
+                asid: Asid::new(0xbeef)
+            }
+            .encode(),
+            [0xbeef_0000_0000_0011, 0]
+        );
+        assert_eq!(
+            Command::TlbiNhAsid {
+                vmid: Vmid::new(0x12),
+                asid: Asid::new(3)
+            }
+            .encode(),
+            [0x0003_0012_0000_0011, 0]
+        );
+        // CMD_TLBI_EL2_ALL 0x20; CMD_TLBI_EL2_ASID 0x21, ASID [63:48].
+        assert_eq!(Command::TlbiEl2All.encode(), [0x20, 0]);
+        assert_eq!(
+            Command::TlbiEl2Asid {
+                asid: Asid::new(0xbeef)
+            }
+            .encode(),
+            [0xbeef_0000_0000_0021, 0]
+        );
         // CMD_SYNC 0x46, CS 0 (SIG_NONE): nothing else set.
         assert_eq!(Command::Sync.encode(), [0x46, 0]);
         assert_eq!(
@@ -301,11 +442,27 @@ mod tests {
             },
             Command::TlbiNsnhAll,
             Command::Sync,
+            Command::CfgiCd {
+                stream: StreamId(0x41),
+                ssid: 0x12345,
+                leaf: true,
+            },
+            Command::CfgiCdAll {
+                stream: StreamId(0x41),
+            },
+            Command::TlbiNhAsid {
+                vmid: Vmid::new(7),
+                asid: Asid::new(0x1234),
+            },
+            Command::TlbiEl2All,
+            Command::TlbiEl2Asid {
+                asid: Asid::new(0xff),
+            },
         ];
         for command in all {
             assert_eq!(Command::decode(command.encode()), Some(command));
         }
-        assert_eq!(Command::decode([0x05, 0]), None);
+        assert_eq!(Command::decode([0x07, 0]), None);
         // CFGI_STE_RANGE with another range is not CFGI_ALL.
         assert_eq!(Command::decode([0x04, 3]), None);
     }
@@ -322,6 +479,28 @@ mod tests {
             "CMD_TLBI_S2_IPA VMID 0x2 IPA 0x80000000 leaf"
         );
         assert_eq!(Command::Sync.to_string(), "CMD_SYNC");
+        assert_eq!(
+            Command::CfgiCd {
+                stream: StreamId(0x40),
+                ssid: 0,
+                leaf: true
+            }
+            .to_string(),
+            "CMD_CFGI_CD stream 0x40 SSID 0x0 leaf"
+        );
+        assert_eq!(
+            Command::TlbiEl2Asid { asid: Asid::new(5) }.to_string(),
+            "CMD_TLBI_EL2_ASID ASID 0x5"
+        );
+        assert_eq!(
+            Command::TlbiNhAsid {
+                vmid: Vmid::new(0),
+                asid: Asid::new(5)
+            }
+            .to_string(),
+            "CMD_TLBI_NH_ASID VMID 0x0 ASID 0x5"
+        );
+        assert_eq!(Command::TlbiEl2All.to_string(), "CMD_TLBI_EL2_ALL");
         assert_eq!(Command::name(0x45), "CMD_STALL_TERM");
         assert_eq!(Command::name(0xff), "an unknown command");
     }

@@ -149,6 +149,11 @@ pub struct Features {
     pub vmid16: bool,
     /// IDR0.BTM: the SMMU can take part in broadcast TLB maintenance.
     pub broadcast_tlb: bool,
+    /// IDR0.HYP: the EL2 StreamWorld (STE.STRW = EL2, and with
+    /// SMMU_CR2.E2H the EL2&0 regime whose TLB entries carry ASIDs).
+    pub hyp: bool,
+    /// IDR0.ASID16: ASIDs are 16 bits (otherwise 8).
+    pub asid16: bool,
     /// IDR0.TTENDIAN allows little-endian tables.
     pub little_endian_tables: bool,
     /// IDR0.ST_LEVEL: two-level stream tables (linear ones always work).
@@ -205,6 +210,8 @@ impl Features {
             coherent: idr0.is_set(IDR0::COHACC),
             vmid16: idr0.is_set(IDR0::VMID16),
             broadcast_tlb: idr0.is_set(IDR0::BTM),
+            hyp: idr0.is_set(IDR0::HYP),
+            asid16: idr0.is_set(IDR0::ASID16),
             little_endian_tables: matches!(
                 idr0.read_as_enum(IDR0::TTENDIAN),
                 Some(IDR0::TTENDIAN::Value::Mixed | IDR0::TTENDIAN::Value::Little)
@@ -245,6 +252,15 @@ impl Features {
         }
     }
 
+    /// The largest ASID a context descriptor can hold.
+    pub const fn max_asid(&self) -> u16 {
+        if self.asid16 {
+            u16::MAX
+        } else {
+            u8::MAX as u16
+        }
+    }
+
     /// The largest VMID an STE can hold.
     pub const fn max_vmid(&self) -> u16 {
         if self.vmid16 {
@@ -266,6 +282,22 @@ pub(crate) mod tests {
         Features::from_id_registers(0x0d44_1019, 0x0273_0010, 0x1404, 0x74).unwrap()
     }
 
+    /// IDR0 0x0d44101b: QEMU 10's `virt` SMMU as the board makes it
+    /// (`stage=nested`): [`qemu`] plus S1P. No HYP: QEMU has no EL2
+    /// StreamWorld.
+    pub(crate) fn qemu_nested() -> Features {
+        Features::from_id_registers(0x0d44_101b, 0x0273_0010, 0x1404, 0x74).unwrap()
+    }
+
+    #[test]
+    fn qemu_nested_smmu_decodes() {
+        let f = qemu_nested();
+        assert!(f.stage1 && f.stage2 && f.asid16 && !f.hyp);
+        // IDR0.HYP is bit 9.
+        let hyp = Features::from_id_registers(0x0d44_101b | 1 << 9, 0, 0, 0x74).unwrap();
+        assert!(hyp.hyp);
+    }
+
     #[test]
     fn qemu_stage2_smmu_decodes() {
         let f = qemu();
@@ -273,7 +305,9 @@ pub(crate) mod tests {
         assert!(f.aarch64_tables && !f.aarch32_tables);
         assert!(f.coherent && f.vmid16 && f.little_endian_tables);
         assert!(f.two_level_stream_table);
-        assert!(!f.broadcast_tlb);
+        assert!(!f.broadcast_tlb && !f.hyp);
+        assert!(f.asid16);
+        assert_eq!(f.max_asid(), 0xffff);
         assert_eq!(f.stream_id_bits, 16);
         assert_eq!((f.cmdq_max_log2, f.eventq_max_log2), (19, 19));
         assert!(!f.tables_preset && !f.queues_preset);
@@ -290,6 +324,8 @@ pub(crate) mod tests {
         assert!(!f.stage1 && !f.stage2 && !f.aarch64_tables && !f.coherent);
         assert_eq!(f.oas, AddressSize::Bits32);
         assert_eq!(f.max_vmid(), 0xff);
+        assert_eq!(f.max_asid(), 0xff);
+        assert!(!f.hyp && !f.asid16);
         assert!(!f.supports_granule(Granule::K4));
     }
 

@@ -12,6 +12,13 @@
 //!   the three configurations this hypervisor uses: abort, bypass, and
 //!   stage 2 only, whose translation parameters come from the same VTCR_EL2
 //!   value the CPU uses ([`S2Vtcr`]).
+//! - [`Cd`]: the 64-byte Context Descriptor (spec 5.4) for a stream's
+//!   stage-1 translation with a task's table and ASID, from the same TCR
+//!   value the CPU uses ([`S1Tcr`]); [`Ste::stage1`] points a stream at a
+//!   one-entry CD table in a [`StreamWorld`].
+//! - [`cd_update_sequence`]: binding, unbinding and changing a live CD,
+//!   with the ASID invalidations that keep the SMMU's TLB from holding
+//!   another context's translations under an ASID.
 //! - [`ste_update_sequence`]: the order of 64-bit writes and invalidations
 //!   that changes a live entry without the SMMU ever using half of one and
 //!   half of another (spec 3.21.3).
@@ -28,6 +35,8 @@
 #![no_std]
 #![deny(missing_docs)]
 
+mod cd;
+mod cd_update;
 mod command;
 mod event;
 mod features;
@@ -36,11 +45,13 @@ pub mod regs;
 mod ste;
 mod update;
 
+pub use cd::{Cd, CdError, S1Tcr, Stage1Context, CD_BYTES, CD_WORDS};
+pub use cd_update::{cd_update_sequence, CdStep, MAX_CD_UPDATE_STEPS};
 pub use command::{Command, CommandError};
 pub use event::{Access, Event, FaultClass, FaultKind, TranslationFault};
 pub use features::{AddressSize, Features, FeaturesError, Granule};
 pub use queue::{QueueError, Ring};
-pub use ste::{S2Vtcr, Stage2Entry, Ste, SteError, SteKind, STE_WORDS};
+pub use ste::{S2Vtcr, Stage1Entry, Stage2Entry, Ste, SteError, SteKind, StreamWorld, STE_WORDS};
 pub use update::{ste_update_sequence, StepWrite, MAX_UPDATE_STEPS};
 
 use core::fmt;

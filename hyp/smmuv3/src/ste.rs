@@ -19,7 +19,25 @@
 //! | 2 | 57 | S2S | 0: faults terminate, never stall |
 //! | 2 | 58 | S2R | see [`Stage2Entry::with_record_faults`] |
 //! | 3 | 51:4 | S2TTB | the stage-2 root table's physical address |
+//!
+//! Stage-1 entries ([`Ste::stage1`], for shared virtual addressing: a
+//! device using a task's address space through its context descriptor,
+//! see [`crate::Cd`]) add:
+//!
+//! | word | bits | field | use here |
+//! |---|---|---|---|
+//! | 0 | 3:1 | Config | 0b101 stage 1 only, 0b111 stage 1 then stage 2 |
+//! | 0 | 5:4 | S1Fmt | 0b00: a linear CD table |
+//! | 0 | 51:6 | S1ContextPtr | the CD table's physical address |
+//! | 0 | 63:59 | S1CDMax | 0: one CD, no SubstreamIDs |
+//! | 1 | 1:0 | S1DSS | 0 (only used with SubstreamIDs) |
+//! | 1 | 3:2, 5:4 | S1CIR, S1COR | 0b01: CD fetches write-back, read/write-allocate |
+//! | 1 | 7:6 | S1CSH | 0b11: CD fetches inner shareable |
+//! | 1 | 27 | S1STALLD | 0 (no stalls are ever configured) |
+//! | 1 | 31:30 | STRW | see [`StreamWorld`] |
+//! | 2 | 15:0 | S2VMID | 0 for stage-1-only NS-EL1 entries: the TLB tag the CMD_TLBI_NH_* commands name |
 
+use crate::cd::CD_BYTES;
 use crate::features::{Features, Granule};
 use crate::{bit, bits, field};
 use addr::PhysAddr;
@@ -40,6 +58,11 @@ const CONFIG_NESTED: u64 = 0b111;
 const W0_V: u64 = 1;
 /// Word 1: SHCFG = 0b01, "use incoming shareability".
 const W1_SHCFG_INCOMING: u64 = field(0b01, 45, 44);
+/// Word 1 stage-1 fields: CD fetches write-back read/write-allocate
+/// (0b01) and inner shareable (0b11), as the CD table is mapped.
+const W1_S1_CD_ATTRS: u64 = field(0b01, 3, 2) | field(0b01, 5, 4) | field(0b11, 7, 6);
+/// Word 1: STRW, bits \[31:30\].
+const W1_STRW: (u32, u32) = (31, 30);
 /// Word 2 single bits.
 const W2_S2AA64: u32 = 51;
 const W2_S2PTW: u32 = 54;
@@ -104,6 +127,43 @@ impl Ste {
         words[2] = w2;
         words[3] = entry.root.get() & S2TTB_MASK;
         Ste(words)
+    }
+
+    /// V = 1, Config = stage 1 (or stage 1 then 2 for a nested entry): the
+    /// stream's addresses are virtual addresses of the context in the
+    /// one-entry CD table `entry` names.
+    pub const fn stage1(entry: &Stage1Entry) -> Ste {
+        let mut words = match &entry.stage2 {
+            Some(s2) => Ste::stage2(s2).0,
+            None => [0; STE_WORDS],
+        };
+        let config = if entry.stage2.is_some() {
+            CONFIG_NESTED
+        } else {
+            CONFIG_STAGE1
+        };
+        // S1Fmt 0 (linear) and S1CDMax 0 (one CD): nothing to set.
+        words[0] = W0_V | field(config, 3, 1) | (entry.cd_table.get() & S1_CONTEXT_PTR_MASK);
+        // Stage 2's SHCFG only applies to streams that bypass stage 1.
+        words[1] = W1_S1_CD_ATTRS | field(entry.world.strw(), W1_STRW.0, W1_STRW.1);
+        Ste(words)
+    }
+
+    /// STE.S1ContextPtr: the CD table (meaningful for stage-1 and nested
+    /// entries).
+    pub const fn context_pointer(&self) -> PhysAddr {
+        PhysAddr(self.0[0] & S1_CONTEXT_PTR_MASK)
+    }
+
+    /// STE.STRW, or `None` for a reserved value.
+    pub const fn stream_world(&self) -> Option<StreamWorld> {
+        StreamWorld::from_strw(bits(self.0[1], W1_STRW.0, W1_STRW.1))
+    }
+
+    /// STE.S1CDMax: log2 of the CDs in the table (0 for one).
+    pub const fn s1_cd_max(&self) -> u8 {
+        // 5 bits: the cast is lossless.
+        bits(self.0[0], 63, 59) as u8
     }
 
     /// The entry from its words, as read from the stream table.
@@ -177,6 +237,123 @@ impl Ste {
 
 /// STE.S2TTB: bits \[51:4\] of word 3.
 const S2TTB_MASK: u64 = field(u64::MAX, 51, 4);
+/// STE.S1ContextPtr: bits \[51:6\] of word 0.
+const S1_CONTEXT_PTR_MASK: u64 = field(u64::MAX, 51, 6);
+
+/// STE.STRW, the StreamWorld (spec 5.2): which translation regime a
+/// stage-1 stream's translations belong to, hence which TLB invalidation
+/// commands reach them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamWorld {
+    /// 0b00, Non-secure EL1&0: TLB entries tagged with the ASID and the
+    /// STE's S2VMID, invalidated by CMD_TLBI_NH_ASID / CMD_TLBI_NH_ALL.
+    /// The only world with stage 2, and the one every SMMU implements.
+    NsEl1,
+    /// 0b10, EL2 with SMMU_CR2.E2H = 1: the EL2&0 regime of a VHE host,
+    /// whose TLB entries carry ASIDs exactly like the CPU's, invalidated by
+    /// CMD_TLBI_EL2_ASID / CMD_TLBI_EL2_ALL. Needs SMMU_IDR0.HYP; never
+    /// with stage 2.
+    El2E2h,
+}
+
+impl StreamWorld {
+    /// The STRW encoding.
+    pub const fn strw(self) -> u64 {
+        match self {
+            Self::NsEl1 => 0b00,
+            Self::El2E2h => 0b10,
+        }
+    }
+
+    /// Decodes STRW; `None` for the values this crate never writes (0b01
+    /// EL3, 0b11 Secure EL2).
+    pub const fn from_strw(raw: u64) -> Option<StreamWorld> {
+        match raw {
+            0b00 => Some(Self::NsEl1),
+            0b10 => Some(Self::El2E2h),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StreamWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NsEl1 => "NS-EL1",
+            Self::El2E2h => "EL2-E2H",
+        })
+    }
+}
+
+/// A checked stage-1 configuration for one stream: everything
+/// [`Ste::stage1`] encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stage1Entry {
+    cd_table: PhysAddr,
+    world: StreamWorld,
+    stage2: Option<Stage2Entry>,
+}
+
+impl Stage1Entry {
+    /// A stage-1-only entry whose one CD is at `cd_table`, in `world`.
+    ///
+    /// # Errors
+    ///
+    /// [`SteError::NoStage1`], [`SteError::NoHyp`] (EL2 world without
+    /// SMMU_IDR0.HYP), [`SteError::CdTableMisaligned`],
+    /// [`SteError::CdTableBeyondOutputSize`].
+    pub fn new(
+        cd_table: PhysAddr,
+        world: StreamWorld,
+        features: &Features,
+    ) -> Result<Stage1Entry, SteError> {
+        if !features.stage1 {
+            return Err(SteError::NoStage1);
+        }
+        if world == StreamWorld::El2E2h && !features.hyp {
+            return Err(SteError::NoHyp);
+        }
+        if !cd_table.is_aligned(CD_BYTES as u64) {
+            return Err(SteError::CdTableMisaligned(cd_table));
+        }
+        let bits = features.oas.bits();
+        if cd_table.get() >> bits != 0 {
+            return Err(SteError::CdTableBeyondOutputSize { cd_table, bits });
+        }
+        Ok(Stage1Entry {
+            cd_table,
+            world,
+            stage2: None,
+        })
+    }
+
+    /// A nested entry: the CD's translation, then `stage2`'s (the CD table
+    /// and the stage-1 tables are then IPAs of that VM). Always the NS-EL1
+    /// world, the only one with stage 2.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Stage1Entry::new`].
+    pub fn nested(
+        cd_table: PhysAddr,
+        stage2: Stage2Entry,
+        features: &Features,
+    ) -> Result<Stage1Entry, SteError> {
+        let mut entry = Stage1Entry::new(cd_table, StreamWorld::NsEl1, features)?;
+        entry.stage2 = Some(stage2);
+        Ok(entry)
+    }
+
+    /// The CD table.
+    pub const fn cd_table(&self) -> PhysAddr {
+        self.cd_table
+    }
+
+    /// The StreamWorld.
+    pub const fn world(&self) -> StreamWorld {
+        self.world
+    }
+}
 
 /// What a Stream Table Entry does with its stream's transactions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +364,7 @@ pub enum SteKind {
     Abort,
     /// Passed through untranslated.
     Bypass,
-    /// Stage 1 only (not written by this crate).
+    /// Stage 1 only ([`Ste::stage1`]).
     Stage1,
     /// Stage 2 only.
     Stage2 {
@@ -196,7 +373,7 @@ pub enum SteKind {
         /// STE.S2TTB.
         root: PhysAddr,
     },
-    /// Stage 1 then stage 2 (not written by this crate).
+    /// Stage 1 then stage 2 ([`Ste::stage1`] with [`Stage1Entry::nested`]).
     Nested,
     /// A reserved Config value (0b001 to 0b011): C_BAD_STE.
     Reserved(u8),
@@ -216,9 +393,22 @@ impl fmt::Display for SteKind {
     }
 }
 
-/// Why a stage-2 entry could not be built.
+/// Why a stage-2 or stage-1 entry could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SteError {
+    /// The SMMU has no stage-1 translation (SMMU_IDR0.S1P = 0).
+    NoStage1,
+    /// The SMMU has no EL2 StreamWorld (SMMU_IDR0.HYP = 0).
+    NoHyp,
+    /// The CD table is not aligned to 64 bytes.
+    CdTableMisaligned(PhysAddr),
+    /// The CD table lies above the SMMU's output size.
+    CdTableBeyondOutputSize {
+        /// The address.
+        cd_table: PhysAddr,
+        /// Bits of output address.
+        bits: u8,
+    },
     /// The SMMU has no stage-2 translation (SMMU_IDR0.S2P = 0).
     NoStage2,
     /// The SMMU cannot walk AArch64 tables (SMMU_IDR0.TTF).
@@ -281,6 +471,15 @@ pub enum SteError {
 impl fmt::Display for SteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::NoStage1 => write!(f, "the SMMU has no stage-1 translation"),
+            Self::NoHyp => write!(f, "the SMMU has no EL2 stream world (SMMU_IDR0.HYP = 0)"),
+            Self::CdTableMisaligned(at) => {
+                write!(f, "CD table at {at} is not aligned to 64 bytes")
+            }
+            Self::CdTableBeyondOutputSize { cd_table, bits } => write!(
+                f,
+                "CD table at {cd_table} is beyond the SMMU's {bits}-bit output size"
+            ),
             Self::NoStage2 => write!(f, "the SMMU has no stage-2 translation"),
             Self::NoAArch64Tables => write!(f, "the SMMU cannot walk AArch64 tables"),
             Self::NoLittleEndianTables => write!(f, "the SMMU cannot walk little-endian tables"),
@@ -859,6 +1058,79 @@ mod tests {
                 root: PhysAddr(1 << 44),
                 bits: 44
             })
+        );
+    }
+
+    #[test]
+    fn stage1_entry_encodes_every_word() {
+        let f = crate::features::tests::qemu_nested();
+        let entry = Stage1Entry::new(PhysAddr(0x4567_8040), StreamWorld::NsEl1, &f).unwrap();
+        let ste = Ste::stage1(&entry);
+        // Word 0: V | Config 0b101 << 1 = 0xb, S1Fmt 0, S1ContextPtr
+        // 0x4567_8040 (bits [51:6]), S1CDMax 0. Word 1: S1CIR 0b01 << 2,
+        // S1COR 0b01 << 4, S1CSH 0b11 << 6 = 0xd4, STRW 0. Word 2: S2VMID 0.
+        assert_eq!(ste.words(), [0x4567_804b, 0xd4, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(ste.kind(), SteKind::Stage1);
+        assert!(!ste.terminates());
+        assert_eq!(ste.context_pointer(), PhysAddr(0x4567_8040));
+        assert_eq!(ste.stream_world(), Some(StreamWorld::NsEl1));
+        assert_eq!(ste.s1_cd_max(), 0);
+        // EL2-E2H: STRW 0b10 << 30.
+        let mut hyp = f;
+        hyp.hyp = true;
+        let el2 = Stage1Entry::new(PhysAddr(0x4567_8040), StreamWorld::El2E2h, &hyp).unwrap();
+        let ste = Ste::stage1(&el2);
+        assert_eq!(ste.words()[1], 0x8000_00d4);
+        assert_eq!(ste.stream_world(), Some(StreamWorld::El2E2h));
+        assert_eq!(el2.world(), StreamWorld::El2E2h);
+        assert_eq!(el2.cd_table(), PhysAddr(0x4567_8040));
+    }
+
+    #[test]
+    fn nested_entries_keep_the_stage2_words() {
+        let f = crate::features::tests::qemu_nested();
+        let s2 = Stage2Entry::new(Vmid::new(0x1234), PhysAddr(0x4123_4000), VTCR_39, &f).unwrap();
+        let nested = Stage1Entry::nested(PhysAddr(0x4000_0040), s2, &f).unwrap();
+        let ste = Ste::stage1(&nested);
+        let plain = Ste::stage2(&s2);
+        // V | Config 0b111 << 1 = 0xf.
+        assert_eq!(ste.words()[0], 0x4000_004f);
+        assert_eq!(ste.words()[1], 0xd4);
+        assert_eq!(ste.words()[2..], plain.words()[2..]);
+        assert_eq!(ste.kind(), SteKind::Nested);
+        assert_eq!(nested.world(), StreamWorld::NsEl1);
+    }
+
+    #[test]
+    fn stage1_entries_check_the_smmu_and_the_cd_table() {
+        let f = crate::features::tests::qemu_nested();
+        let at = PhysAddr(0x4000_0000);
+        assert_eq!(
+            Stage1Entry::new(at, StreamWorld::NsEl1, &qemu()),
+            Err(SteError::NoStage1)
+        );
+        // QEMU has no EL2 StreamWorld.
+        assert_eq!(
+            Stage1Entry::new(at, StreamWorld::El2E2h, &f),
+            Err(SteError::NoHyp)
+        );
+        assert_eq!(
+            Stage1Entry::new(PhysAddr(0x4000_0020), StreamWorld::NsEl1, &f),
+            Err(SteError::CdTableMisaligned(PhysAddr(0x4000_0020)))
+        );
+        assert_eq!(
+            Stage1Entry::new(PhysAddr(1 << 44), StreamWorld::NsEl1, &f),
+            Err(SteError::CdTableBeyondOutputSize {
+                cd_table: PhysAddr(1 << 44),
+                bits: 44
+            })
+        );
+        assert_eq!(StreamWorld::from_strw(0b01), None);
+        assert_eq!(StreamWorld::from_strw(0b11), None);
+        assert_eq!(StreamWorld::El2E2h.to_string(), "EL2-E2H");
+        assert_eq!(
+            SteError::NoHyp.to_string(),
+            "the SMMU has no EL2 stream world (SMMU_IDR0.HYP = 0)"
         );
     }
 

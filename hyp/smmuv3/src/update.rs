@@ -341,6 +341,9 @@ mod tests {
             s2(2, 0x4000_0000),
             s2(1, 0x5000_0000),
             s2(2, 0x5000_0000),
+            s1(0x4000_0040),
+            s1(0x4000_0080),
+            nested(1, 0x4000_0040),
         ];
         for old in &entries {
             for new in &entries {
@@ -375,6 +378,41 @@ mod tests {
         })
     }
 
+    fn s1(cd_table: u64) -> Ste {
+        let f = crate::features::tests::qemu_nested();
+        Ste::stage1(
+            &crate::ste::Stage1Entry::new(PhysAddr(cd_table), crate::StreamWorld::NsEl1, &f)
+                .unwrap(),
+        )
+    }
+
+    fn nested(vmid: u16, cd_table: u64) -> Ste {
+        let f = crate::features::tests::qemu_nested();
+        let s2 = Stage2Entry::new(Vmid::new(vmid), PhysAddr(0x4000_0000), VTCR_39, &f).unwrap();
+        Ste::stage1(&crate::ste::Stage1Entry::nested(PhysAddr(cd_table), s2, &f).unwrap())
+    }
+
+    #[test]
+    fn binding_a_stage1_stream_writes_the_context_pointer_last() {
+        let new = s1(0x4000_0040);
+        let w = new.words();
+        assert_eq!(
+            ste_update_sequence(&Ste::abort(), &new).as_slice(),
+            [
+                StepWrite::Write {
+                    word: 1,
+                    value: w[1]
+                },
+                StepWrite::Sync,
+                StepWrite::Write {
+                    word: 0,
+                    value: w[0]
+                },
+                StepWrite::Sync,
+            ]
+        );
+    }
+
     fn arb_stage2() -> impl Strategy<Value = Ste> {
         (
             1u16..4,
@@ -389,6 +427,8 @@ mod tests {
             Just(Ste::abort()),
             Just(Ste::bypass()),
             arb_stage2(),
+            prop::sample::select(std::vec![0x4000_0040u64, 0x4000_0080]).prop_map(s1),
+            (1u16..3).prop_map(|vmid| nested(vmid, 0x4000_0040)),
             arb_ste(),
         ]
     }
