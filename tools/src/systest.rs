@@ -578,6 +578,45 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         check: None,
     },
     SystemTest {
+        name: "tasks_through_asid_rollovers_beside_vms",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.asid-bits=3 hyp.demo-tasks=12"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/two-vms.toml"),
+        input: &[],
+        expect: &[
+            &[r"^\[cpu0\] INFO  ASIDs: 3 bits, forced by hyp.asid-bits$"],
+            &[
+                r#"^\[cpu\d\] INFO  task "faulter": writing to the hypervisor's image at 0x40080000$"#,
+                r#"^\[cpu\d\] ERROR task "faulter": stopped: EC 0x24 \(data abort from a lower EL\): .*FAR 0x40080000; ELR 0x4000000000"#,
+                r#"^\[cpu\d\] ERROR task "bad-log": stopped: refused log: 16 bytes at 0x40080000 are not inside one region the task owns; "#,
+                r#"^\[cpu\d\] INFO  task "waiter": woken by every ring$"#,
+                r#"^\[cpu\d\] INFO  task "waiter": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "signaller": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker11": done: its stack held its own token after every yield$"#,
+                r"^\[red\] DONE isolation: \d+ passed, 0 failed$",
+                r"^\[blue\] DONE isolation: \d+ passed, 0 failed$",
+            ],
+            &[
+                r"^\[cpu\d\] INFO  VMID allocator: ",
+                r"^\[cpu\d\] INFO  ASID allocator: .*after [1-9]\d* rollovers",
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"\bFAIL\b",
+            r"unexpected exception",
+            r"exited with code [1-9]",
+            r#"task "(worker\d+|waiter|signaller)": stopped"#,
+        ],
+        exit: ExpectExit::Success,
+        timeout: LONG_TIMEOUT,
+        disk: None,
+        check: Some(tasks_ran_through_rollovers),
+    },
+    SystemTest {
         name: "vmid_rollover_ten_vms_three_bits",
         smp: 4,
         profile: Profile::Debug,
@@ -1535,6 +1574,46 @@ fn qemu_extra_args(test: &SystemTest) -> Result<Vec<String>> {
 /// VMID it was attached with and no other, the allocator rolled over at
 /// least twice meanwhile, and the self-check ran (and passed) after at
 /// least two of the rollovers.
+/// `tasks_through_asid_rollovers_beside_vms`: every worker ended well, the
+/// workers moved between CPUs and were given new ASIDs by rollovers while
+/// they lived.
+fn tasks_ran_through_rollovers(ran: &Ran<'_>) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let line = Regex::new(
+        r#"^\[cpu\d\] INFO  task "worker\d+": exited with code 0; (\d+) run\(s\), (\d+) migration\(s\), (\d+) ASID change\(s\)"#,
+    )?;
+    let ended: Vec<[u64; 3]> = ran
+        .log
+        .iter()
+        .filter_map(|l| line.captures(l))
+        .map(|c| [1, 2, 3].map(|i| c[i].parse().unwrap_or(0)))
+        .collect();
+    if ended.len() != 12 {
+        checked
+            .problems
+            .push(format!("{} of 12 workers exited with code 0", ended.len()));
+    }
+    let total = |i: usize| ended.iter().map(|e| e[i]).sum::<u64>();
+    let (runs, migrations, changes) = (total(0), total(1), total(2));
+    if migrations == 0 {
+        checked.problems.push("no worker moved between CPUs".into());
+    }
+    if changes == 0 {
+        checked
+            .problems
+            .push("no worker's ASID changed: no rollover while they ran".into());
+    }
+    let rollovers = captured(
+        ran.log,
+        r"^\[cpu\d\] INFO  ASID allocator: .* after (\d+) rollovers",
+    )?;
+    checked.notes.push(format!(
+        "tasks: 12 workers ran {runs} times, moved {migrations} times, changed ASID {changes} times; {} ASID rollovers",
+        rollovers.first().map_or("?", String::as_str)
+    ));
+    Ok(checked)
+}
+
 fn pinned_vmid_held_through_rollovers(ran: &Ran<'_>) -> Result<Checked> {
     let mut checked = Checked::default();
     let pinned = captured(

@@ -33,6 +33,7 @@ mod sched;
 mod smmu;
 mod smp;
 mod stacks;
+mod task;
 mod timer;
 mod vcpu;
 mod virtio;
@@ -68,6 +69,8 @@ enum BootError {
     PageTables(aarch64_paging::MapError),
     /// The VMID allocator could not be set up.
     Vmids(id_alloc::AllocError),
+    /// The ASID allocator could not be set up.
+    Asids(id_alloc::AllocError),
     Gic(gic::GicError),
 }
 
@@ -80,6 +83,7 @@ impl fmt::Display for BootError {
             Self::FreeMemory(e) => write!(f, "{e}"),
             Self::PageTables(e) => write!(f, "page tables: {e}"),
             Self::Vmids(e) => write!(f, "VMID allocator: {e}"),
+            Self::Asids(e) => write!(f, "ASID allocator: {e}"),
             Self::Gic(e) => write!(f, "{e}"),
         }
     }
@@ -237,6 +241,18 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     .map_err(BootError::Gic)?;
     sched::init(hw.1, platform.cpus.len(), console_spi.map(|spi| spi + 32))
         .map_err(BootError::Vmids)?;
+    // TCR_EL2.AS is 0: 8-bit ASIDs, whatever the hardware offers beyond.
+    let asid_bits = options.asid_bits.unwrap_or(8);
+    info!(
+        "ASIDs: {asid_bits} bits{}",
+        if options.asid_bits.is_some() {
+            ", forced by hyp.asid-bits"
+        } else {
+            ""
+        }
+    );
+    sched::init_asids(asid_bits, platform.cpus.len()).map_err(BootError::Asids)?;
+    task::init(tables.ttbr0);
     if console_spi.is_some() {
         console::set_stats_reporter(launch::report_all);
         console::enable_rx_interrupt();
@@ -252,6 +268,9 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     // SAFETY: The bundle region is mapped (it is RAM) and was kept out of
     // the heap above.
     let started = unsafe { launch::start_all(bundle, hw.0) };
+    if let Some(workers) = options.demo_tasks {
+        task::start_demo(workers);
+    }
     sched::all_created();
     Ok(started)
 }
@@ -408,6 +427,12 @@ struct Options {
     /// `hyp.vmid-bits=N`: use only N bits of VMID (2..=16), so rollovers
     /// come after a few VMs. For tests; harmless in production.
     vmid_bits: Option<u32>,
+    /// `hyp.asid-bits=N`: use only N bits of ASID (2..=8), so task ASIDs
+    /// roll over after a few tasks. For tests; harmless in production.
+    asid_bits: Option<u32>,
+    /// `hyp.demo-tasks=N`: start N demonstration worker tasks (and the
+    /// other demonstration tasks) at boot.
+    demo_tasks: Option<usize>,
 }
 
 /// Reads the `hyp.` options from the bootargs. The test switches
@@ -420,6 +445,14 @@ fn apply_options(platform: &Platform) -> Options {
             ("vmid-bits", Some(value)) => match value.parse::<u32>() {
                 Ok(bits @ 2..=16) => options.vmid_bits = Some(bits),
                 _ => warn!("hyp.vmid-bits={value} ignored: expected a number from 2 to 16"),
+            },
+            ("asid-bits", Some(value)) => match value.parse::<u32>() {
+                Ok(bits @ 2..=8) => options.asid_bits = Some(bits),
+                _ => warn!("hyp.asid-bits={value} ignored: expected a number from 2 to 8"),
+            },
+            ("demo-tasks", Some(value)) => match value.parse::<usize>() {
+                Ok(n @ 0..=64) => options.demo_tasks = Some(n),
+                _ => warn!("hyp.demo-tasks={value} ignored: expected a number from 0 to 64"),
             },
             ("bench-hooks", None) => {
                 warn!("hyp.bench-hooks: guests may move their vCPUs and force VMID rollovers");

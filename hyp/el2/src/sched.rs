@@ -29,19 +29,20 @@
 use crate::exits::{self, Next};
 use crate::ich::{self, Limits};
 use crate::lock::SpinMutex;
+use crate::task::{self, Task, TaskRun};
 use crate::vcpu::{self, Exit, VcpuState};
 use crate::vm::Vm;
 use crate::{boot, cpu, gic, timer};
 use aarch64_cpu::asm::wfi;
 use aarch64_cpu::registers::{
-    ESR_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+    ESR_EL2, FAR_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
 };
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use id_alloc::{LocalTlbFlush, Vmid, VmidAllocator};
+use id_alloc::{AsidAllocator, LocalTlbFlush, Vmid, VmidAllocator};
 use log::{error, info, warn};
 use platform::MAX_CPUS;
 use spin::Once;
@@ -132,18 +133,27 @@ static VMIDS: Once<VmidAllocator> = Once::new();
 /// What every CPU's virtual CPU interface implements.
 static LIMITS: Once<Limits> = Once::new();
 
-/// A vCPU waiting to run.
-struct Entry {
-    vm: Arc<Vm>,
-    vcpu: usize,
-    /// The VM's reset epoch when queued; stale entries are dropped.
-    epoch: u64,
+/// The ASID allocator shared by all physical CPUs, for tasks.
+static ASIDS: Once<AsidAllocator> = Once::new();
+
+/// Something waiting to run: a vCPU or an EL0 task. Both share the run
+/// queues, the time slice and the load balancing.
+enum Entry {
+    /// A vCPU.
+    Vcpu {
+        vm: Arc<Vm>,
+        vcpu: usize,
+        /// The VM's reset epoch when queued; stale entries are dropped.
+        epoch: u64,
+    },
+    /// An unprivileged task.
+    Task(Arc<Task>),
 }
 
 impl Entry {
     /// vCPU `vcpu` of `vm`, queued in the VM's current epoch.
     fn now(vm: &Arc<Vm>, vcpu: usize) -> Self {
-        Self {
+        Self::Vcpu {
             vm: vm.clone(),
             vcpu,
             epoch: vm.epoch(),
@@ -255,13 +265,27 @@ pub fn make_runnable(vm: &Arc<Vm>, vcpu: usize, epoch: u64) {
         .store(Run::Queued as u8, Ordering::Release);
     let preferred = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
     enqueue(
-        Entry {
+        Entry::Vcpu {
             vm: vm.clone(),
             vcpu,
             epoch,
         },
         preferred,
     );
+}
+
+/// Sets up the ASID allocator (`bits` wide) for `nr_cpus` physical CPUs.
+pub fn init_asids(bits: u32, nr_cpus: usize) -> Result<(), id_alloc::AllocError> {
+    let allocator = AsidAllocator::new(bits, nr_cpus)?;
+    ASIDS.call_once(|| allocator);
+    Ok(())
+}
+
+/// Queues a runnable task: an idle CPU if there is one, else the shortest
+/// queue, starting from its last CPU.
+pub fn enqueue_task(task: Arc<Task>) {
+    let preferred = task.last_cpu();
+    enqueue(Entry::Task(task), preferred);
 }
 
 /// Puts `entry` on a run queue: `preferred` (its last CPU) if that CPU is
@@ -376,8 +400,16 @@ pub fn run(cpu: usize) -> ! {
             run_entry(vmids, limits, cpu, entry);
             continue;
         }
-        if ALL_CREATED.load(Ordering::Acquire) && LIVE_VMS.load(Ordering::Acquire) == 0 {
-            cpu::all_vms_stopped(|| info!("VMID allocator: {}", vmids.stats()));
+        if ALL_CREATED.load(Ordering::Acquire)
+            && LIVE_VMS.load(Ordering::Acquire) == 0
+            && task::live() == 0
+        {
+            cpu::all_vms_stopped(|| {
+                info!("VMID allocator: {}", vmids.stats());
+                if let Some(asids) = ASIDS.get() {
+                    info!("ASID allocator: {}", asids.stats());
+                }
+            });
         }
         idle(cpu);
     }
@@ -502,7 +534,10 @@ fn prepare_this_cpu() {
 }
 
 fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
-    let Entry { vm, vcpu, epoch } = entry;
+    let (vm, vcpu, epoch) = match entry {
+        Entry::Vcpu { vm, vcpu, epoch } => (vm, vcpu, epoch),
+        Entry::Task(task) => return run_task(cpu, task),
+    };
     if !vm.enter(epoch) {
         return;
     }
@@ -547,6 +582,97 @@ fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
         Next::Stop | Next::Resume | Next::Wait => run.store(Run::Off as u8, Ordering::Release),
     }
     vm.leave();
+}
+
+/// Runs a task until it yields, blocks, ends or its slice ends while
+/// something else waits. HCR_EL2 stays `HCR_HOST` (TGE = 1): its
+/// exceptions come to EL2, its address space is the EL2&0 regime's TTBR0.
+fn run_task(cpu: usize, task: Arc<Task>) {
+    let Some(asids) = ASIDS.get() else {
+        error!("task \"{}\": no ASID allocator; dropped", task.name);
+        return;
+    };
+    if task.run_state() != TaskRun::Runnable {
+        return;
+    }
+    let outcome = {
+        let mut regs = task.regs.lock();
+        let asid = match asids.switch(&task.asid, cpu) {
+            Ok(switch) => switch.flush_with(&mut task::AllAsids),
+            Err(e) => {
+                let outcome = task::fault(&task, &regs, format_args!("no usable ASID: {e}"));
+                drop(regs);
+                finish_task(outcome, cpu, task);
+                return;
+            }
+        };
+        task::enter_address_space(&task, cpu, asid);
+        vcpu::load_fp(&regs);
+        let slice = timer::ticks_of_ms(SLICE_MS);
+        let mut slice_end = timer::now().wrapping_add(slice);
+        let outcome = loop {
+            timer::arm(
+                [Some(slice_end), next_sleeper(cpu)]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            );
+            let outcome = match vcpu::run(&mut regs) {
+                Exit::Synchronous => {
+                    let (esr, far) = (Esr(ESR_EL2.get()), FAR_EL2.get());
+                    task::synchronous(&task, &mut regs, esr, far)
+                }
+                Exit::Irq | Exit::Fiq => {
+                    let events = service_interrupts(cpu);
+                    let now = timer::now();
+                    if events.tick {
+                        wake_sleepers(cpu, now);
+                    }
+                    if now < slice_end {
+                        task::Outcome::Resume
+                    } else if CPUS[cpu].queued.load(Ordering::Relaxed) > 0 {
+                        task::Outcome::Yield
+                    } else {
+                        slice_end = now.wrapping_add(slice);
+                        task::Outcome::Resume
+                    }
+                }
+                Exit::SError => task::fault(&task, &regs, format_args!("SError")),
+                Exit::AArch32(vector) => task::fault(
+                    &task,
+                    &regs,
+                    format_args!("AArch32 exception (vector {vector})"),
+                ),
+            };
+            if outcome != task::Outcome::Resume {
+                break outcome;
+            }
+        };
+        vcpu::save_fp(&mut regs);
+        task::leave_address_space();
+        outcome
+    };
+    finish_task(outcome, cpu, task);
+}
+
+/// After a task left this CPU: the ASID is no longer live here, and the
+/// task goes where its outcome says.
+fn finish_task(outcome: task::Outcome, cpu: usize, task: Arc<Task>) {
+    if let Some(asids) = ASIDS.get() {
+        let _ = asids.deactivate(cpu);
+    }
+    match outcome {
+        // Round robin here, unless a CPU sits idle: then it goes there.
+        task::Outcome::Yield | task::Outcome::Resume => {
+            push(idle_cpu(cpu).unwrap_or(cpu), Entry::Task(task));
+        }
+        // On a doorbell's list, which queues it again.
+        task::Outcome::Block => {}
+        task::Outcome::Done => {
+            drop(task);
+            kick_idle_cpus();
+        }
+    }
 }
 
 /// Local invalidation of every VMID's entries (`TLBI ALLE1`), as the
