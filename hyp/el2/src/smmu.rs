@@ -28,6 +28,32 @@
 //! as the entry lives, so that a rollover never hands them to another VM
 //! ([`Smmu::change_vmid`] exists for the day one is not).
 //!
+//! A stream can instead share a task's address space (shared virtual
+//! addressing, [`Smmu::bind_stage1`]): a stage-1 entry pointing at a
+//! one-entry CD table whose descriptor holds the task's translation table,
+//! TCR-derived parameters, MAIR and ASID, so that the device's DMA
+//! addresses are the task's virtual addresses. The ASID must stay pinned
+//! in the ASID allocator from before the bind until after
+//! [`Smmu::unbind_stage1`] returns: the SMMU's TLB entries carry it, and a
+//! rollover must never hand it to another task while the device may use
+//! it. Which regime the stream's translations belong to depends on the
+//! SMMU:
+//!
+//! - with SMMU_IDR0.HYP, the EL2 StreamWorld with SMMU_CR2.E2H = 1
+//!   (STE.STRW = EL2): the EL2&0 regime of this VHE hypervisor, whose TLB
+//!   entries carry ASIDs exactly as the CPU's do; invalidated with
+//!   CMD_TLBI_EL2_ASID;
+//! - without it, the Non-secure EL1&0 world (STE.STRW = NS-EL1) with the
+//!   entry's S2VMID 0 (a VMID the allocator never hands out): the same
+//!   walk of the same tables, ASID-tagged TLB entries too, invalidated with
+//!   CMD_TLBI_NH_ASID (VMID 0). Only the tag's regime differs, which
+//!   matters to nothing but broadcast TLB maintenance, not used here
+//!   (SMMU_CR2.PTM = 1).
+//!
+//! **QEMU 10's SMMUv3 has no EL2 StreamWorld**: SMMU_IDR0.HYP = 0, STE.STRW
+//! is never read, and the CMD_TLBI_EL2_* commands are accepted and ignored.
+//! On QEMU the driver therefore binds in NS-EL1, the design above.
+//!
 //! Every poll (CR0ACK, GBPA, command completion) gives up after
 //! [`POLL_TIMEOUT_MS`] with [`SmmuError::Timeout`]. If initialisation fails
 //! half-way, the SMMU is left off with SMMU_GBPA aborting: DMA through it
@@ -46,10 +72,11 @@
 use crate::timer;
 use addr::{IntermediatePhysAddr, PhysAddr, PhysRange};
 use alloc::alloc::{alloc_zeroed, Layout};
+use alloc::vec::Vec;
 use core::arch::asm;
 use core::fmt;
 use core::ptr::NonNull;
-use id_alloc::Vmid;
+use id_alloc::{Asid, Vmid};
 use log::{info, warn};
 use platform::Platform;
 use smmuv3::regs::{
@@ -57,8 +84,9 @@ use smmuv3::regs::{
     QUEUE_BASE, SMMU_REGISTERS_SIZE, STRTAB_BASE, STRTAB_BASE_CFG,
 };
 use smmuv3::{
-    ste_update_sequence, Command, CommandError, Event, Features, FeaturesError, QueueError, Ring,
-    Stage2Entry, Ste, SteError, SteKind, StepWrite, StreamId, STE_WORDS,
+    cd_update_sequence, ste_update_sequence, Cd, CdError, CdStep, Command, CommandError, Event,
+    Features, FeaturesError, QueueError, Ring, Stage1Context, Stage1Entry, Stage2Entry, Ste,
+    SteError, SteKind, StepWrite, StreamId, StreamWorld, CD_BYTES, CD_WORDS, STE_WORDS,
 };
 use spin::{Mutex, Once};
 use tock_registers::interfaces::{Readable, Writeable};
@@ -89,6 +117,11 @@ const EVENT_BYTES: usize = 32;
 /// EVENTQ_ABT_ERR by [`Smmu::drain_events`]; the MSI ones cannot happen,
 /// no MSI being configured.
 const SERVICE_FAILURE: u32 = 1 << 8;
+
+/// The S2VMID of stage-1-only NS-EL1 entries, hence the VMID their TLB
+/// entries are tagged with: 0, which the VMID allocator never hands out,
+/// so no VM's invalidation touches them.
+const STAGE1_VMID: Vmid = Vmid::new(0);
 
 /// Why the SMMU could not be set up or could not do what was asked.
 #[derive(Debug)]
@@ -150,6 +183,17 @@ pub enum SmmuError {
     UnexpectedEntry(StreamId, SteKind),
     /// The stage-2 configuration does not fit the SMMU.
     Ste(SteError),
+    /// The stage-1 context does not fit the SMMU.
+    Cd(CdError),
+    /// The stream is already bound to a task's address space.
+    AlreadyBound {
+        /// The stream.
+        stream: StreamId,
+        /// The ASID its descriptor holds.
+        asid: Asid,
+    },
+    /// The stream is not bound to a task's address space by this driver.
+    NotBound(StreamId),
 }
 
 impl fmt::Display for SmmuError {
@@ -204,6 +248,11 @@ impl fmt::Display for SmmuError {
                 write!(f, "smmu: stream {stream} has an unexpected entry ({kind})")
             }
             Self::Ste(e) => write!(f, "smmu: {e}"),
+            Self::Cd(e) => write!(f, "smmu: {e}"),
+            Self::AlreadyBound { stream, asid } => {
+                write!(f, "smmu: stream {stream} is already bound to ASID {asid}")
+            }
+            Self::NotBound(stream) => write!(f, "smmu: stream {stream} is not bound"),
         }
     }
 }
@@ -235,6 +284,11 @@ pub struct Smmu {
     /// The last SMMU_EVENTQ_PROD.OVFLG acknowledged.
     overflow_ack: bool,
     host_disk: Option<StreamId>,
+    /// The StreamWorld stage-1 entries use: EL2-E2H if the SMMU has it.
+    world: StreamWorld,
+    /// Each stream ever bound to a task, with its one-entry CD table
+    /// (kept, invalid, after an unbind, for the next bind of the stream).
+    cd_tables: Vec<(StreamId, NonNull<[u64; CD_WORDS]>)>,
 }
 
 // SAFETY: The table and queues are heap memory owned by this `Smmu` alone
@@ -253,11 +307,12 @@ impl fmt::Debug for Smmu {
 }
 
 /// Zeroed heap memory of `bytes` (a power of two), aligned to its size as
-/// the stream table and queue bases need (spec 6.3.23 to 6.3.25). Never
-/// freed: the SMMU reads it for the rest of the hypervisor's life.
+/// the stream table, queue bases and CD tables need (spec 6.3.23 to
+/// 6.3.25, 5.2 S1ContextPtr). Never freed: the SMMU reads it for the rest
+/// of the hypervisor's life.
 fn allocate<T>(bytes: usize) -> Result<NonNull<T>, SmmuError> {
     let layout = Layout::from_size_align(bytes, bytes).map_err(|_| SmmuError::OutOfMemory)?;
-    // SAFETY: `bytes` is non-zero (every caller asks for at least 4 KiB).
+    // SAFETY: `bytes` is non-zero (every caller asks for at least 64).
     let memory = unsafe { alloc_zeroed(layout) };
     NonNull::new(memory.cast::<T>()).ok_or(SmmuError::OutOfMemory)
 }
@@ -334,6 +389,12 @@ impl Smmu {
             event_ring: Ring::new(EVENTQ_LOG2).map_err(SmmuError::Queue)?,
             overflow_ack: false,
             host_disk,
+            world: if features.hyp {
+                StreamWorld::El2E2h
+            } else {
+                StreamWorld::NsEl1
+            },
+            cd_tables: Vec::new(),
         };
         smmu.fill_table();
         smmu.reset()?;
@@ -385,8 +446,16 @@ impl Smmu {
         );
         // Record StreamIDs beyond the table; take TLB maintenance from
         // commands only (every change of a device's translation goes
-        // through `invalidate_*`), not from the CPUs' broadcasts.
-        p0.cr2.write(CR2::RECINVSID::SET + CR2::PTM::SET);
+        // through `invalidate_*`), not from the CPUs' broadcasts. With an
+        // EL2 StreamWorld, make it the EL2&0 (E2H) regime this VHE
+        // hypervisor's tasks run in, where ASIDs apply (CR2 may only change
+        // while SMMUEN is 0, as here).
+        let e2h = if self.world == StreamWorld::El2E2h {
+            CR2::E2H::SET
+        } else {
+            CR2::E2H::CLEAR
+        };
+        p0.cr2.write(CR2::RECINVSID::SET + CR2::PTM::SET + e2h);
         let table_pa = self.table.as_ptr() as u64;
         p0.strtab_base
             .write(STRTAB_BASE::ADDR.val(table_pa >> 6) + STRTAB_BASE::RA::SET);
@@ -411,6 +480,10 @@ impl Smmu {
         dsb();
         self.enable(CR0::CMDQEN::SET.value)?;
         self.submit(&[Command::CfgiAll, Command::TlbiNsnhAll])?;
+        if self.world == StreamWorld::El2E2h {
+            // TLBI_NSNH_ALL does not reach EL2 entries.
+            self.submit(&[Command::TlbiEl2All])?;
+        }
         self.sync()?;
         self.enable(CR0::CMDQEN::SET.value | CR0::EVENTQEN::SET.value)?;
         self.enable(CR0::CMDQEN::SET.value | CR0::EVENTQEN::SET.value | CR0::SMMUEN::SET.value)?;
@@ -575,6 +648,10 @@ impl Smmu {
             SteKind::Stage2 { vmid, .. } => {
                 return Err(SmmuError::AlreadyAttached { stream, vmid })
             }
+            SteKind::Stage1 => {
+                let asid = self.context(stream).map_or(Asid::new(0), |cd| cd.asid());
+                return Err(SmmuError::AlreadyBound { stream, asid });
+            }
             other => return Err(SmmuError::UnexpectedEntry(stream, other)),
         }
         self.invalidate_vmid(vmid)?;
@@ -664,6 +741,211 @@ impl Smmu {
             leaf: false,
         }])?;
         self.sync()
+    }
+
+    /// The StreamWorld stage-1 bindings use (EL2-E2H if the SMMU has an
+    /// EL2 StreamWorld, NS-EL1 otherwise; see the module documentation).
+    pub fn stage1_world(&self) -> StreamWorld {
+        self.world
+    }
+
+    /// Whether a task's address space could be bound to a stream: the
+    /// checks of [`bind_stage1`](Self::bind_stage1) that depend on the
+    /// task's translation parameters, not on the stream (stage 1
+    /// implemented, the granule, the VA size, the table's alignment and
+    /// address, the ASID's width). For refusing before pinning the ASID.
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::Cd`].
+    pub fn check_stage1(
+        &self,
+        asid: Asid,
+        ttbr0: PhysAddr,
+        tcr: u64,
+        mair: u64,
+    ) -> Result<(), SmmuError> {
+        Stage1Context::from_tcr(asid, ttbr0, tcr, mair, &self.features)
+            .map(|_| ())
+            .map_err(SmmuError::Cd)
+    }
+
+    /// Makes `stream`'s DMA addresses virtual addresses of a task's address
+    /// space (shared virtual addressing): the task's translation table at
+    /// `ttbr0` (the table address TTBR0_EL2 holds, without ASID or CnP),
+    /// under `tcr` (the TCR_EL2 value, E2H layout, the CPU uses for the
+    /// task: T0SZ, TG0, IRGN0, ORGN0, SH0, IPS and HA are taken from it)
+    /// and `mair` (the MAIR_EL2 value), tagged with the task's `asid`.
+    ///
+    /// The ASID must be pinned before this is called and stay pinned until
+    /// [`unbind_stage1`](Self::unbind_stage1) returns (if pinning fails,
+    /// do not bind). When the task's mappings change, the caller must
+    /// [`invalidate_asid`](Self::invalidate_asid) as it invalidates the
+    /// CPUs' TLBs: the SMMU takes no broadcast maintenance.
+    ///
+    /// The descriptor is written first (`smmuv3::cd_update_sequence`: the
+    /// ASID invalidated, the words, V last, CMD_CFGI_CD + CMD_SYNC), then
+    /// the stream's entry (`smmuv3::ste_update_sequence`, from abort to
+    /// stage 1).
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::HostDiskStream`], [`SmmuError::StreamOutOfRange`],
+    /// [`SmmuError::AlreadyAttached`], [`SmmuError::AlreadyBound`],
+    /// [`SmmuError::UnexpectedEntry`], [`SmmuError::Cd`] and
+    /// [`SmmuError::Ste`] (the context does not fit the SMMU, checked
+    /// before anything is written), [`SmmuError::OutOfMemory`], and the
+    /// command errors, after which the stream's entry is abort or the
+    /// new one.
+    pub fn bind_stage1(
+        &mut self,
+        stream: StreamId,
+        asid: Asid,
+        ttbr0: PhysAddr,
+        tcr: u64,
+        mair: u64,
+    ) -> Result<(), SmmuError> {
+        let old = self.assignable(stream)?;
+        match old.kind() {
+            SteKind::Abort | SteKind::Invalid => {}
+            SteKind::Stage2 { vmid, .. } => {
+                return Err(SmmuError::AlreadyAttached { stream, vmid })
+            }
+            SteKind::Stage1 => {
+                let asid = self.context(stream).map_or(Asid::new(0), |cd| cd.asid());
+                return Err(SmmuError::AlreadyBound { stream, asid });
+            }
+            other => return Err(SmmuError::UnexpectedEntry(stream, other)),
+        }
+        let context = Stage1Context::from_tcr(asid, ttbr0, tcr, mair, &self.features)
+            .map_err(SmmuError::Cd)?;
+        let table = self.cd_table(stream)?;
+        let entry = Stage1Entry::new(PhysAddr(table.as_ptr() as u64), self.world, &self.features)
+            .map_err(SmmuError::Ste)?;
+        self.apply_cd(stream, table, &Cd::new(&context))?;
+        if let Err(e) = self.apply(stream, &Ste::stage1(&entry)) {
+            // Fail closed: the entry may have been left at abort; take the
+            // descriptor back too, best effort.
+            let _ = self.apply(stream, &Ste::abort());
+            let _ = self.apply_cd(stream, table, &Cd::INVALID);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Aborts `stream` again and takes its task's address space away: the
+    /// entry to abort (CMD_CFGI_STE, CMD_SYNC), then the descriptor's V
+    /// cleared, CMD_CFGI_CD, CMD_SYNC, the ASID's TLB entries invalidated,
+    /// CMD_SYNC. Returns the ASID it had; afterwards it may be unpinned.
+    ///
+    /// # Errors
+    ///
+    /// [`SmmuError::HostDiskStream`], [`SmmuError::StreamOutOfRange`],
+    /// [`SmmuError::NotBound`], and the command errors.
+    pub fn unbind_stage1(&mut self, stream: StreamId) -> Result<Asid, SmmuError> {
+        let ste = self.assignable(stream)?;
+        let table = self
+            .cd_tables
+            .iter()
+            .find(|(s, _)| *s == stream)
+            .map(|(_, table)| *table);
+        let Some(table) = table else {
+            return Err(SmmuError::NotBound(stream));
+        };
+        if ste.kind() != SteKind::Stage1 || ste.context_pointer().get() != table.as_ptr() as u64 {
+            return Err(SmmuError::NotBound(stream));
+        }
+        // SAFETY: `table` is the stream's CD table, ours.
+        let cd = Cd::from_words(unsafe { table.as_ptr().read_volatile() });
+        self.apply(stream, &Ste::abort())?;
+        self.apply_cd(stream, table, &Cd::INVALID)?;
+        Ok(cd.asid())
+    }
+
+    /// The context descriptor of a stream bound by
+    /// [`bind_stage1`](Self::bind_stage1), as its CD table holds it
+    /// (invalid after an unbind), or `None` for a stream never bound.
+    pub fn context(&self, stream: StreamId) -> Option<Cd> {
+        let (_, table) = self.cd_tables.iter().find(|(s, _)| *s == stream)?;
+        // SAFETY: The CD table is ours and initialised.
+        Some(Cd::from_words(unsafe { table.as_ptr().read_volatile() }))
+    }
+
+    /// Every stream bound to a task's address space, with the ASID its
+    /// descriptor holds: for self-checks against the tasks' pinned ASIDs.
+    pub fn bound_streams(&self) -> impl Iterator<Item = (StreamId, Asid)> + '_ {
+        self.cd_tables.iter().filter_map(|(stream, _)| {
+            let cd = self.context(*stream)?;
+            let live = self.entry(*stream)?.kind() == SteKind::Stage1 && cd.is_valid();
+            live.then(|| (*stream, cd.asid()))
+        })
+    }
+
+    /// Drops every SMMU TLB entry of `asid` in the stage-1 bindings' regime
+    /// (CMD_TLBI_EL2_ASID in EL2-E2H, CMD_TLBI_NH_ASID with VMID 0 in
+    /// NS-EL1; CMD_SYNC): after changing or unmapping anything in a bound
+    /// task's tables.
+    ///
+    /// # Errors
+    ///
+    /// The command errors.
+    pub fn invalidate_asid(&mut self, asid: Asid) -> Result<(), SmmuError> {
+        let command = match self.world {
+            StreamWorld::El2E2h => Command::TlbiEl2Asid { asid },
+            StreamWorld::NsEl1 => Command::TlbiNhAsid {
+                vmid: STAGE1_VMID,
+                asid,
+            },
+        };
+        self.submit(&[command])?;
+        self.sync()
+    }
+
+    /// The stream's CD table, allocated (invalid) on its first bind.
+    fn cd_table(&mut self, stream: StreamId) -> Result<NonNull<[u64; CD_WORDS]>, SmmuError> {
+        if let Some((_, table)) = self.cd_tables.iter().find(|(s, _)| *s == stream) {
+            return Ok(*table);
+        }
+        let table = allocate::<[u64; CD_WORDS]>(CD_BYTES)?;
+        self.cd_tables
+            .try_reserve(1)
+            .map_err(|_| SmmuError::OutOfMemory)?;
+        self.cd_tables.push((stream, table));
+        Ok(table)
+    }
+
+    /// Carries out the plan from the descriptor in `table` to `new`
+    /// (`smmuv3::cd_update_sequence`): word writes, CFGI_CD + SYNC after
+    /// each group, and the ASID invalidations it asks for.
+    fn apply_cd(
+        &mut self,
+        stream: StreamId,
+        table: NonNull<[u64; CD_WORDS]>,
+        new: &Cd,
+    ) -> Result<(), SmmuError> {
+        // SAFETY: `table` is one of ours, initialised.
+        let old = Cd::from_words(unsafe { table.as_ptr().read_volatile() });
+        let words = table.as_ptr().cast::<u64>();
+        for step in cd_update_sequence(&old, new) {
+            match step {
+                CdStep::Write { word, value } => {
+                    // SAFETY: `word` < 8, inside the CD table, which is
+                    // ours; an aligned 64-bit store is single-copy atomic,
+                    // as the plan needs.
+                    unsafe { words.add(word).write_volatile(value) };
+                }
+                CdStep::Sync => {
+                    self.submit(&[Command::CfgiCd {
+                        stream,
+                        ssid: 0,
+                        leaf: true,
+                    }])?;
+                    self.sync()?;
+                }
+                CdStep::InvalidateAsid(asid) => self.invalidate_asid(asid)?,
+            }
+        }
+        Ok(())
     }
 
     /// Decodes every event record the SMMU has written since the last call,
@@ -895,6 +1177,16 @@ pub fn init(platform: &Platform, host_disk_stream: Option<u32>) -> Result<(), Sm
         smmu.table_entries(),
         f.stream_id_bits,
     );
+    let p0 = &smmu.regs.page0;
+    info!(
+        "smmu: IDR0 {:#010x} IDR1 {:#010x}: {}-bit ASIDs, EL2 stream world (HYP) {}, broadcast TLB maintenance (BTM) {}; task address spaces are bound in the {} world",
+        p0.idr0.get(),
+        p0.idr1.get(),
+        if f.asid16 { 16 } else { 8 },
+        if f.hyp { "yes" } else { "no" },
+        if f.broadcast_tlb { "yes" } else { "no" },
+        smmu.stage1_world(),
+    );
     match host_disk {
         Some(stream) => {
             info!("smmu: host disk stream {stream} in bypass, every other stream aborted")
@@ -904,7 +1196,203 @@ pub fn init(platform: &Platform, host_disk_stream: Option<u32>) -> Result<(), Sm
     if !f.stage2 {
         warn!("smmu: no stage-2 translation (QEMU: -global arm-smmuv3.stage=2); devices cannot be passed through");
     }
+    let mut smmu = smmu;
+    // Debug builds (the system tests) prove a stage-1 binding is written
+    // as planned and taken back, on a stream no device uses.
+    if cfg!(debug_assertions) && smmu.features().stage1 {
+        match stage1_self_check(&mut smmu) {
+            Ok(stream) => {
+                info!("smmu: stage-1 self-check passed (stream {stream} bound, read back, unbound)")
+            }
+            Err(e) => warn!("smmu: stage-1 self-check failed: {e}"),
+        }
+    }
     SMMU.call_once(|| Mutex::new(smmu));
+    Ok(())
+}
+
+/// What the stage-1 self-check found wrong.
+enum SelfCheckError {
+    /// The driver refused or failed.
+    Smmu(SmmuError),
+    /// No memory for the translation tables.
+    OutOfMemory,
+    /// The stream was not aborted to begin with.
+    StreamInUse(StreamId),
+    /// Something read back differs from what was meant.
+    Mismatch(&'static str),
+}
+
+impl fmt::Display for SelfCheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Smmu(e) => write!(f, "{e}"),
+            Self::OutOfMemory => write!(f, "no memory for the translation tables"),
+            Self::StreamInUse(stream) => write!(f, "stream {stream} is not aborted"),
+            Self::Mismatch(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl From<SmmuError> for SelfCheckError {
+    fn from(e: SmmuError) -> Self {
+        Self::Smmu(e)
+    }
+}
+
+/// Zeroed 4 KiB translation table pages, freed on drop (after the
+/// binding that used them is gone and its ASID invalidated).
+struct TablePages([NonNull<u64>; 4]);
+
+impl TablePages {
+    const LAYOUT: Layout = match Layout::from_size_align(4096, 4096) {
+        Ok(layout) => layout,
+        Err(_) => panic!("4 KiB is a valid layout"),
+    };
+
+    fn new() -> Option<TablePages> {
+        let mut pages = [NonNull::dangling(); 4];
+        for (i, page) in pages.iter_mut().enumerate() {
+            // SAFETY: The layout is non-zero.
+            match NonNull::new(unsafe { alloc_zeroed(Self::LAYOUT) }.cast::<u64>()) {
+                Some(p) => *page = p,
+                None => {
+                    for done in &pages[..i] {
+                        // SAFETY: Allocated above with the same layout.
+                        unsafe { alloc::alloc::dealloc(done.as_ptr().cast(), Self::LAYOUT) };
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(TablePages(pages))
+    }
+
+    fn pa(&self, index: usize) -> u64 {
+        // The heap is identity mapped: its addresses are physical.
+        self.0[index].as_ptr() as u64
+    }
+
+    fn set(&self, page: usize, entry: usize, value: u64) {
+        // SAFETY: `entry` < 512 (the callers' indexes), inside the page.
+        unsafe { self.0[page].as_ptr().add(entry).write_volatile(value) };
+    }
+}
+
+impl Drop for TablePages {
+    fn drop(&mut self) {
+        for page in &self.0 {
+            // SAFETY: Allocated in `new` with this layout; nothing uses
+            // the tables any more when the owner drops them.
+            unsafe { alloc::alloc::dealloc(page.as_ptr().cast(), Self::LAYOUT) };
+        }
+    }
+}
+
+/// Binds a small task-like address space (VA 0x1000 to one data page,
+/// 4 KiB granule, 39-bit VAs, three levels) to the last stream of the
+/// table, which no device uses on bus 0 of QEMU `virt` (00:1f.7), checks
+/// the STE and CD read back as planned and that the driver refuses what it
+/// must, then unbinds and checks the stream is aborted and the descriptor
+/// invalid. Returns the stream.
+fn stage1_self_check(smmu: &mut Smmu) -> Result<StreamId, SelfCheckError> {
+    /// TCR_EL2 (E2H layout): T0SZ 25, IRGN0/ORGN0 write-back, SH0 inner,
+    /// TG0 4 KiB, EPD1, IPS 48 bits, 16-bit ASIDs.
+    const TCR: u64 = 25 | 0b01 << 8 | 0b01 << 10 | 0b11 << 12 | 1 << 23 | 0b101 << 32 | 1 << 36;
+    /// MAIR: Attr0 normal write-back.
+    const MAIR: u64 = 0xff;
+    /// Table descriptor / page descriptor low bits; a page: AttrIndx 0,
+    /// AP 0b01 (read/write at EL0 too, as a task's page), SH inner, AF, nG.
+    const TABLE: u64 = 0b11;
+    const PAGE: u64 = 0b11 | 0b01 << 6 | 0b11 << 8 | 1 << 10 | 1 << 11;
+    let stream = StreamId(smmu.table_entries() - 1);
+    if smmu.entry(stream).map(|e| e.kind()) != Some(SteKind::Abort) {
+        return Err(SelfCheckError::StreamInUse(stream));
+    }
+    let asid = Asid::new(0x5a);
+    let pages = TablePages::new().ok_or(SelfCheckError::OutOfMemory)?;
+    // Level 1 [0] -> level 2 [0] -> level 3 [1] -> the data page.
+    pages.set(0, 0, pages.pa(1) | TABLE);
+    pages.set(1, 0, pages.pa(2) | TABLE);
+    pages.set(2, 1, pages.pa(3) | PAGE);
+    dsb();
+    let root = PhysAddr(pages.pa(0));
+    smmu.check_stage1(asid, root, TCR, MAIR)?;
+    // Refused before anything is written: a misaligned table.
+    match smmu.bind_stage1(stream, asid, PhysAddr(root.get() + 0x800), TCR, MAIR) {
+        Err(SmmuError::Cd(CdError::TableMisaligned { .. })) => {}
+        _ => {
+            return Err(SelfCheckError::Mismatch(
+                "a misaligned table was not refused",
+            ))
+        }
+    }
+    if smmu.entry(stream) != Some(Ste::abort()) {
+        return Err(SelfCheckError::Mismatch("a refused bind changed the entry"));
+    }
+    smmu.bind_stage1(stream, asid, root, TCR, MAIR)?;
+    let result = check_bound(smmu, stream, asid, root, TCR, MAIR);
+    let unbound = smmu.unbind_stage1(stream);
+    result?;
+    if unbound? != asid {
+        return Err(SelfCheckError::Mismatch("unbind returned another ASID"));
+    }
+    if smmu.entry(stream) != Some(Ste::abort()) {
+        return Err(SelfCheckError::Mismatch(
+            "the entry is not abort after unbind",
+        ));
+    }
+    if smmu.context(stream) != Some(Cd::INVALID) {
+        return Err(SelfCheckError::Mismatch(
+            "the CD is not invalid after unbind",
+        ));
+    }
+    if !matches!(smmu.unbind_stage1(stream), Err(SmmuError::NotBound(_))) {
+        return Err(SelfCheckError::Mismatch("a second unbind was not refused"));
+    }
+    drop(pages);
+    Ok(stream)
+}
+
+/// The bound stream's STE and CD against what they should be.
+fn check_bound(
+    smmu: &mut Smmu,
+    stream: StreamId,
+    asid: Asid,
+    root: PhysAddr,
+    tcr: u64,
+    mair: u64,
+) -> Result<(), SelfCheckError> {
+    let cd = smmu
+        .context(stream)
+        .ok_or(SelfCheckError::Mismatch("no CD table"))?;
+    let context = Stage1Context::from_tcr(asid, root, tcr, mair, smmu.features())
+        .map_err(|e| SelfCheckError::Smmu(SmmuError::Cd(e)))?;
+    if cd != Cd::new(&context) || !cd.is_valid() || cd.asid() != asid || cd.ttb0() != root {
+        return Err(SelfCheckError::Mismatch("the CD read back differs"));
+    }
+    let ste = smmu
+        .entry(stream)
+        .ok_or(SelfCheckError::Mismatch("no STE"))?;
+    let table = ste.context_pointer();
+    let entry = Stage1Entry::new(table, smmu.stage1_world(), smmu.features())
+        .map_err(|e| SelfCheckError::Smmu(SmmuError::Ste(e)))?;
+    if ste != Ste::stage1(&entry) || ste.stream_world() != Some(smmu.stage1_world()) {
+        return Err(SelfCheckError::Mismatch("the STE read back differs"));
+    }
+    if !matches!(
+        smmu.bind_stage1(stream, asid, root, tcr, mair),
+        Err(SmmuError::AlreadyBound { asid: a, .. }) if a == asid
+    ) {
+        return Err(SelfCheckError::Mismatch("a second bind was not refused"));
+    }
+    if smmu.bound_streams().collect::<Vec<_>>() != [(stream, asid)] {
+        return Err(SelfCheckError::Mismatch("bound_streams differs"));
+    }
+    // Real SMMUs fetch and check the STE and CD now (QEMU ignores it).
+    smmu.submit(&[Command::PrefetchConfig { stream }])?;
+    smmu.sync()?;
+    smmu.invalidate_asid(asid)?;
     Ok(())
 }
 
