@@ -789,6 +789,41 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         disk: None,
         check: Some(next_attached_after_first_detached),
     },
+    // Shared virtual addressing end to end without tasks (issue 9): the
+    // debug-only `hyp.smmu-s1-dma` binds edu's stream (00:08.0) to a
+    // stage-1 context the hypervisor builds (a CD with ASID 0x5b and a
+    // three-level table mapping VA 0x1000 and 0x2000), has the device copy
+    // 256 bytes from VA 0x1000 to VA 0x2000 through its buffer (those VAs
+    // are not RAM: only the walk can make the bytes arrive), checks that a
+    // write to unmapped VA 0x3000 raises a stage-1 translation fault, then
+    // unbinds and checks a write is aborted. Every debug boot also binds,
+    // reads back and unbinds an unused stream.
+    SystemTest {
+        name: "passthrough_sva_stage1_dma",
+        smp: 2,
+        profile: Profile::Debug,
+        append: Some("hyp.smmu-s1-dma"),
+        dtb: Dtb::Qemu,
+        manifest: None,
+        input: &[],
+        expect: &[
+            &[
+                r"^\[cpu0\] INFO  smmu: IDR0 0x[0-9a-f]{8} IDR1 0x[0-9a-f]{8}: 16-bit ASIDs, EL2 stream world \(HYP\) (yes|no), .*; task address spaces are bound in the (NS-EL1|EL2-E2H) world$",
+            ],
+            &[
+                r"^\[cpu0\] INFO  smmu: stage-1 self-check passed \(stream 0xff bound, read back, unbound\)$",
+            ],
+            &[
+                r"^\[cpu0\] INFO  smmu: stage-1 DMA check passed: edu 00:08\.0 \(stream 0x40\) copied 256 bytes from VA 0x1000 to VA 0x2000 through ASID 0x5b's table; a write to unmapped VA 0x3000 raised a translation fault; after the unbind a write was aborted$",
+            ],
+            &[r"^\[cpu0\] INFO  no VMs to run; powering off$"],
+        ],
+        forbid: &[PANIC, r"smmu: stage-1 .*failed", r"unexpected exception"],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+        disk: None,
+        check: None,
+    },
     SystemTest {
         name: PT_DISK_TEST,
         smp: 2,

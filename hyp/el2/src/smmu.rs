@@ -1206,12 +1206,25 @@ pub fn init(platform: &Platform, host_disk_stream: Option<u32>) -> Result<(), Sm
             }
             Err(e) => warn!("smmu: stage-1 self-check failed: {e}"),
         }
+        if platform::bootargs::value(&platform.bootargs, DMA_CHECK_OPTION).is_some() {
+            if host_disk.is_some() {
+                warn!("smmu: hyp.{DMA_CHECK_OPTION} skipped: it places BARs outside the host bus's allocator, which the host disk's are in");
+            } else {
+                match stage1_dma_check(&mut smmu, platform) {
+                    Ok(()) => {}
+                    Err(e) => warn!("smmu: stage-1 DMA check failed: {e}"),
+                }
+            }
+        }
     }
     SMMU.call_once(|| Mutex::new(smmu));
     Ok(())
 }
 
-/// What the stage-1 self-check found wrong.
+/// The debug-only switch `hyp.smmu-s1-dma` (see [`stage1_dma_check`]).
+const DMA_CHECK_OPTION: &str = "smmu-s1-dma";
+
+/// What the stage-1 self-checks found wrong.
 enum SelfCheckError {
     /// The driver refused or failed.
     Smmu(SmmuError),
@@ -1221,6 +1234,10 @@ enum SelfCheckError {
     StreamInUse(StreamId),
     /// Something read back differs from what was meant.
     Mismatch(&'static str),
+    /// The host bus could not be opened.
+    Bus(crate::hostdisk::HostDiskError),
+    /// The device's BARs could not be placed.
+    Bars(pci::AssignError),
 }
 
 impl fmt::Display for SelfCheckError {
@@ -1230,6 +1247,8 @@ impl fmt::Display for SelfCheckError {
             Self::OutOfMemory => write!(f, "no memory for the translation tables"),
             Self::StreamInUse(stream) => write!(f, "stream {stream} is not aborted"),
             Self::Mismatch(what) => write!(f, "{what}"),
+            Self::Bus(e) => write!(f, "{e}"),
+            Self::Bars(e) => write!(f, "edu's BARs: {e}"),
         }
     }
 }
@@ -1240,18 +1259,19 @@ impl From<SmmuError> for SelfCheckError {
     }
 }
 
-/// Zeroed 4 KiB translation table pages, freed on drop (after the
-/// binding that used them is gone and its ASID invalidated).
-struct TablePages([NonNull<u64>; 4]);
+/// `N` zeroed 4 KiB pages for translation tables and the data they map,
+/// freed on drop (after the binding that used them is gone and its ASID
+/// invalidated).
+struct TablePages<const N: usize>([NonNull<u64>; N]);
 
-impl TablePages {
+impl<const N: usize> TablePages<N> {
     const LAYOUT: Layout = match Layout::from_size_align(4096, 4096) {
         Ok(layout) => layout,
         Err(_) => panic!("4 KiB is a valid layout"),
     };
 
-    fn new() -> Option<TablePages> {
-        let mut pages = [NonNull::dangling(); 4];
+    fn new() -> Option<TablePages<N>> {
+        let mut pages = [NonNull::dangling(); N];
         for (i, page) in pages.iter_mut().enumerate() {
             // SAFETY: The layout is non-zero.
             match NonNull::new(unsafe { alloc_zeroed(Self::LAYOUT) }.cast::<u64>()) {
@@ -1277,9 +1297,14 @@ impl TablePages {
         // SAFETY: `entry` < 512 (the callers' indexes), inside the page.
         unsafe { self.0[page].as_ptr().add(entry).write_volatile(value) };
     }
+
+    fn get(&self, page: usize, entry: usize) -> u64 {
+        // SAFETY: `entry` < 512 (the callers' indexes), inside the page.
+        unsafe { self.0[page].as_ptr().add(entry).read_volatile() }
+    }
 }
 
-impl Drop for TablePages {
+impl<const N: usize> Drop for TablePages<N> {
     fn drop(&mut self) {
         for page in &self.0 {
             // SAFETY: Allocated in `new` with this layout; nothing uses
@@ -1289,6 +1314,18 @@ impl Drop for TablePages {
     }
 }
 
+/// The self-checks' task-like address spaces. TCR_EL2 (E2H layout): T0SZ
+/// 25, IRGN0/ORGN0 write-back, SH0 inner, TG0 4 KiB, EPD1, IPS 48 bits,
+/// 16-bit ASIDs.
+const TCR: u64 = 25 | 0b01 << 8 | 0b01 << 10 | 0b11 << 12 | 1 << 23 | 0b101 << 32 | 1 << 36;
+/// MAIR: Attr0 normal write-back.
+const MAIR: u64 = 0xff;
+/// Table descriptor low bits.
+const TABLE: u64 = 0b11;
+/// Page descriptor low bits: AttrIndx 0, AP 0b01 (read/write at EL0 too, as
+/// a task's page), SH inner, AF, nG.
+const PAGE: u64 = 0b11 | 0b01 << 6 | 0b11 << 8 | 1 << 10 | 1 << 11;
+
 /// Binds a small task-like address space (VA 0x1000 to one data page,
 /// 4 KiB granule, 39-bit VAs, three levels) to the last stream of the
 /// table, which no device uses on bus 0 of QEMU `virt` (00:1f.7), checks
@@ -1296,21 +1333,12 @@ impl Drop for TablePages {
 /// must, then unbinds and checks the stream is aborted and the descriptor
 /// invalid. Returns the stream.
 fn stage1_self_check(smmu: &mut Smmu) -> Result<StreamId, SelfCheckError> {
-    /// TCR_EL2 (E2H layout): T0SZ 25, IRGN0/ORGN0 write-back, SH0 inner,
-    /// TG0 4 KiB, EPD1, IPS 48 bits, 16-bit ASIDs.
-    const TCR: u64 = 25 | 0b01 << 8 | 0b01 << 10 | 0b11 << 12 | 1 << 23 | 0b101 << 32 | 1 << 36;
-    /// MAIR: Attr0 normal write-back.
-    const MAIR: u64 = 0xff;
-    /// Table descriptor / page descriptor low bits; a page: AttrIndx 0,
-    /// AP 0b01 (read/write at EL0 too, as a task's page), SH inner, AF, nG.
-    const TABLE: u64 = 0b11;
-    const PAGE: u64 = 0b11 | 0b01 << 6 | 0b11 << 8 | 1 << 10 | 1 << 11;
     let stream = StreamId(smmu.table_entries() - 1);
     if smmu.entry(stream).map(|e| e.kind()) != Some(SteKind::Abort) {
         return Err(SelfCheckError::StreamInUse(stream));
     }
     let asid = Asid::new(0x5a);
-    let pages = TablePages::new().ok_or(SelfCheckError::OutOfMemory)?;
+    let pages = TablePages::<4>::new().ok_or(SelfCheckError::OutOfMemory)?;
     // Level 1 [0] -> level 2 [0] -> level 3 [1] -> the data page.
     pages.set(0, 0, pages.pa(1) | TABLE);
     pages.set(1, 0, pages.pa(2) | TABLE);
@@ -1399,4 +1427,180 @@ fn check_bound(
 /// Runs `f` on the SMMU, if [`init`] set one up (one user at a time).
 pub fn with<R>(f: impl FnOnce(&mut Smmu) -> R) -> Option<R> {
     SMMU.get().map(|smmu| f(&mut smmu.lock()))
+}
+
+/// QEMU's `edu` (1234:11e8) BAR0 registers and DMA engine (QEMU's
+/// docs/specs/edu.rst): the command register's bit 0 starts a transfer
+/// and reads 1 until it ends (100 ms of QEMU's virtual clock later), bit 1
+/// sends it from the device's buffer (device addresses 0x40000 to
+/// 0x40fff) to memory.
+mod edu {
+    pub const VENDOR_DEVICE: (u16, u16) = (0x1234, 0x11e8);
+    pub const ID: usize = 0x00;
+    pub const ID_VALUE: u32 = 0x0100_00ed;
+    pub const DMA_SOURCE: usize = 0x80;
+    pub const DMA_DESTINATION: usize = 0x88;
+    pub const DMA_COUNT: usize = 0x90;
+    pub const DMA_COMMAND: usize = 0x98;
+    pub const DMA_RUN: u64 = 1 << 0;
+    pub const DMA_TO_MEMORY: u64 = 1 << 1;
+    pub const BUFFER: u64 = 0x4_0000;
+    /// A transfer takes 100 ms of virtual time; TCG may run slow.
+    pub const TIMEOUT_MS: u64 = 5000;
+}
+
+/// Bytes each transfer of the DMA check moves.
+const DMA_CHECK_BYTES: usize = 256;
+
+/// Debug builds, `hyp.smmu-s1-dma`, on QEMU with an `edu` function at
+/// 00:08.0 and no host disk: shared virtual addressing end to end. The
+/// device's stream is bound to a task-like address space (VA 0x1000 and
+/// 0x2000 mapped to two pages, 0x3000 not), and the device copies 256
+/// bytes from VA 0x1000 into its buffer and back out to VA 0x2000: the
+/// bytes must arrive, which only the stage-1 walk through the CD's table
+/// makes possible (those VAs are not RAM). A write to VA 0x3000 must be
+/// stopped with a translation fault naming the stream and the VA. After
+/// the unbind a write to VA 0x2000 must be aborted. The function is left
+/// with decoding and bus mastering off for passthrough to take over.
+fn stage1_dma_check(smmu: &mut Smmu, platform: &Platform) -> Result<(), SelfCheckError> {
+    use pci::{Bdf, Command as PciCommand, ConfigSpace};
+    let mut bus = crate::hostdisk::open_bus(platform)
+        .map_err(SelfCheckError::Bus)?
+        .ok_or(SelfCheckError::Mismatch("no PCIe host bridge"))?;
+    let bdf = Bdf::new(bus.bus, 8, 0).ok_or(SelfCheckError::Mismatch("no slot 8"))?;
+    let info = pci::probe_function(&bus.config, bdf)
+        .ok_or(SelfCheckError::Mismatch("no function at 00:08.0"))?;
+    if (info.vendor_id, info.device_id) != edu::VENDOR_DEVICE {
+        return Err(SelfCheckError::Mismatch("00:08.0 is not edu"));
+    }
+    let bars = pci::assign_bars(&mut bus.config, bdf, info.header_type, &mut bus.bars)
+        .map_err(SelfCheckError::Bars)?;
+    let regs = bars
+        .get(0)
+        .and_then(|bar| bar.placement)
+        .ok_or(SelfCheckError::Mismatch("edu's BAR0 was not placed"))?
+        .cpu
+        .start()
+        .get() as usize;
+    let stream = StreamId(u32::from(bdf.routing_id()));
+    let asid = Asid::new(0x5b);
+    // Pages: level 1, level 2, level 3 tables; source (VA 0x1000) and
+    // destination (VA 0x2000) data.
+    let pages = TablePages::<5>::new().ok_or(SelfCheckError::OutOfMemory)?;
+    pages.set(0, 0, pages.pa(1) | TABLE);
+    pages.set(1, 0, pages.pa(2) | TABLE);
+    pages.set(2, 1, pages.pa(3) | PAGE);
+    pages.set(2, 2, pages.pa(4) | PAGE);
+    let pattern = |i: usize| 0x0101_0101_0101_0101u64.wrapping_mul(i as u64 + 1) ^ 0xa5c3;
+    for i in 0..DMA_CHECK_BYTES / 8 {
+        pages.set(3, i, pattern(i));
+    }
+    dsb();
+    let root = PhysAddr(pages.pa(0));
+    smmu.bind_stage1(stream, asid, root, TCR, MAIR)?;
+    pci::enable_memory_and_bus_master(&mut bus.config, bdf, PciCommand::empty());
+    let result = edu_transfers(smmu, regs, stream, &pages, pattern);
+    let unbound = smmu.unbind_stage1(stream);
+    let after_unbind = result.and_then(|()| {
+        unbound?;
+        // The binding is gone: the same write must not reach the page.
+        for i in 0..DMA_CHECK_BYTES / 8 {
+            pages.set(4, i, 0);
+        }
+        dsb();
+        edu_dma(regs, edu::BUFFER, 0x2000, edu::DMA_TO_MEMORY)?;
+        if (0..DMA_CHECK_BYTES / 8).any(|i| pages.get(4, i) != 0) {
+            return Err(SelfCheckError::Mismatch(
+                "a DMA after the unbind reached the page",
+            ));
+        }
+        Ok(())
+    });
+    pci::set_command(&mut bus.config, bdf, PciCommand::empty());
+    let _ = bus.config.read32(bdf, pci::Register::COMMAND_STATUS);
+    after_unbind?;
+    drop(pages);
+    info!(
+        "smmu: stage-1 DMA check passed: edu {bdf} (stream {stream}) copied {DMA_CHECK_BYTES} bytes from VA 0x1000 to VA 0x2000 through ASID {asid}'s table; a write to unmapped VA 0x3000 raised a translation fault; after the unbind a write was aborted"
+    );
+    Ok(())
+}
+
+/// The transfers while bound: VA 0x1000 to the device, the device to VA
+/// 0x2000 (compared), the device to VA 0x3000 (a fault).
+fn edu_transfers<const N: usize>(
+    smmu: &mut Smmu,
+    regs: usize,
+    stream: StreamId,
+    pages: &TablePages<N>,
+    pattern: impl Fn(usize) -> u64,
+) -> Result<(), SelfCheckError> {
+    // SAFETY: BAR0 of edu, placed by `assign_bars` in a host bridge
+    // window, which `mmu::build` maps as device memory.
+    let id = unsafe { ((regs + edu::ID) as *const u32).read_volatile() };
+    if id != edu::ID_VALUE {
+        return Err(SelfCheckError::Mismatch("edu's ID register is wrong"));
+    }
+    // Events from before are not this check's.
+    smmu.drain_events(|_| {})?;
+    edu_dma(regs, 0x1000, edu::BUFFER, 0)?;
+    edu_dma(regs, edu::BUFFER, 0x2000, edu::DMA_TO_MEMORY)?;
+    if (0..DMA_CHECK_BYTES / 8).any(|i| pages.get(4, i) != pattern(i)) {
+        return Err(SelfCheckError::Mismatch(
+            "the bytes copied through VA 0x1000 and 0x2000 differ",
+        ));
+    }
+    let mut faults = 0;
+    let mut others = 0;
+    smmu.drain_events(|event| match event {
+        Event::Fault(f) if f.stream == stream => faults += 1,
+        _ => others += 1,
+    })?;
+    if faults + others != 0 {
+        return Err(SelfCheckError::Mismatch(
+            "the mapped transfers raised SMMU events",
+        ));
+    }
+    edu_dma(regs, edu::BUFFER, 0x3000, edu::DMA_TO_MEMORY)?;
+    let mut translation_faults = 0;
+    smmu.drain_events(|event| match event {
+        Event::Fault(f)
+            if f.stream == stream
+                && f.kind == smmuv3::FaultKind::Translation
+                && f.address & !0xfff == 0x3000
+                && !f.stage2 =>
+        {
+            translation_faults += 1
+        }
+        _ => others += 1,
+    })?;
+    if translation_faults == 0 || others != 0 {
+        return Err(SelfCheckError::Mismatch(
+            "the write to unmapped VA 0x3000 did not raise (only) stage-1 translation faults",
+        ));
+    }
+    Ok(())
+}
+
+/// One edu transfer of [`DMA_CHECK_BYTES`], waited for.
+fn edu_dma(regs: usize, source: u64, destination: u64, flags: u64) -> Result<(), SelfCheckError> {
+    let write = |offset: usize, value: u64| {
+        // SAFETY: edu's BAR0, mapped as device memory (see the caller);
+        // its DMA registers take 64-bit writes.
+        unsafe { ((regs + offset) as *mut u64).write_volatile(value) }
+    };
+    let command = || {
+        // SAFETY: As above.
+        unsafe { ((regs + edu::DMA_COMMAND) as *const u64).read_volatile() }
+    };
+    write(edu::DMA_SOURCE, source);
+    write(edu::DMA_DESTINATION, destination);
+    write(edu::DMA_COUNT, DMA_CHECK_BYTES as u64);
+    dsb();
+    write(edu::DMA_COMMAND, edu::DMA_RUN | flags);
+    if !timer::wait_until(edu::TIMEOUT_MS, || command() & edu::DMA_RUN == 0) {
+        return Err(SelfCheckError::Mismatch("an edu transfer did not end"));
+    }
+    dsb();
+    Ok(())
 }
