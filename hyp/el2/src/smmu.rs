@@ -54,6 +54,18 @@
 //! is never read, and the CMD_TLBI_EL2_* commands are accepted and ignored.
 //! On QEMU the driver therefore binds in NS-EL1, the design above.
 //!
+//! Debug builds check stage 1 at boot: an unused stream (the table's last)
+//! is bound to a small task-like address space, its STE and CD are read
+//! back against the encodings, binding twice and unbinding twice are
+//! refused, and the unbind leaves abort and an invalid CD. With
+//! `hyp.smmu-s1-dma` (debug builds, QEMU's `edu` at 00:08.0, no host disk)
+//! the device then does DMA through such a context end to end
+//! ([`stage1_dma_check`]; system test `passthrough_sva_stage1_dma`).
+//! Callers pin the task's ASID before [`Smmu::bind_stage1`] (and do not
+//! bind if the pin fails: that is how pin exhaustion fails a bind
+//! cleanly); [`Smmu::check_stage1`] refuses a context the SMMU cannot take
+//! before anything is pinned.
+//!
 //! Every poll (CR0ACK, GBPA, command completion) gives up after
 //! [`POLL_TIMEOUT_MS`] with [`SmmuError::Timeout`]. If initialisation fails
 //! half-way, the SMMU is left off with SMMU_GBPA aborting: DMA through it
