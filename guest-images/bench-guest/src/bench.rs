@@ -21,15 +21,16 @@
 //! WFI is woken by a pending interrupt all the same.
 
 use crate::bootargs::Options;
-use crate::firmware::{self, Status};
+use crate::counter;
 use crate::gic::{self, GicError};
 use crate::marker::{self, Name};
-use crate::{counter, println, smp};
 use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 use core::arch::asm;
 use core::cell::Cell;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use guest_rt::firmware::{self, Status};
+use guest_rt::{println, smp};
 
 /// The null hypercall's function ID: SMC64 SiP service call 0, which
 /// neither the hypervisor nor KVM implements, so both answer

@@ -8,6 +8,7 @@
 //! | `only=`       | comma-separated benchmark names to run (default: all)    |
 
 use core::fmt;
+use guest_rt::bootargs::value;
 
 /// Measured iterations when `iterations=` is not given: 2^16.
 pub const DEFAULT_ITERATIONS: u64 = 1 << 16;
@@ -52,27 +53,13 @@ impl fmt::Display for BadValue {
     }
 }
 
-/// The value of the last `key=` in `bootargs`.
-fn value(bootargs: &'static str, key: &str) -> Option<&'static str> {
-    bootargs
-        .split_ascii_whitespace()
-        .filter_map(|word| word.split_once('='))
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-        .next_back()
-}
-
-/// `key`'s value as a positive number, if given.
+/// `key`'s value as a positive number (decimal, or hex with `0x`), if given.
 fn number(bootargs: &'static str, key: &'static str) -> Result<Option<u64>, BadValue> {
     let Some(text) = value(bootargs, key) else {
         return Ok(None);
     };
-    let parsed = match text.strip_prefix("0x") {
-        Some(digits) => u64::from_str_radix(digits, 16),
-        None => text.parse(),
-    };
-    match parsed {
-        Ok(n) if n > 0 => Ok(Some(n)),
+    match guest_rt::bootargs::number(text) {
+        Some(n) if n > 0 => Ok(Some(n)),
         _ => Err(BadValue { key, value: text }),
     }
 }

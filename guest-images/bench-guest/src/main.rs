@@ -15,71 +15,93 @@
 #![no_main]
 
 mod bench;
-mod boot;
 mod bootargs;
-mod console;
 mod counter;
 mod dt;
-mod firmware;
 mod gic;
 mod marker;
 mod mmu;
-mod smp;
 
 use core::panic::PanicInfo;
+use guest_rt::exceptions::Frame;
+use guest_rt::{console, firmware, println, smp, Guest};
 
-/// vCPU 0's entry into Rust: MMU on, on its own stack, `.bss` zeroed.
-#[unsafe(no_mangle)]
-extern "C" fn primary_main(dtb: u64) -> ! {
-    let machine = match dt::parse(dtb) {
-        Ok(machine) => machine,
-        Err(e) => fail(format_args!("device tree: {e}")),
-    };
-    let options = match bootargs::parse(machine.bootargs) {
-        Ok(options) => options,
-        Err(e) => fail(format_args!("bootargs: {e}")),
-    };
-    let self_mpidr = smp::current_mpidr();
-    if let Err(e) = gic::enable_distributor().and_then(|()| {
-        gic::enable_cpu(
-            self_mpidr,
-            (1 << bench::SELF_SGI) | (1 << bench::REPLY_SGI) | (1 << bench::VTIMER_PPI),
-        )
-    }) {
-        fail(format_args!("GIC: {e}"));
-    }
-    println!(
-        "bench-guest: cntfrq={} vcpus={} iterations={} warmup={} gicd_iidr={:#x} bootargs=\"{}\"",
-        counter::frequency(),
-        machine.cpus.len(),
-        options.iterations,
-        options.warmup,
-        gic::distributor_iidr(),
-        machine.bootargs
-    );
-    let cx = bench::Context {
-        options,
-        self_mpidr,
-        peer_mpidr: machine.cpus.get(1).copied(),
-        window: core::cell::Cell::new(marker::Name::new("none")),
-    };
-    for bench in bench::BENCHES.iter().filter(|b| options.runs(b.name)) {
-        bench::run_and_report(bench, &cx);
-    }
-    println!("BENCH done");
-    firmware::system_off()
+/// The bench guest, as the shared start in guest-rt sees it.
+struct BenchGuest;
+
+guest_rt::entry! {
+    guest: BenchGuest,
+    translation_root: mmu::BOOT_L1,
+    fail_prefix: "BENCH-FAIL",
 }
 
-/// A secondary vCPU's entry into Rust, started by PSCI `CPU_ON` with its
-/// index as the context ID: only vCPU 1 is ever started, to answer IPIs.
-#[unsafe(no_mangle)]
-extern "C" fn secondary_main(index: u64) -> ! {
-    if index == 1 {
-        bench::ipi_responder()
+impl Guest for BenchGuest {
+    const STACK_SIZE: usize = 16 * 1024;
+    const VA_BITS: u32 = mmu::VA_BITS;
+
+    fn primary_main(dtb: u64) -> ! {
+        console::init();
+        let machine = match dt::parse(dtb) {
+            Ok(machine) => machine,
+            Err(e) => fail(format_args!("device tree: {e}")),
+        };
+        let options = match bootargs::parse(machine.bootargs) {
+            Ok(options) => options,
+            Err(e) => fail(format_args!("bootargs: {e}")),
+        };
+        let self_mpidr = smp::current_mpidr();
+        if let Err(e) = gic::enable_distributor().and_then(|()| {
+            gic::enable_cpu(
+                self_mpidr,
+                (1 << bench::SELF_SGI) | (1 << bench::REPLY_SGI) | (1 << bench::VTIMER_PPI),
+            )
+        }) {
+            fail(format_args!("GIC: {e}"));
+        }
+        println!(
+            "bench-guest: cntfrq={} vcpus={} iterations={} warmup={} gicd_iidr={:#x} bootargs=\"{}\"",
+            counter::frequency(),
+            machine.cpus.len(),
+            options.iterations,
+            options.warmup,
+            gic::distributor_iidr(),
+            machine.bootargs
+        );
+        let cx = bench::Context {
+            options,
+            self_mpidr,
+            peer_mpidr: machine.cpus.get(1).copied(),
+            window: core::cell::Cell::new(marker::Name::new("none")),
+        };
+        for bench in bench::BENCHES.iter().filter(|b| options.runs(b.name)) {
+            bench::run_and_report(bench, &cx);
+        }
+        println!("BENCH done");
+        firmware::system_off()
     }
-    fail(format_args!(
-        "vcpu {index} started, but only vCPU 1 has work"
-    ))
+
+    /// Only vCPU 1 is ever started, to answer IPIs.
+    fn secondary_main(index: usize) -> ! {
+        if index == 1 {
+            bench::ipi_responder()
+        }
+        fail(format_args!(
+            "vcpu {index} started, but only vCPU 1 has work"
+        ))
+    }
+
+    /// The guest never takes an exception on purpose (interrupts stay masked
+    /// and are polled): every one is reported and powers the VM off.
+    fn exception(vector: u64, frame: &mut Frame) {
+        console::print_line_emergency(format_args!(
+            "BENCH-FAIL unexpected exception on vcpu {}: vector {vector}, ESR {:#x}, ELR {:#x}, FAR {:#x}",
+            smp::current_index(),
+            frame.esr,
+            frame.elr,
+            frame.far
+        ));
+        firmware::system_off()
+    }
 }
 
 /// Prints `BENCH-FAIL <what>` and powers the VM off.

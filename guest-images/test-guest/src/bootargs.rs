@@ -3,6 +3,7 @@
 //! keys are ignored, so the hypervisor or a test runner may add its own.
 
 use core::fmt;
+use guest_rt::bootargs::value;
 
 /// Rounds of the isolation test when `rounds=` is not given.
 const DEFAULT_ROUNDS: u32 = 200;
@@ -136,20 +137,9 @@ impl fmt::Display for BootargsError<'_> {
     }
 }
 
-/// The value of the last `key=` in `bootargs`.
-fn value<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
-    bootargs
-        .split_ascii_whitespace()
-        .filter_map(|word| word.split_once('='))
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-        .next_back()
-}
-
 /// A hex number, with or without `0x`.
 fn hex<'a>(key: &'static str, value: &'a str) -> Result<u64, BootargsError<'a>> {
-    let digits = value.strip_prefix("0x").unwrap_or(value);
-    u64::from_str_radix(digits, 16).map_err(|_| BootargsError::BadValue {
+    guest_rt::bootargs::hex(value).ok_or(BootargsError::BadValue {
         key,
         value,
         expected: "a hex number",
@@ -158,11 +148,7 @@ fn hex<'a>(key: &'static str, value: &'a str) -> Result<u64, BootargsError<'a>> 
 
 /// A decimal number, or a hex one with `0x`.
 fn number<'a>(key: &'static str, value: &'a str) -> Result<u64, BootargsError<'a>> {
-    match value.strip_prefix("0x") {
-        Some(digits) => u64::from_str_radix(digits, 16),
-        None => value.parse(),
-    }
-    .map_err(|_| BootargsError::BadValue {
+    guest_rt::bootargs::number(value).ok_or(BootargsError::BadValue {
         key,
         value,
         expected: "a number",

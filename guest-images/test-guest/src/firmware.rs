@@ -10,9 +10,9 @@ use crate::exceptions::{self, Fault};
 use crate::smp;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
-use smccc::psci;
 use smccc::{Call, Hvc, Smc};
 
+pub use guest_rt::firmware::Status;
 pub use smccc::arch::SMCCC_VERSION;
 pub use smccc::psci::{
     PSCI_AFFINITY_INFO_64, PSCI_CPU_OFF, PSCI_CPU_ON_64, PSCI_CPU_SUSPEND_64, PSCI_FEATURES,
@@ -51,51 +51,6 @@ pub fn psci_conduit() -> Conduit {
         Conduit::Smc
     } else {
         Conduit::Hvc
-    }
-}
-
-/// A PSCI or SMCCC status code: a signed 32-bit value in w0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Status(pub i32);
-
-impl Status {
-    /// `SUCCESS`, and `ON` for `AFFINITY_INFO`.
-    pub const SUCCESS: Self = Self(0);
-    /// `AFFINITY_INFO`: the CPU is off.
-    pub const OFF: Self = Self(1);
-    /// `MIGRATE_INFO_TYPE`: no trusted OS, or one that needs no migration.
-    pub const NO_MIGRATION: Self = Self(2);
-    /// `NOT_SUPPORTED`.
-    pub const NOT_SUPPORTED: Self = Self(psci::error::NOT_SUPPORTED);
-    /// `INVALID_PARAMETERS`.
-    pub const INVALID_PARAMETERS: Self = Self(psci::error::INVALID_PARAMETERS);
-    /// `ALREADY_ON`.
-    pub const ALREADY_ON: Self = Self(psci::error::ALREADY_ON);
-
-    /// The status in w0 of a call's result registers.
-    pub fn from_x0(x0: u64) -> Self {
-        // w0 is the low half of x0; the cast keeps exactly that.
-        Self(x0 as u32 as i32)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Non-negative values mean different things per function (ON, OFF,
-        // a migration type, feature flags); the error codes are common.
-        let name = match self.0 {
-            psci::error::NOT_SUPPORTED => "NOT_SUPPORTED",
-            psci::error::INVALID_PARAMETERS => "INVALID_PARAMETERS",
-            psci::error::DENIED => "DENIED",
-            psci::error::ALREADY_ON => "ALREADY_ON",
-            psci::error::ON_PENDING => "ON_PENDING",
-            psci::error::INTERNAL_FAILURE => "INTERNAL_FAILURE",
-            psci::error::NOT_PRESENT => "NOT_PRESENT",
-            psci::error::DISABLED => "DISABLED",
-            psci::error::INVALID_ADDRESS => "INVALID_ADDRESS",
-            _ => return write!(f, "{}", self.0),
-        };
-        write!(f, "{} ({name})", self.0)
     }
 }
 
@@ -144,7 +99,11 @@ pub fn cpu_on(mpidr: u64, index: usize) -> Result<Status, Fault> {
     status(
         psci_conduit(),
         PSCI_CPU_ON_64,
-        &[mpidr, crate::boot::secondary_entry_address(), index as u64],
+        &[
+            mpidr,
+            guest_rt::boot::secondary_entry_address(),
+            index as u64,
+        ],
     )
 }
 

@@ -13,9 +13,7 @@
 #![no_main]
 
 mod access;
-mod boot;
 mod bootargs;
-mod console;
 mod dt;
 mod edu;
 mod exceptions;
@@ -30,14 +28,42 @@ mod timer_irq;
 
 use bootargs::Mode;
 use core::panic::PanicInfo;
+use guest_rt::exceptions::Frame;
+// The shared start's modules, under the names the rest of the guest uses.
+use guest_rt::{boot, console, println, Guest};
 use spin::Once;
 
 /// The mode, set by vCPU 0 before it starts any other vCPU.
 static MODE: Once<Mode> = Once::new();
 
+/// The test guest, as the shared start in guest-rt sees it.
+struct TestGuest;
+
+guest_rt::entry! {
+    guest: TestGuest,
+    translation_root: mmu::BOOT_L0,
+    fail_prefix: "FAIL",
+}
+
+impl Guest for TestGuest {
+    const STACK_SIZE: usize = 64 * 1024;
+    const VA_BITS: u32 = mmu::VA_BITS;
+
+    fn primary_main(dtb: u64) -> ! {
+        primary_main(dtb)
+    }
+
+    fn secondary_main(index: usize) -> ! {
+        secondary_main(index)
+    }
+
+    fn exception(vector: u64, frame: &mut Frame) {
+        exceptions::handle(vector, frame)
+    }
+}
+
 /// vCPU 0's entry into Rust: MMU on, on its own stack, `.bss` zeroed.
-#[unsafe(no_mangle)]
-extern "C" fn primary_main(dtb: u64) -> ! {
+fn primary_main(dtb: u64) -> ! {
     console::init();
     let machine = match dt::parse(dtb) {
         Ok(machine) => machine,
@@ -117,11 +143,8 @@ extern "C" fn primary_main(dtb: u64) -> ! {
 }
 
 /// A secondary vCPU's entry into Rust, started by PSCI `CPU_ON` with its
-/// index as the context ID: MMU on, on its own stack.
-#[unsafe(no_mangle)]
-extern "C" fn secondary_main(index: u64) -> ! {
-    // The entry code checked the bound.
-    let index = index as usize;
+/// index as the context ID (below `MAX_VCPUS`): MMU on, on its own stack.
+fn secondary_main(index: usize) -> ! {
     let Some(&mode) = MODE.get() else {
         report::fail(
             "smp",

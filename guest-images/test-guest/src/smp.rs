@@ -1,16 +1,12 @@
-//! vCPUs: their indices, waiting, and starting and stopping secondaries
-//! through PSCI.
+//! vCPUs: their indices (guest-rt's), waiting, and starting and stopping
+//! secondaries through PSCI.
 
 use crate::exceptions::Fault;
 use crate::firmware::{self, Status};
-use aarch64_cpu::asm::{wfe, wfi};
-use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, MPIDR_EL1, TPIDR_EL1};
+use aarch64_cpu::asm::wfe;
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0};
 
-/// Most vCPUs the guest runs on: one stack and one probe slot each.
-pub const MAX_VCPUS: usize = 8;
-
-/// MPIDR_EL1 affinity fields Aff3..Aff0, the form the device tree's `reg` uses.
-pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+pub use guest_rt::smp::{current_index, current_mpidr, park, MAX_VCPUS};
 
 /// How long to wait for another vCPU to change state: generous, since TCG
 /// on a loaded host is slow, and it only matters when something is wrong.
@@ -20,29 +16,11 @@ pub const WAIT_TIMEOUT_MS: u64 = 30_000;
 /// late rather than early.
 const FALLBACK_COUNTER_HZ: u64 = 1_000_000_000;
 
-/// This vCPU's index, which the entry code keeps in TPIDR_EL1.
-pub fn current_index() -> usize {
-    // The entry code only ever stores an index below MAX_VCPUS.
-    (TPIDR_EL1.get() as usize).min(MAX_VCPUS - 1)
-}
-
-/// This vCPU's MPIDR affinity fields.
-pub fn current_mpidr() -> u64 {
-    MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
-}
-
 /// Waits a little: WFE, which the hypervisor (and plain QEMU) treats as a
 /// yield. Not WFI: this guest enables no interrupt, so a WFI would wait
 /// for good.
 pub fn idle() {
     wfe();
-}
-
-/// Stops this vCPU for good.
-pub fn park() -> ! {
-    loop {
-        wfi();
-    }
 }
 
 /// The counter's frequency in Hz (CNTFRQ_EL0, or a high guess if unset).

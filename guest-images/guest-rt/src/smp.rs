@@ -3,7 +3,8 @@
 use aarch64_cpu::asm::wfi;
 use aarch64_cpu::registers::{Readable, MPIDR_EL1, TPIDR_EL1};
 
-/// Most vCPUs the guest has stacks for. The benchmarks use two.
+/// Most vCPUs a guest runs on: the entry code has one stack each and turns
+/// away a secondary whose index is not below it.
 pub const MAX_VCPUS: usize = 8;
 
 /// MPIDR_EL1's affinity fields Aff3..Aff0, the form the device tree's

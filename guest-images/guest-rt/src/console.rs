@@ -1,6 +1,9 @@
 //! The console: the PL011 of the QEMU-virt-like machine the guest sees.
 //! Each line is written under a lock, so lines of different vCPUs do not
-//! interleave. Only `test=echo` turns the receiver on and reads.
+//! interleave; each byte waits for room in the transmit FIFO, as on real
+//! hardware. [`init`] takes the UART over as it is: the hypervisor's PL011
+//! and the reference VMM's console print whatever reaches the data register.
+//! Only a guest that reads ([`enable_receiver`]) programs the line.
 
 use arm_pl011_uart::{
     DataBits, Error, LineConfig, PL011Registers, Parity, StopBits, Uart, UniqueMmioPointer,
@@ -14,6 +17,7 @@ pub const PL011_BASE: u64 = 0x0900_0000;
 /// Size of the PL011's register page.
 pub const PL011_SIZE: u64 = 0x1000;
 
+/// The UART once [`init`] took it over; the lock keeps lines whole.
 static CONSOLE: SpinMutex<Option<Uart<'static>>> = SpinMutex::new(None);
 
 /// The UART's reference clock on QEMU's `virt` board (its `apb-pclk`).
@@ -35,7 +39,8 @@ pub fn init() {
         return;
     };
     // SAFETY: PL011_BASE is the PL011's register block, identity-mapped as
-    // device memory by `mmu`; only this console accesses it, under the lock.
+    // device memory by both guests' maps; only this console accesses it,
+    // under the lock.
     let registers = unsafe { UniqueMmioPointer::new(base) };
     *console = Some(Uart::new(registers));
 }
@@ -108,6 +113,6 @@ pub fn print_line_emergency(args: fmt::Arguments<'_>) {
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
-        $crate::console::print_line(format_args!($($arg)*))
+        $crate::console::print_line(::core::format_args!($($arg)*))
     };
 }
