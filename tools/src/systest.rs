@@ -591,6 +591,8 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
                 r#"^\[cpu\d\] INFO  task "faulter": writing to the hypervisor's image at 0x40080000$"#,
                 r#"^\[cpu\d\] ERROR task "faulter": stopped: EC 0x24 \(data abort from a lower EL\): .*FAR 0x40080000; ELR 0x4000000000"#,
                 r#"^\[cpu\d\] ERROR task "bad-log": stopped: refused log: 16 bytes at 0x40080000 are not inside one region the task owns; "#,
+                r#"^\[cpu\d\] INFO  task "spinner": spun to the end without a system call$"#,
+                r#"^\[cpu\d\] INFO  task "spinner": exited with code 0; \d+ run\(s\), [1-9]\d* preemption\(s\), "#,
                 r#"^\[cpu\d\] INFO  task "waiter": woken by every ring$"#,
                 r#"^\[cpu\d\] INFO  task "waiter": exited with code 0; "#,
                 r#"^\[cpu\d\] INFO  task "signaller": exited with code 0; "#,
@@ -609,7 +611,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
             r"\bFAIL\b",
             r"unexpected exception",
             r"exited with code [1-9]",
-            r#"task "(worker\d+|waiter|signaller)": stopped"#,
+            r#"task "(worker\d+|spinner|waiter|signaller)": stopped"#,
         ],
         exit: ExpectExit::Success,
         timeout: LONG_TIMEOUT,
@@ -1615,7 +1617,7 @@ fn qemu_extra_args(test: &SystemTest) -> Result<Vec<String>> {
 fn tasks_ran_through_rollovers(ran: &Ran<'_>) -> Result<Checked> {
     let mut checked = Checked::default();
     let line = Regex::new(
-        r#"^\[cpu\d\] INFO  task "worker\d+": exited with code 0; (\d+) run\(s\), (\d+) migration\(s\), (\d+) ASID change\(s\)"#,
+        r#"^\[cpu\d\] INFO  task "worker\d+": exited with code 0; (\d+) run\(s\), \d+ preemption\(s\), (\d+) migration\(s\), (\d+) ASID change\(s\)"#,
     )?;
     let ended: Vec<[u64; 3]> = ran
         .log

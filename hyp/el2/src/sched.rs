@@ -631,6 +631,7 @@ fn run_task(cpu: usize, task: Arc<Task>) {
                     if now < slice_end {
                         task::Outcome::Resume
                     } else if CPUS[cpu].queued.load(Ordering::Relaxed) > 0 {
+                        task.preempted();
                         task::Outcome::Yield
                     } else {
                         slice_end = now.wrapping_add(slice);

@@ -188,6 +188,8 @@ pub struct Task {
     last_asid: AtomicU16,
     /// Times it was entered from the scheduler.
     runs: AtomicU64,
+    /// Times the end of its time slice took the CPU from it.
+    preemptions: AtomicU64,
     /// Times it ran on another CPU than the time before.
     migrations: AtomicU64,
     /// Times its ASID changed (after rollovers).
@@ -253,6 +255,7 @@ impl Task {
             last_cpu: AtomicUsize::new(usize::MAX),
             last_asid: AtomicU16::new(0),
             runs: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
             migrations: AtomicU64::new(0),
             asid_changes: AtomicU64::new(0),
             syscalls: AtomicU64::new(0),
@@ -298,6 +301,11 @@ impl Task {
         self.last_cpu.load(Ordering::Relaxed)
     }
 
+    /// Counts the end of a time slice that took the CPU from it.
+    pub fn preempted(&self) {
+        self.preemptions.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Where the scheduler has it.
     pub fn run_state(&self) -> TaskRun {
         match self.run.load(Ordering::Acquire) {
@@ -334,8 +342,9 @@ impl Task {
                 let t = self.0;
                 write!(
                     f,
-                    "{} run(s), {} migration(s), {} ASID change(s), {} system call(s)",
+                    "{} run(s), {} preemption(s), {} migration(s), {} ASID change(s), {} system call(s)",
                     t.runs.load(Ordering::Relaxed),
+                    t.preemptions.load(Ordering::Relaxed),
                     t.migrations.load(Ordering::Relaxed),
                     t.asid_changes.load(Ordering::Relaxed),
                     t.syscalls.load(Ordering::Relaxed)
@@ -410,8 +419,10 @@ impl LocalTlbFlush<Asid> for AllAsids {
 }
 
 /// Makes `task`'s address space current on this CPU with `asid`: TTBR0_EL2,
-/// and the EL0-readable thread registers cleared (they may hold the last
-/// guest's values).
+/// the EL0-readable thread registers cleared (they may hold the last
+/// guest's values), and MDSCR_EL1 cleared, so that no debug setting a guest
+/// left live (single step, breakpoints) applies to the task. (A vCPU loads
+/// all three again before it runs.)
 pub fn enter_address_space(task: &Task, cpu: usize, asid: Asid) {
     task.note_entry(cpu, asid);
     // SAFETY: The task's root table maps the hypervisor exactly as its own
@@ -422,6 +433,7 @@ pub fn enter_address_space(task: &Task, cpu: usize, asid: Asid) {
             "msr ttbr0_el2, {}",
             "msr tpidr_el0, xzr",
             "msr tpidrro_el0, xzr",
+            "msr mdscr_el1, xzr",
             "isb",
             in(reg) task.ttbr0(asid),
             options(nostack, preserves_flags)
@@ -684,6 +696,25 @@ task_bad_log_start:
 .global task_bad_log_end
 task_bad_log_end:
 
+// x0 = iterations of a loop without system calls: only the EL2 timer's
+// end of its time slice takes the CPU from it.
+.global task_spinner_start
+task_spinner_start:
+1:  subs    x0, x0, #1
+    b.ne    1b
+    adr     x0, 90f + 4
+    ldr     w1, 90f
+    mov     x8, #{log}
+    svc     #0
+    mov     x0, #0
+    mov     x8, #{exit}
+    svc     #0
+90: .word   97f - 90b - 4
+    .ascii  "spun to the end without a system call"
+97: .balign 4
+.global task_spinner_end
+task_spinner_end:
+
 // x0 = rings to wait for on doorbell 0.
 .global task_waiter_start
 task_waiter_start:
@@ -738,6 +769,8 @@ unsafe extern "C" {
     static task_faulter_end: u8;
     static task_bad_log_start: u8;
     static task_bad_log_end: u8;
+    static task_spinner_start: u8;
+    static task_spinner_end: u8;
     static task_waiter_start: u8;
     static task_waiter_end: u8;
     static task_signaller_start: u8;
@@ -755,17 +788,22 @@ fn program(start: &'static u8, end: &'static u8) -> &'static [u8] {
 /// Yields of each demonstration worker.
 const WORKER_ITERATIONS: u64 = 200;
 
+/// Loop iterations of the demonstration spinner: a good many time slices
+/// under QEMU's TCG.
+const SPINS: u64 = 50_000_000;
+
 /// Rings the demonstration waiter waits for.
 const RINGS: u64 = 50;
 
 /// Starts the demonstration tasks of `hyp.demo-tasks=N`: `N` workers, a task
-/// that writes outside its map, one that asks to log hypervisor memory,
+/// that never makes a system call until its end, one that writes outside its map, one that asks to log hypervisor memory,
 /// and a waiter with its signaller on doorbell 0.
 pub fn start_demo(workers: usize) {
     // SAFETY: Only the symbols' addresses are taken.
-    let (worker, faulter, bad_log, waiter, signaller) = unsafe {
+    let (worker, spinner, faulter, bad_log, waiter, signaller) = unsafe {
         (
             program(&task_worker_start, &task_worker_end),
+            program(&task_spinner_start, &task_spinner_end),
             program(&task_faulter_start, &task_faulter_end),
             program(&task_bad_log_start, &task_bad_log_end),
             program(&task_waiter_start, &task_waiter_end),
@@ -781,6 +819,7 @@ pub fn start_demo(workers: usize) {
             )
         })
         .collect();
+    tasks.push(("spinner".into(), spinner, [SPINS, 0]));
     tasks.push(("faulter".into(), faulter, [0, 0]));
     tasks.push(("bad-log".into(), bad_log, [0, 0]));
     tasks.push(("waiter".into(), waiter, [RINGS, 0]));
@@ -794,5 +833,7 @@ pub fn start_demo(workers: usize) {
             Err(e) => error!("task \"{name}\": not started: {e}"),
         }
     }
-    info!("demo tasks: {workers} worker(s), a faulter, a bad logger, a waiter and its signaller");
+    info!(
+        "demo tasks: {workers} worker(s), a spinner, a faulter, a bad logger, a waiter and its signaller"
+    );
 }
