@@ -463,6 +463,8 @@ fn apply_options(platform: &Platform) -> Options {
                 passthrough::disable_vmid_pinning();
             }
             ("no-vmid-pin", _) => warn!("hyp.no-vmid-pin ignored (release build)"),
+            // Read by `smmu::init` (its debug-only stage-1 DMA check).
+            ("smmu-s1-dma", None) if cfg!(debug_assertions) => {}
             ("fault", Some("data-abort")) if cfg!(debug_assertions) => {
                 warn!("hyp.fault=data-abort: reading an unmapped address on purpose");
                 // An address above every RAM and MMIO region yet below 2^48.
