@@ -1,8 +1,10 @@
 //! EL2 exception vectors and the report printed for an exception nobody
 //! expected.
 //!
-//! Exceptions from a lower EL are guest exits and go to the world switch
-//! (`vcpu`). Exceptions from EL2 itself are never expected: the hypervisor
+//! Exceptions from a lower EL are guest exits, or exceptions of an EL0 task
+//! (`task`), and go to the world switch (`vcpu`): both are entered through
+//! `guest_enter`, whose caller knows which of the two it ran, so the exit
+//! path needs no test of its own. Exceptions from EL2 itself are never expected: the hypervisor
 //! must not fault. Those vectors save the full register state into a
 //! [`Frame`] and call [`handle_exception`], which reports it in full (class
 //! decoded from ESR_EL2, FAR, ELR, SPSR, registers) and stops the CPU cleanly.
@@ -91,8 +93,9 @@ global_asm!(
     b       exception_common
 .endm
 
-// An exception from a lower EL is a guest exit: only guests run below EL2.
-// It runs on SP_EL2 as `vcpu::guest_enter` left it.
+// An exception from a lower EL is a guest exit or a task's exception: only
+// guests (EL1, EL0) and tasks (EL0 with TGE = 1) run below EL2, both
+// entered by `vcpu::guest_enter`. It runs on SP_EL2 as that left it.
 .macro from_lower_el index
     .balign 0x80
     stp     x0, x1, [sp, #-16]!

@@ -11,6 +11,13 @@
 //! to run takes a waiting vCPU from another CPU's queue. Either way vCPUs
 //! move between physical CPUs; each move is counted.
 //!
+//! EL0 tasks (`task`) share the run queues with vCPUs: the same slice,
+//! placement and stealing, so they move between CPUs too. Each task entry
+//! takes the task's ASID from the ASID allocator's `switch` (after the
+//! local `TLBI VMALLE1` it may ask for) into TTBR0_EL2, runs it through the
+//! same world switch with HCR_EL2 left in host mode (TGE = 1), and switches
+//! back to the hypervisor's own map when it leaves.
+//!
 //! Each entry into a guest programs stage 2 with the VMID the allocator's
 //! `switch` returns (after the local TLB flush it may ask for), and, when a
 //! different vCPU of the same VM ran last on this physical CPU, invalidates
@@ -400,18 +407,25 @@ pub fn run(cpu: usize) -> ! {
             run_entry(vmids, limits, cpu, entry);
             continue;
         }
-        if ALL_CREATED.load(Ordering::Acquire)
-            && LIVE_VMS.load(Ordering::Acquire) == 0
-            && task::live() == 0
-        {
-            cpu::all_vms_stopped(|| {
-                info!("VMID allocator: {}", vmids.stats());
-                if let Some(asids) = ASIDS.get() {
-                    info!("ASID allocator: {}", asids.stats());
-                }
-            });
+        if ALL_CREATED.load(Ordering::Acquire) && LIVE_VMS.load(Ordering::Acquire) == 0 {
+            stop_if_no_task(vmids);
         }
         idle(cpu);
+    }
+}
+
+/// Every VM has stopped: powers off, with both allocators' statistics,
+/// unless a task still runs. Out of line, to keep `run`, into which the
+/// vCPU path is inlined, as it was before tasks.
+#[inline(never)]
+fn stop_if_no_task(vmids: &VmidAllocator) {
+    if task::live() == 0 {
+        cpu::all_vms_stopped(|| {
+            info!("VMID allocator: {}", vmids.stats());
+            if let Some(asids) = ASIDS.get() {
+                info!("ASID allocator: {}", asids.stats());
+            }
+        });
     }
 }
 
@@ -587,6 +601,11 @@ fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
 /// Runs a task until it yields, blocks, ends or its slice ends while
 /// something else waits. HCR_EL2 stays `HCR_HOST` (TGE = 1): its
 /// exceptions come to EL2, its address space is the EL2&0 regime's TTBR0.
+///
+/// Out of line, like [`finish_task`]: inlined into `run_entry`, it changed
+/// the compiler's inlining of the vCPU path and cost every exit that
+/// refills the list registers about a hundred instructions.
+#[inline(never)]
 fn run_task(cpu: usize, task: Arc<Task>) {
     let Some(asids) = ASIDS.get() else {
         error!("task \"{}\": no ASID allocator; dropped", task.name);
@@ -658,6 +677,7 @@ fn run_task(cpu: usize, task: Arc<Task>) {
 
 /// After a task left this CPU: the ASID is no longer live here, and the
 /// task goes where its outcome says.
+#[inline(never)]
 fn finish_task(outcome: task::Outcome, cpu: usize, task: Arc<Task>) {
     if let Some(asids) = ASIDS.get() {
         let _ = asids.deactivate(cpu);
