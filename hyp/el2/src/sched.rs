@@ -147,24 +147,27 @@ static ASIDS: Once<AsidAllocator> = Once::new();
 /// queues, the time slice and the load balancing.
 enum Entry {
     /// A vCPU.
-    Vcpu {
-        vm: Arc<Vm>,
-        vcpu: usize,
-        /// The VM's reset epoch when queued; stale entries are dropped.
-        epoch: u64,
-    },
+    Vcpu(VcpuEntry),
     /// An unprivileged task.
     Task(Arc<Task>),
+}
+
+/// A vCPU waiting to run.
+struct VcpuEntry {
+    vm: Arc<Vm>,
+    vcpu: usize,
+    /// The VM's reset epoch when queued; stale entries are dropped.
+    epoch: u64,
 }
 
 impl Entry {
     /// vCPU `vcpu` of `vm`, queued in the VM's current epoch.
     fn now(vm: &Arc<Vm>, vcpu: usize) -> Self {
-        Self::Vcpu {
+        Self::Vcpu(VcpuEntry {
             vm: vm.clone(),
             vcpu,
             epoch: vm.epoch(),
-        }
+        })
     }
 }
 
@@ -272,11 +275,11 @@ pub fn make_runnable(vm: &Arc<Vm>, vcpu: usize, epoch: u64) {
         .store(Run::Queued as u8, Ordering::Release);
     let preferred = vm.vcpus[vcpu].last_cpu.load(Ordering::Relaxed);
     enqueue(
-        Entry::Vcpu {
+        Entry::Vcpu(VcpuEntry {
             vm: vm.clone(),
             vcpu,
             epoch,
-        },
+        }),
         preferred,
     );
 }
@@ -403,9 +406,16 @@ pub fn run(cpu: usize) -> ! {
         service_interrupts(cpu);
         wake_sleepers(cpu, timer::now());
         crate::passthrough::poll();
-        if let Some(entry) = pop(cpu).or_else(|| steal(cpu)) {
-            run_entry(vmids, limits, cpu, entry);
-            continue;
+        match pop(cpu).or_else(|| steal(cpu)) {
+            Some(Entry::Vcpu(entry)) => {
+                run_entry(vmids, limits, cpu, entry);
+                continue;
+            }
+            Some(Entry::Task(task)) => {
+                run_task(cpu, task);
+                continue;
+            }
+            None => {}
         }
         if ALL_CREATED.load(Ordering::Acquire) && LIVE_VMS.load(Ordering::Acquire) == 0 {
             stop_if_no_task(vmids);
@@ -547,11 +557,8 @@ fn prepare_this_cpu() {
     unsafe { asm!("msr cntvoff_el2, xzr", options(nomem, nostack)) };
 }
 
-fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: Entry) {
-    let (vm, vcpu, epoch) = match entry {
-        Entry::Vcpu { vm, vcpu, epoch } => (vm, vcpu, epoch),
-        Entry::Task(task) => return run_task(cpu, task),
-    };
+fn run_entry(vmids: &VmidAllocator, limits: Limits, cpu: usize, entry: VcpuEntry) {
+    let VcpuEntry { vm, vcpu, epoch } = entry;
     if !vm.enter(epoch) {
         return;
     }
