@@ -441,12 +441,19 @@ fn stop_if_no_task(vmids: &VmidAllocator) {
 
 /// Waits in WFI for a kick, a timer or the console.
 fn idle(cpu: usize) {
+    sleep(cpu, next_sleeper(cpu));
+}
+
+/// Sleeps in WFI until an interrupt, the EL2 timer set for `wake`. The CPU
+/// is marked idle meanwhile, so that a vCPU queued from now on lands here
+/// with a kick.
+fn sleep(cpu: usize, wake: Option<u64>) {
     let this = &CPUS[cpu];
     this.idle.store(true, Ordering::SeqCst);
     // Checked after `idle` is visible: a vCPU queued before this was seen
     // here, one queued after it sends a kick.
     if this.queued.load(Ordering::SeqCst) == 0 {
-        timer::arm(next_sleeper(cpu));
+        timer::arm(wake);
         wfi();
     }
     this.idle.store(false, Ordering::SeqCst);
@@ -982,23 +989,17 @@ fn wait(vm: &Arc<Vm>, cpu: usize, index: usize, state: &VcpuState) -> Next {
                 return Next::Resume;
             }
         }
-        let this = &CPUS[cpu];
-        // Idle, so that a vCPU queued from now on lands here with a kick
-        // (and ends the wait); one queued before is seen below.
-        this.idle.store(true, Ordering::SeqCst);
-        if this.queued.load(Ordering::SeqCst) == 0 && !this.refill.load(Ordering::Relaxed) {
-            // Wakes for the vCPU's timers, this CPU's sleepers, and once a
-            // slice to look at the VM's state.
+        // Idle, so that a vCPU queued meanwhile ends the wait (the check at
+        // the top of the loop). Wakes for the vCPU's timers, this CPU's
+        // sleepers, and once a slice to look at the VM's state.
+        if !CPUS[cpu].refill.swap(false, Ordering::Relaxed) {
             let slice = now.wrapping_add(timer::ticks_of_ms(SLICE_MS));
             let wake = [deadline, next_sleeper(cpu), Some(slice)]
                 .into_iter()
                 .flatten()
                 .min();
-            timer::arm(wake);
-            wfi();
+            sleep(cpu, wake);
         }
-        this.idle.store(false, Ordering::SeqCst);
-        this.refill.store(false, Ordering::Relaxed);
         if service_interrupts(cpu).tick {
             wake_sleepers(cpu, timer::now());
         }
