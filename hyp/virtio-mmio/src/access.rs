@@ -6,39 +6,16 @@ use crate::types::{DeviceStatus, Features, InterruptStatus, QueueArea, QueueConf
 use addr::IntermediatePhysAddr;
 use core::fmt;
 
-/// The outcome of a guest's access.
+/// The outcome of a guest's access: for a read, the value (in the low
+/// `size` bytes; 0 if ignored); for a write, what the device backend must
+/// do about it, if anything; and why the access, or part of it, was
+/// ignored.
 ///
 /// An access can both take effect and be partly refused: a `Status` write
 /// asking for `FEATURES_OK` and `FAILED` together records `FAILED` (and says
-/// so in [`value`](Self::value)) while `FEATURES_OK` does not stick (and
-/// [`ignored`](Self::ignored) says why).
-#[must_use]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Access<T> {
-    /// For a read, the value (in the low `size` bytes; 0 if ignored); for a
-    /// write, what the device backend must do about it, if anything.
-    pub value: T,
-    /// Why the access, or part of it, was ignored: the guest's mistake, to
-    /// be logged (rate-limited) by the caller, never an error of the
-    /// hypervisor's.
-    pub ignored: Option<Ignored>,
-}
-
-impl<T> Access<T> {
-    pub(crate) const fn done(value: T) -> Self {
-        Self {
-            value,
-            ignored: None,
-        }
-    }
-
-    pub(crate) const fn not_done(value: T, why: Ignored) -> Self {
-        Self {
-            value,
-            ignored: Some(why),
-        }
-    }
-}
+/// so in `value`) while `FEATURES_OK` does not stick (and `ignored` says
+/// why).
+pub type Access<T> = guest_access::Access<T, Ignored>;
 
 /// Something a guest's write asks the device backend (or the caller) to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

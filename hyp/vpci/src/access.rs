@@ -7,34 +7,11 @@ use core::fmt;
 use guest_boot::IpaRange;
 use pci::Bdf;
 
-/// The outcome of a guest's access to the ECAM window.
-#[must_use]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Access<T> {
-    /// For a read, the value, in the low `size` bytes (all ones if
-    /// nothing answers); for a write, the stage-2 changes to make.
-    pub value: T,
-    /// Why the access, or part of it, did nothing: the guest's doing, to be
-    /// logged (rate-limited) or counted by the caller, never an error of
-    /// the hypervisor's.
-    pub ignored: Option<Ignored>,
-}
-
-impl<T> Access<T> {
-    pub(crate) const fn done(value: T) -> Self {
-        Self {
-            value,
-            ignored: None,
-        }
-    }
-
-    pub(crate) const fn not_done(value: T, why: Ignored) -> Self {
-        Self {
-            value,
-            ignored: Some(why),
-        }
-    }
-}
+/// The outcome of a guest's access to the ECAM window: for a read, the
+/// value, in the low `size` bytes (all ones if nothing answers); for a
+/// write, the stage-2 changes to make; and why the access, or part of it,
+/// did nothing.
+pub type Access<T> = guest_access::Access<T, Ignored>;
 
 /// Why an access, or part of it, did nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -236,32 +236,10 @@ impl fmt::Display for Ignored {
     }
 }
 
-/// The outcome of a guest's access.
-#[must_use]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Access<T> {
-    /// For a read, the value (in the low `size` bytes); for a write, the byte
-    /// transmitted, if the write was to `UARTDR`.
-    pub value: T,
-    /// Why the access did nothing, if it did nothing.
-    pub ignored: Option<Ignored>,
-}
-
-impl<T> Access<T> {
-    const fn done(value: T) -> Self {
-        Self {
-            value,
-            ignored: None,
-        }
-    }
-
-    const fn not_done(value: T, why: Ignored) -> Self {
-        Self {
-            value,
-            ignored: Some(why),
-        }
-    }
-}
+/// The outcome of a guest's access: for a read, the value (in the low
+/// `size` bytes); for a write, the byte transmitted, if the write was to
+/// `UARTDR`; and why the access did nothing, if it did nothing.
+pub type Access<T> = guest_access::Access<T, Ignored>;
 
 /// What became of a byte offered to [`Pl011::receive`].
 #[must_use]
