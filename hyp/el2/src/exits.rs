@@ -4,13 +4,14 @@
 //! an exception injected (and a log line, rate-limited per VM), a call it
 //! may not make gets an error code.
 
+use crate::ratelimit::rate_limited;
 use crate::vcpu::{GuestRegs, VcpuState};
 use crate::vm::{Stop, Vm};
 use crate::{gic, mmio, sched};
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2};
 use alloc::sync::Arc;
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use log::{error, warn};
 use syndrome::inject::{self, Injected};
 use syndrome::{Direction, Esr, ExceptionClass, SysReg, Wfx};
@@ -322,25 +323,12 @@ fn gic_access(
 /// Logs a guest mistake the hypervisor tolerates (the access is ignored),
 /// rate-limited like refusals.
 fn note(vm: &Vm, log: impl FnOnce()) {
-    rate_limited(vm, &vm.ignored, "ignored accesses", log);
+    rate_limited(&vm.name, &vm.ignored, LOG_ALWAYS, "ignored accesses", log);
 }
 
-/// Counts an event in `counter` and runs `log` for the first few, then at
-/// powers of two only (saying so once), so a hostile guest cannot flood the
-/// console.
-fn rate_limited(vm: &Vm, counter: &AtomicU64, what: &str, log: impl FnOnce()) {
-    const ALWAYS: u64 = 8;
-    let count = counter.fetch_add(1, Ordering::Relaxed) + 1;
-    if count <= ALWAYS || count.is_power_of_two() {
-        log();
-        if count == ALWAYS {
-            warn!(
-                "vm \"{}\": further {what} are logged at powers of two only",
-                vm.name
-            );
-        }
-    }
-}
+/// Refusals and ignored accesses a VM gets logged in full before only every
+/// power of two is.
+const LOG_ALWAYS: u64 = 8;
 
 fn system_register(
     vm: &Arc<Vm>,
@@ -541,7 +529,13 @@ fn refuse(
     what: Injected,
     log: impl FnOnce(u64),
 ) -> Next {
-    rate_limited(vm, &vm.aborts, "refusals", || log(regs.pc));
+    rate_limited(
+        &vm.name,
+        &vm.aborts,
+        LOG_ALWAYS,
+        "refusals",
+        || log(regs.pc),
+    );
     let vbar: u64;
     // SAFETY: Reading a system register has no side effects.
     unsafe {

@@ -29,6 +29,7 @@ mod mmu;
 mod passthrough;
 mod pcibridge;
 mod percpu;
+mod ratelimit;
 mod sched;
 mod smmu;
 mod smp;

@@ -453,16 +453,8 @@ impl PciBridge {
     /// Runs `log` for the first [`LOG_ALWAYS`] lines, then at powers of two
     /// only (saying so once), so a guest cannot flood the console.
     fn rate_limited(&self, log: impl FnOnce()) {
-        let count = self.logged.fetch_add(1, Ordering::Relaxed) + 1;
-        if count <= LOG_ALWAYS || count.is_power_of_two() {
-            log();
-            if count == LOG_ALWAYS {
-                warn!(
-                    "vm \"{}\": PCI: further lines about its bridge are logged at powers of two only",
-                    self.name
-                );
-            }
-        }
+        let what = "lines about its PCI bridge";
+        crate::ratelimit::rate_limited(&self.name, &self.logged, LOG_ALWAYS, what, log);
     }
 
     fn log_created(&self, functions: &[Passthrough]) {
