@@ -6,6 +6,10 @@ use log::warn;
 /// Counts an event in `counter` and runs `log` for the first `always`, then
 /// at powers of two only, saying so once (as "further `what`" of VM
 /// `vm_name`), so a hostile guest cannot flood the console.
+// Out of line and cold: only guest mistakes get here, and inlined it
+// would grow the exit handlers around the fast path.
+#[cold]
+#[inline(never)]
 pub fn rate_limited(
     vm_name: &str,
     counter: &AtomicU64,
