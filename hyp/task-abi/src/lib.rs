@@ -4,12 +4,15 @@
 //! `HCR_EL2.TGE = 1`): its own stage-1 table in TTBR0_EL2, tagged by an
 //! ASID. It asks the hypervisor for things with `SVC #0`, the system call
 //! number in `x8` and up to six arguments in `x0` to `x5`, as Linux on arm64
-//! does; the hypervisor writes the result to `x0` (a [`Status`]).
+//! does; the hypervisor writes a [`Status`] to `x0` and a call's value, if it
+//! has one, to `x1`.
 //!
 //! Everything here is pure logic, tested on the host: the numbers and their
-//! decoding ([`Syscall::decode`]), where a task's pages are ([`Layout`]), and
-//! whether a buffer a task names lies inside its own memory
-//! ([`Layout::locate`]). The hypervisor stops a task whose request fails these
+//! decoding ([`Syscall::decode`]), where a task's memory is (the windows
+//! from [`TASK_BASE`], [`Regions`]), whether a buffer a task names lies
+//! inside memory it may use that way ([`Regions::locate`]), and the records
+//! the hypervisor copies out to a device backend task ([`SlotSnapshot`],
+//! [`DeviceInfo`]). The hypervisor stops a task whose request fails these
 //! checks.
 
 #![no_std]
@@ -24,17 +27,50 @@ pub const PAGE_SIZE: u64 = 4096;
 /// 48-bit address space (64 TiB), far above every address the hypervisor's
 /// identity map uses (RAM, its image and MMIO all lie below 1 TiB), so a
 /// task's own translation subtree never shares a level-0 entry with it.
+/// A task's program is linked here.
 pub const TASK_BASE: u64 = 0x4000_0000_0000;
 
-/// Bytes of virtual address space a task may use from [`TASK_BASE`]: one
-/// level-3 table's reach (2 MiB).
-pub const TASK_WINDOW: u64 = 2 << 20;
+/// One past a task's last usable address: one level-0 entry (512 GiB).
+pub const TASK_END: u64 = TASK_BASE + (512 << 30);
+
+/// Bytes from [`TASK_BASE`] a program's segments may use.
+pub const IMAGE_WINDOW: u64 = 1 << 30;
+
+/// A task's initial stack pointer: the stack's pages end here, and an
+/// unmapped gap below them catches an overflow.
+pub const STACK_TOP: u64 = TASK_BASE + (2 << 30);
+
+/// Most stack a task may have.
+pub const MAX_STACK: u64 = 1 << 20;
+
+/// Where a task that drives a device sees the device's registers.
+pub const DEVICE_BASE: u64 = STACK_TOP;
+
+/// Bytes from [`DEVICE_BASE`] device registers may use.
+pub const DEVICE_WINDOW: u64 = 1 << 30;
+
+/// Where a device backend task sees its VM's RAM: guest physical address
+/// `ram_base + x` is task address `GUEST_RAM_BASE + x`.
+pub const GUEST_RAM_BASE: u64 = TASK_BASE + (256 << 30);
+
+/// Most VM RAM a backend task can map.
+pub const GUEST_RAM_WINDOW: u64 = 256 << 30;
 
 /// Longest message one `log` call may print.
 pub const MAX_LOG_LEN: u64 = 256;
 
 /// Doorbells shared by all tasks: `wait` and `signal` name one by its index.
 pub const DOORBELLS: u64 = 16;
+
+/// Virtio slots a backend task may serve: one event bit each.
+pub const SLOTS: u64 = 32;
+
+/// Longest single host-disk transfer (`disk_read`, `disk_write`).
+pub const MAX_DISK_IO: u64 = 1 << 20;
+
+/// Longest frame `net_send` and `net_recv` carry: an Ethernet frame with a
+/// VLAN tag.
+pub const MAX_FRAME: u64 = 1518;
 
 /// System call numbers (`x8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,19 +86,56 @@ pub enum Number {
     Wait = 4,
     /// `signal(doorbell)`: ring the doorbell once, waking one waiter if any.
     Signal = 5,
+    /// `wait_events() -> bits`: sleep until the task's own event bits are
+    /// not all clear, then take (and clear) them all; bit `n` is virtio
+    /// slot `n`.
+    WaitEvents = 6,
+    /// `slot_state(slot, ptr)`: copy the slot's [`SlotSnapshot`] to `ptr`
+    /// and clear the queue notifications it reports.
+    SlotState = 7,
+    /// `device_info(slot, ptr)`: copy the slot's [`DeviceInfo`] to `ptr`.
+    DeviceInfo = 8,
+    /// `interrupt(slot)`: tell the VM the slot used buffers.
+    Interrupt = 9,
+    /// `device_failed(slot)`: the VM broke the device's rules; it needs a
+    /// reset (virtio DEVICE_NEEDS_RESET).
+    DeviceFailed = 10,
+    /// `disk_read(slot, offset, ptr, len)`: read the slot's disk.
+    DiskRead = 11,
+    /// `disk_write(slot, offset, ptr, len)`: write the slot's disk.
+    DiskWrite = 12,
+    /// `disk_flush(slot)`: make the slot's disk writes durable.
+    DiskFlush = 13,
+    /// `net_send(slot, ptr, len)`: send a frame from the slot's port.
+    NetSend = 14,
+    /// `net_recv(slot, ptr, cap) -> len`: take the next frame for the
+    /// slot's port (length 0: none waiting).
+    NetRecv = 15,
 }
 
 impl Number {
+    /// Every number, in order.
+    pub const ALL: [Self; 15] = [
+        Self::Log,
+        Self::Exit,
+        Self::Yield,
+        Self::Wait,
+        Self::Signal,
+        Self::WaitEvents,
+        Self::SlotState,
+        Self::DeviceInfo,
+        Self::Interrupt,
+        Self::DeviceFailed,
+        Self::DiskRead,
+        Self::DiskWrite,
+        Self::DiskFlush,
+        Self::NetSend,
+        Self::NetRecv,
+    ];
+
     /// The number for raw value `raw`, if it is one.
-    pub const fn from_raw(raw: u64) -> Option<Self> {
-        match raw {
-            1 => Some(Self::Log),
-            2 => Some(Self::Exit),
-            3 => Some(Self::Yield),
-            4 => Some(Self::Wait),
-            5 => Some(Self::Signal),
-            _ => None,
-        }
+    pub fn from_raw(raw: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| *n as u64 == raw)
     }
 }
 
@@ -86,16 +159,46 @@ impl Doorbell {
     }
 }
 
+/// A virtio slot number, below [`SLOTS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Slot(u8);
+
+impl Slot {
+    /// Slot `index`, if below [`SLOTS`].
+    pub const fn new(index: u64) -> Option<Self> {
+        if index < SLOTS {
+            Some(Self(index as u8))
+        } else {
+            None
+        }
+    }
+
+    /// Its index, below [`SLOTS`].
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Its event bit.
+    pub const fn bit(self) -> u64 {
+        1 << self.0
+    }
+}
+
+/// A task buffer: `len` bytes at task address `ptr` (not yet checked
+/// against the task's memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffer {
+    /// Task virtual address.
+    pub ptr: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
 /// A decoded, validated system call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Syscall {
-    /// Print `len` bytes from the task's address `ptr`.
-    Log {
-        /// Task virtual address of the message.
-        ptr: u64,
-        /// Its length, at most [`MAX_LOG_LEN`].
-        len: u64,
-    },
+    /// Print a message of at most [`MAX_LOG_LEN`] bytes.
+    Log(Buffer),
     /// End the task with `code`.
     Exit {
         /// The task's exit code (0 for success).
@@ -107,6 +210,60 @@ pub enum Syscall {
     Wait(Doorbell),
     /// Ring `doorbell`.
     Signal(Doorbell),
+    /// Wait for event bits.
+    WaitEvents,
+    /// Copy a [`SlotSnapshot`] (of [`SlotSnapshot::BYTES`]) to `to`.
+    SlotState {
+        /// The slot.
+        slot: Slot,
+        /// Where to.
+        to: Buffer,
+    },
+    /// Copy a [`DeviceInfo`] (of [`DeviceInfo::BYTES`]) to `to`.
+    DeviceInfo {
+        /// The slot.
+        slot: Slot,
+        /// Where to.
+        to: Buffer,
+    },
+    /// Used-buffer interrupt for `slot`.
+    Interrupt(Slot),
+    /// `slot` needs a reset.
+    DeviceFailed(Slot),
+    /// Read the disk at byte `offset` into `to` (at most [`MAX_DISK_IO`]).
+    DiskRead {
+        /// The slot.
+        slot: Slot,
+        /// Byte offset in the slot's disk.
+        offset: u64,
+        /// Where to.
+        to: Buffer,
+    },
+    /// Write `from` to the disk at byte `offset` (at most [`MAX_DISK_IO`]).
+    DiskWrite {
+        /// The slot.
+        slot: Slot,
+        /// Byte offset in the slot's disk.
+        offset: u64,
+        /// What.
+        from: Buffer,
+    },
+    /// Flush the slot's disk.
+    DiskFlush(Slot),
+    /// Send a frame of at most [`MAX_FRAME`] bytes.
+    NetSend {
+        /// The slot.
+        slot: Slot,
+        /// The frame.
+        from: Buffer,
+    },
+    /// Receive a frame into a buffer of [`MAX_FRAME`] bytes or more.
+    NetRecv {
+        /// The slot.
+        slot: Slot,
+        /// Where to.
+        to: Buffer,
+    },
 }
 
 /// Why a system call was refused. A refused call stops the task: a task
@@ -119,6 +276,15 @@ pub enum SyscallError {
     LogTooLong(u64),
     /// A doorbell index at or above [`DOORBELLS`].
     NoSuchDoorbell(u64),
+    /// A slot number at or above [`SLOTS`].
+    NoSuchSlot(u64),
+    /// A buffer of the wrong size for the call.
+    BadLength {
+        /// The call.
+        call: Number,
+        /// The length given.
+        len: u64,
+    },
 }
 
 impl fmt::Display for SyscallError {
@@ -129,6 +295,8 @@ impl fmt::Display for SyscallError {
             Self::NoSuchDoorbell(d) => {
                 write!(f, "doorbell {d} does not exist (there are {DOORBELLS})")
             }
+            Self::NoSuchSlot(s) => write!(f, "slot {s} does not exist (there are {SLOTS})"),
+            Self::BadLength { call, len } => write!(f, "{call:?} with a buffer of {len} bytes"),
         }
     }
 }
@@ -139,88 +307,159 @@ impl Syscall {
     ///
     /// # Errors
     ///
-    /// [`SyscallError::UnknownNumber`], [`SyscallError::LogTooLong`],
-    /// [`SyscallError::NoSuchDoorbell`].
+    /// See [`SyscallError`].
     pub fn decode(number: u64, args: [u64; 6]) -> Result<Self, SyscallError> {
         let doorbell = |raw: u64| Doorbell::new(raw).ok_or(SyscallError::NoSuchDoorbell(raw));
-        match Number::from_raw(number).ok_or(SyscallError::UnknownNumber(number))? {
-            Number::Log if args[1] > MAX_LOG_LEN => Err(SyscallError::LogTooLong(args[1])),
-            Number::Log => Ok(Self::Log {
+        let slot = Slot::new(args[0]).ok_or(SyscallError::NoSuchSlot(args[0]));
+        let call = Number::from_raw(number).ok_or(SyscallError::UnknownNumber(number))?;
+        // A buffer of exactly `len` bytes, or of `min..=max`.
+        let buffer = |ptr: u64, len: u64, min: u64, max: u64| {
+            if (min..=max).contains(&len) {
+                Ok(Buffer { ptr, len })
+            } else {
+                Err(SyscallError::BadLength { call, len })
+            }
+        };
+        Ok(match call {
+            Number::Log if args[1] > MAX_LOG_LEN => return Err(SyscallError::LogTooLong(args[1])),
+            Number::Log => Self::Log(Buffer {
                 ptr: args[0],
                 len: args[1],
             }),
-            Number::Exit => Ok(Self::Exit { code: args[0] }),
-            Number::Yield => Ok(Self::Yield),
-            Number::Wait => doorbell(args[0]).map(Self::Wait),
-            Number::Signal => doorbell(args[0]).map(Self::Signal),
-        }
+            Number::Exit => Self::Exit { code: args[0] },
+            Number::Yield => Self::Yield,
+            Number::Wait => Self::Wait(doorbell(args[0])?),
+            Number::Signal => Self::Signal(doorbell(args[0])?),
+            Number::WaitEvents => Self::WaitEvents,
+            Number::SlotState => Self::SlotState {
+                slot: slot?,
+                to: buffer(args[1], args[2], SlotSnapshot::BYTES, SlotSnapshot::BYTES)?,
+            },
+            Number::DeviceInfo => Self::DeviceInfo {
+                slot: slot?,
+                to: buffer(args[1], args[2], DeviceInfo::BYTES, DeviceInfo::BYTES)?,
+            },
+            Number::Interrupt => Self::Interrupt(slot?),
+            Number::DeviceFailed => Self::DeviceFailed(slot?),
+            Number::DiskRead => Self::DiskRead {
+                slot: slot?,
+                offset: args[1],
+                to: buffer(args[2], args[3], 1, MAX_DISK_IO)?,
+            },
+            Number::DiskWrite => Self::DiskWrite {
+                slot: slot?,
+                offset: args[1],
+                from: buffer(args[2], args[3], 1, MAX_DISK_IO)?,
+            },
+            Number::DiskFlush => Self::DiskFlush(slot?),
+            Number::NetSend => Self::NetSend {
+                slot: slot?,
+                from: buffer(args[1], args[2], 1, MAX_FRAME)?,
+            },
+            Number::NetRecv => Self::NetRecv {
+                slot: slot?,
+                to: buffer(args[1], args[2], MAX_FRAME, u64::MAX)?,
+            },
+        })
     }
 }
 
-/// What a system call returns in `x0`.
+/// What a system call returns in `x0`. A call the hypervisor refuses
+/// outright stops the task instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Status {
     /// Done.
     Ok = 0,
+    /// The slot has no such device.
+    NoDevice = 1,
+    /// Out of the device's range, or a write to a read-only disk.
+    Denied = 2,
+    /// The host device failed (the hypervisor logged why).
+    Io = 3,
 }
 
-/// Which of a task's regions a range lies in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Region {
-    /// The code (and constants), mapped read-only and executable.
-    Code,
-    /// The stack, read-write, never executable.
-    Stack,
-}
-
-impl fmt::Display for Region {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Code => "code",
-            Self::Stack => "stack",
-        })
+impl Status {
+    /// The status for raw value `raw` (an unknown one is [`Status::Io`]).
+    pub const fn from_raw(raw: u64) -> Self {
+        match raw {
+            0 => Self::Ok,
+            1 => Self::NoDevice,
+            2 => Self::Denied,
+            _ => Self::Io,
+        }
     }
 }
 
-/// Where a task's memory is, in its own virtual addresses: code pages from
-/// [`TASK_BASE`], then at least one unmapped guard page, then the stack
-/// pages ending at the window's top.
-///
-/// ```text
-/// TASK_BASE          code_end        stack_start      TASK_BASE + TASK_WINDOW
-/// | code (r-x) ...   | unmapped ...  | stack (rw-) ... |
-/// ```
+/// How a task may use a region of its memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    code_pages: u64,
-    stack_pages: u64,
+pub enum Access {
+    /// Read only (constants).
+    Read,
+    /// Read and execute (code).
+    ReadExecute,
+    /// Read and write (data, stack, a VM's RAM).
+    ReadWrite,
+    /// Device registers: read and write, never cached, never executed;
+    /// never a system call's buffer.
+    Device,
 }
 
-/// Why a task's layout cannot be made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LayoutError {
-    /// No code at all.
-    NoCode,
-    /// No stack page.
-    NoStack,
-    /// Code, a guard page and the stack do not fit in [`TASK_WINDOW`].
-    TooBig {
-        /// Pages asked for, guard included.
-        pages: u64,
-    },
+impl Access {
+    /// Whether a system call may read a buffer here.
+    pub const fn readable(self) -> bool {
+        !matches!(self, Self::Device)
+    }
+
+    /// Whether a system call may write a buffer here.
+    pub const fn writable(self) -> bool {
+        matches!(self, Self::ReadWrite)
+    }
 }
 
-impl fmt::Display for LayoutError {
+/// One region of a task's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First task address (page-aligned).
+    pub start: u64,
+    /// Bytes (a non-zero multiple of [`PAGE_SIZE`]).
+    pub len: u64,
+    /// What the task may do there.
+    pub access: Access,
+}
+
+impl Region {
+    /// One past its last address.
+    pub const fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+/// Why a region cannot be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionError {
+    /// Not page-aligned, empty, or not inside [`TASK_BASE`]..[`TASK_END`].
+    Misplaced(Region),
+    /// Overlaps a region already there.
+    Overlaps(Region),
+    /// [`MAX_REGIONS`] already.
+    TooMany,
+}
+
+impl fmt::Display for RegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoCode => f.write_str("a task needs code"),
-            Self::NoStack => f.write_str("a task needs a stack page"),
-            Self::TooBig { pages } => write!(
+            Self::Misplaced(r) => write!(
                 f,
-                "{pages} pages do not fit a task's window of {} pages",
-                TASK_WINDOW / PAGE_SIZE
+                "region {:#x}+{:#x} is not page-aligned inside the task window",
+                r.start, r.len
             ),
+            Self::Overlaps(r) => write!(
+                f,
+                "region {:#x}+{:#x} overlaps another",
+                r.start, r.len
+            ),
+            Self::TooMany => write!(f, "more than {MAX_REGIONS} regions"),
         }
     }
 }
@@ -232,104 +471,278 @@ pub struct OutsideTask {
     pub ptr: u64,
     /// Bytes from there.
     pub len: u64,
+    /// Whether the call would write there.
+    pub write: bool,
 }
 
 impl fmt::Display for OutsideTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} bytes at {:#x} are not inside one region the task owns",
-            self.len, self.ptr
+            "{} bytes at {:#x} are not inside one region the task may {}",
+            self.len,
+            self.ptr,
+            if self.write { "write" } else { "read" }
         )
     }
 }
 
-impl Layout {
-    /// A layout for `code_bytes` of code and `stack_pages` pages of stack.
+/// Most regions a task has.
+pub const MAX_REGIONS: usize = 16;
+
+/// A task's memory map: non-overlapping regions inside its window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regions {
+    regions: [Option<Region>; MAX_REGIONS],
+}
+
+impl Regions {
+    /// No regions.
+    pub const fn new() -> Self {
+        Self {
+            regions: [None; MAX_REGIONS],
+        }
+    }
+
+    /// Adds `region`; returns its index.
     ///
     /// # Errors
     ///
-    /// [`LayoutError::NoCode`], [`LayoutError::NoStack`],
-    /// [`LayoutError::TooBig`].
-    pub fn new(code_bytes: u64, stack_pages: u64) -> Result<Self, LayoutError> {
-        if code_bytes == 0 {
-            return Err(LayoutError::NoCode);
+    /// See [`RegionError`].
+    pub fn add(&mut self, region: Region) -> Result<usize, RegionError> {
+        let placed = region.len > 0
+            && region.start.is_multiple_of(PAGE_SIZE)
+            && region.len.is_multiple_of(PAGE_SIZE)
+            && region.start >= TASK_BASE
+            && region
+                .start
+                .checked_add(region.len)
+                .is_some_and(|end| end <= TASK_END);
+        if !placed {
+            return Err(RegionError::Misplaced(region));
         }
-        if stack_pages == 0 {
-            return Err(LayoutError::NoStack);
+        if self
+            .iter()
+            .any(|r| r.start < region.end() && region.start < r.end())
+        {
+            return Err(RegionError::Overlaps(region));
         }
-        let code_pages = code_bytes.div_ceil(PAGE_SIZE);
-        let pages = code_pages.saturating_add(1).saturating_add(stack_pages);
-        if pages > TASK_WINDOW / PAGE_SIZE {
-            return Err(LayoutError::TooBig { pages });
-        }
-        Ok(Self {
-            code_pages,
-            stack_pages,
-        })
+        let (index, free) = self
+            .regions
+            .iter_mut()
+            .enumerate()
+            .find(|(_, r)| r.is_none())
+            .ok_or(RegionError::TooMany)?;
+        *free = Some(region);
+        Ok(index)
     }
 
-    /// Pages of code.
-    pub const fn code_pages(&self) -> u64 {
-        self.code_pages
+    /// Region `index`, if there is one.
+    pub fn get(&self, index: usize) -> Option<Region> {
+        self.regions.get(index).copied().flatten()
     }
 
-    /// Pages of stack.
-    pub const fn stack_pages(&self) -> u64 {
-        self.stack_pages
+    /// Every region.
+    pub fn iter(&self) -> impl Iterator<Item = Region> + '_ {
+        self.regions.iter().flatten().copied()
     }
 
-    /// The entry point: the first code byte.
-    pub const fn entry(&self) -> u64 {
-        TASK_BASE
-    }
-
-    /// The initial stack pointer: the window's top (16-byte aligned).
-    pub const fn stack_top(&self) -> u64 {
-        TASK_BASE + TASK_WINDOW
-    }
-
-    /// The first stack address.
-    pub const fn stack_start(&self) -> u64 {
-        self.stack_top() - self.stack_pages * PAGE_SIZE
-    }
-
-    /// The end of the code pages.
-    pub const fn code_end(&self) -> u64 {
-        TASK_BASE + self.code_pages * PAGE_SIZE
-    }
-
-    /// The region of the page at task address `va`, and the page's index in
-    /// that region, if it is mapped.
-    pub const fn page(&self, va: u64) -> Option<(Region, u64)> {
-        if va >= TASK_BASE && va < self.code_end() {
-            Some((Region::Code, (va - TASK_BASE) / PAGE_SIZE))
-        } else if va >= self.stack_start() && va < self.stack_top() {
-            Some((Region::Stack, (va - self.stack_start()) / PAGE_SIZE))
-        } else {
-            None
-        }
-    }
-
-    /// Where `len` bytes at task address `ptr` are: their region and the
-    /// offset of `ptr` in it. An empty buffer is anywhere in a region.
+    /// Where `len` bytes at task address `ptr` are, if they all lie in one
+    /// region the task may read (or, with `write`, write): that region's
+    /// index and the offset of `ptr` in it. An empty buffer is anywhere in
+    /// such a region.
     ///
     /// # Errors
     ///
-    /// [`OutsideTask`] if the bytes are not all inside one region (or the
-    /// range wraps around).
-    pub fn locate(&self, ptr: u64, len: u64) -> Result<(Region, u64), OutsideTask> {
-        let outside = OutsideTask { ptr, len };
+    /// [`OutsideTask`] otherwise (or if the range wraps around).
+    pub fn locate(&self, ptr: u64, len: u64, write: bool) -> Result<(usize, u64), OutsideTask> {
+        let outside = OutsideTask { ptr, len, write };
         let end = ptr.checked_add(len).ok_or(outside)?;
-        let regions = [
-            (Region::Code, TASK_BASE, self.code_end()),
-            (Region::Stack, self.stack_start(), self.stack_top()),
-        ];
-        regions
-            .into_iter()
-            .find(|&(_, start, limit)| ptr >= start && ptr < limit && end <= limit)
-            .map(|(region, start, _)| (region, ptr - start))
+        self.regions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (i, r)))
+            .find(|(_, r)| {
+                let allowed = if write {
+                    r.access.writable()
+                } else {
+                    r.access.readable()
+                };
+                allowed && ptr >= r.start && ptr < r.end() && end <= r.end()
+            })
+            .map(|(i, r)| (i, ptr - r.start))
             .ok_or(outside)
+    }
+}
+
+/// One queue of a slot as the VM's driver set it up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    /// Counts every change of the queue's setup (made ready, stopped,
+    /// reset): a backend rebuilds its queue when this moves.
+    pub generation: u64,
+    /// Whether the driver made it ready.
+    pub ready: bool,
+    /// Entries.
+    pub size: u16,
+    /// Guest physical address of the descriptor table.
+    pub desc: u64,
+    /// Guest physical address of the driver (available) ring.
+    pub driver: u64,
+    /// Guest physical address of the device (used) ring.
+    pub device: u64,
+}
+
+/// Queues per slot a snapshot carries.
+pub const SNAPSHOT_QUEUES: usize = 2;
+
+/// A virtio slot's transport state as a backend task needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotSnapshot {
+    /// Counts device resets by the driver.
+    pub resets: u64,
+    /// Queues notified since the last snapshot (bit `n`: queue `n`).
+    pub notified: u64,
+    /// The features the driver accepted.
+    pub features: u64,
+    /// Its queues.
+    pub queues: [QueueSnapshot; SNAPSHOT_QUEUES],
+}
+
+/// Words of a queue's part of a snapshot.
+const QUEUE_WORDS: usize = 5;
+
+impl SlotSnapshot {
+    /// Words of its encoding.
+    pub const WORDS: usize = 3 + SNAPSHOT_QUEUES * QUEUE_WORDS;
+    /// Bytes of its encoding.
+    pub const BYTES: u64 = Self::WORDS as u64 * 8;
+
+    /// Its encoding: little-endian words.
+    pub fn encode(&self) -> [u64; Self::WORDS] {
+        let mut words = [0; Self::WORDS];
+        words[..3].copy_from_slice(&[self.resets, self.notified, self.features]);
+        for (q, chunk) in self.queues.iter().zip(words[3..].chunks_mut(QUEUE_WORDS)) {
+            chunk.copy_from_slice(&[
+                q.generation,
+                u64::from(q.ready) | (u64::from(q.size) << 1),
+                q.desc,
+                q.driver,
+                q.device,
+            ]);
+        }
+        words
+    }
+
+    /// The snapshot `words` encode.
+    pub fn decode(words: &[u64; Self::WORDS]) -> Self {
+        let mut queues = [QueueSnapshot::default(); SNAPSHOT_QUEUES];
+        for (q, chunk) in queues.iter_mut().zip(words[3..].chunks(QUEUE_WORDS)) {
+            *q = QueueSnapshot {
+                generation: chunk[0],
+                ready: chunk[1] & 1 != 0,
+                size: (chunk[1] >> 1) as u16,
+                desc: chunk[2],
+                driver: chunk[3],
+                device: chunk[4],
+            };
+        }
+        Self {
+            resets: words[0],
+            notified: words[1],
+            features: words[2],
+            queues,
+        }
+    }
+}
+
+/// What sits in a slot, for its backend task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// Nothing.
+    None,
+    /// A disk.
+    Blk {
+        /// Its size in 512-byte sectors.
+        sectors: u64,
+        /// Whether it refuses writes.
+        read_only: bool,
+        /// What `VIRTIO_BLK_T_GET_ID` answers (NUL-padded).
+        serial: [u8; 20],
+    },
+    /// A network port.
+    Net {
+        /// Its MAC address.
+        mac: [u8; 6],
+    },
+}
+
+/// A slot's device, for its backend task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device.
+    pub kind: DeviceKind,
+}
+
+impl DeviceInfo {
+    /// Words of its encoding.
+    pub const WORDS: usize = 6;
+    /// Bytes of its encoding.
+    pub const BYTES: u64 = Self::WORDS as u64 * 8;
+
+    /// Its encoding: little-endian words.
+    pub fn encode(&self) -> [u64; Self::WORDS] {
+        let mut words = [0; Self::WORDS];
+        match self.kind {
+            DeviceKind::None => {}
+            DeviceKind::Blk {
+                sectors,
+                read_only,
+                serial,
+            } => {
+                words[0] = 1;
+                words[1] = sectors;
+                words[2] = u64::from(read_only);
+                let mut bytes = [0u8; 24];
+                bytes[..20].copy_from_slice(&serial);
+                for (w, chunk) in words[3..].iter_mut().zip(bytes.chunks(8)) {
+                    *w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+                }
+            }
+            DeviceKind::Net { mac } => {
+                words[0] = 2;
+                let mut bytes = [0u8; 8];
+                bytes[..6].copy_from_slice(&mac);
+                words[1] = u64::from_le_bytes(bytes);
+            }
+        }
+        words
+    }
+
+    /// The info `words` encode (an unknown kind is [`DeviceKind::None`]).
+    pub fn decode(words: &[u64; Self::WORDS]) -> Self {
+        let kind = match words[0] {
+            1 => {
+                let mut bytes = [0u8; 24];
+                for (chunk, w) in bytes.chunks_mut(8).zip(&words[3..]) {
+                    chunk.copy_from_slice(&w.to_le_bytes());
+                }
+                let mut serial = [0u8; 20];
+                serial.copy_from_slice(&bytes[..20]);
+                DeviceKind::Blk {
+                    sectors: words[1],
+                    read_only: words[2] != 0,
+                    serial,
+                }
+            }
+            2 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(&words[1].to_le_bytes()[..6]);
+                DeviceKind::Net { mac }
+            }
+            _ => DeviceKind::None,
+        };
+        Self { kind }
     }
 }
 
@@ -337,144 +750,288 @@ impl Layout {
 mod tests {
     use super::*;
 
+    const fn region(start: u64, len: u64, access: Access) -> Region {
+        Region { start, len, access }
+    }
+
     #[test]
     fn decodes_every_call() {
-        let a = |x0, x1| [x0, x1, 0, 0, 0, 0];
-        assert_eq!(
-            Syscall::decode(1, a(TASK_BASE, 5)),
-            Ok(Syscall::Log {
-                ptr: TASK_BASE,
-                len: 5
-            })
-        );
-        assert_eq!(Syscall::decode(2, a(7, 0)), Ok(Syscall::Exit { code: 7 }));
-        assert_eq!(Syscall::decode(3, a(0, 0)), Ok(Syscall::Yield));
-        assert_eq!(
-            Syscall::decode(4, a(3, 0)),
-            Ok(Syscall::Wait(Doorbell::new(3).unwrap()))
-        );
-        assert_eq!(
-            Syscall::decode(5, a(15, 0)),
-            Ok(Syscall::Signal(Doorbell::new(15).unwrap()))
-        );
+        let a = |x0, x1, x2, x3| [x0, x1, x2, x3, 0, 0];
+        let slot = |n| Slot::new(n).unwrap();
+        let buf = |ptr, len| Buffer { ptr, len };
+        let cases = [
+            (1, a(TASK_BASE, 5, 0, 0), Syscall::Log(buf(TASK_BASE, 5))),
+            (2, a(7, 0, 0, 0), Syscall::Exit { code: 7 }),
+            (3, a(0, 0, 0, 0), Syscall::Yield),
+            (4, a(3, 0, 0, 0), Syscall::Wait(Doorbell::new(3).unwrap())),
+            (5, a(15, 0, 0, 0), Syscall::Signal(Doorbell::new(15).unwrap())),
+            (6, a(0, 0, 0, 0), Syscall::WaitEvents),
+            (
+                7,
+                a(31, 8, SlotSnapshot::BYTES, 0),
+                Syscall::SlotState {
+                    slot: slot(31),
+                    to: buf(8, SlotSnapshot::BYTES),
+                },
+            ),
+            (
+                8,
+                a(1, 8, DeviceInfo::BYTES, 0),
+                Syscall::DeviceInfo {
+                    slot: slot(1),
+                    to: buf(8, DeviceInfo::BYTES),
+                },
+            ),
+            (9, a(2, 0, 0, 0), Syscall::Interrupt(slot(2))),
+            (10, a(2, 0, 0, 0), Syscall::DeviceFailed(slot(2))),
+            (
+                11,
+                a(0, 512, 16, MAX_DISK_IO),
+                Syscall::DiskRead {
+                    slot: slot(0),
+                    offset: 512,
+                    to: buf(16, MAX_DISK_IO),
+                },
+            ),
+            (
+                12,
+                a(0, 0, 16, 1),
+                Syscall::DiskWrite {
+                    slot: slot(0),
+                    offset: 0,
+                    from: buf(16, 1),
+                },
+            ),
+            (13, a(0, 0, 0, 0), Syscall::DiskFlush(slot(0))),
+            (
+                14,
+                a(1, 64, 60, 0),
+                Syscall::NetSend {
+                    slot: slot(1),
+                    from: buf(64, 60),
+                },
+            ),
+            (
+                15,
+                a(1, 64, 4096, 0),
+                Syscall::NetRecv {
+                    slot: slot(1),
+                    to: buf(64, 4096),
+                },
+            ),
+        ];
+        for (number, args, call) in cases {
+            assert_eq!(Syscall::decode(number, args), Ok(call), "{number}");
+        }
     }
 
     #[test]
     fn refuses_bad_calls() {
-        assert_eq!(
-            Syscall::decode(0, [0; 6]),
-            Err(SyscallError::UnknownNumber(0))
-        );
-        assert_eq!(
-            Syscall::decode(u64::MAX, [0; 6]),
-            Err(SyscallError::UnknownNumber(u64::MAX))
-        );
-        assert_eq!(
-            Syscall::decode(1, [TASK_BASE, MAX_LOG_LEN + 1, 0, 0, 0, 0]),
-            Err(SyscallError::LogTooLong(MAX_LOG_LEN + 1))
-        );
-        assert_eq!(
-            Syscall::decode(4, [DOORBELLS, 0, 0, 0, 0, 0]),
-            Err(SyscallError::NoSuchDoorbell(DOORBELLS))
-        );
-        assert_eq!(
-            Syscall::decode(5, [u64::MAX, 0, 0, 0, 0, 0]),
-            Err(SyscallError::NoSuchDoorbell(u64::MAX))
-        );
+        let bad_len = |call, len| Err(SyscallError::BadLength { call, len });
+        let cases = [
+            (0, [0; 6], Err(SyscallError::UnknownNumber(0))),
+            (16, [0; 6], Err(SyscallError::UnknownNumber(16))),
+            (
+                u64::MAX,
+                [0; 6],
+                Err(SyscallError::UnknownNumber(u64::MAX)),
+            ),
+            (
+                1,
+                [TASK_BASE, MAX_LOG_LEN + 1, 0, 0, 0, 0],
+                Err(SyscallError::LogTooLong(MAX_LOG_LEN + 1)),
+            ),
+            (
+                4,
+                [DOORBELLS, 0, 0, 0, 0, 0],
+                Err(SyscallError::NoSuchDoorbell(DOORBELLS)),
+            ),
+            (
+                5,
+                [u64::MAX, 0, 0, 0, 0, 0],
+                Err(SyscallError::NoSuchDoorbell(u64::MAX)),
+            ),
+            (9, [SLOTS, 0, 0, 0, 0, 0], Err(SyscallError::NoSuchSlot(SLOTS))),
+            (
+                7,
+                [0, 8, SlotSnapshot::BYTES - 1, 0, 0, 0],
+                bad_len(Number::SlotState, SlotSnapshot::BYTES - 1),
+            ),
+            (11, [0, 0, 8, 0, 0, 0], bad_len(Number::DiskRead, 0)),
+            (
+                12,
+                [0, 0, 8, MAX_DISK_IO + 1, 0, 0],
+                bad_len(Number::DiskWrite, MAX_DISK_IO + 1),
+            ),
+            (
+                14,
+                [0, 8, MAX_FRAME + 1, 0, 0, 0],
+                bad_len(Number::NetSend, MAX_FRAME + 1),
+            ),
+            (15, [0, 8, 64, 0, 0, 0], bad_len(Number::NetRecv, 64)),
+        ];
+        for (number, args, result) in cases {
+            assert_eq!(Syscall::decode(number, args), result, "{number}");
+        }
     }
 
     #[test]
     fn numbers_round_trip() {
-        for n in [
-            Number::Log,
-            Number::Exit,
-            Number::Yield,
-            Number::Wait,
-            Number::Signal,
-        ] {
+        for n in Number::ALL {
             assert_eq!(Number::from_raw(n as u64), Some(n));
         }
     }
 
     #[test]
-    fn layout_limits() {
-        assert_eq!(Layout::new(0, 1), Err(LayoutError::NoCode));
-        assert_eq!(Layout::new(1, 0), Err(LayoutError::NoStack));
-        let window = TASK_WINDOW / PAGE_SIZE;
-        assert!(Layout::new((window - 2) * PAGE_SIZE, 1).is_ok());
-        assert_eq!(
-            Layout::new((window - 1) * PAGE_SIZE, 1),
-            Err(LayoutError::TooBig { pages: window + 1 })
-        );
-        assert!(Layout::new(1, u64::MAX).is_err());
+    fn windows_are_inside_one_level_0_entry_and_apart() {
+        assert_eq!(TASK_BASE % (512 << 30), 0);
+        assert!(TASK_BASE + IMAGE_WINDOW <= STACK_TOP - MAX_STACK);
+        assert!(DEVICE_BASE + DEVICE_WINDOW <= GUEST_RAM_BASE);
+        assert_eq!(GUEST_RAM_BASE + GUEST_RAM_WINDOW, TASK_END);
     }
 
     #[test]
-    fn layout_places_code_guard_and_stack() {
-        let layout = Layout::new(PAGE_SIZE + 1, 2).unwrap();
-        assert_eq!(layout.code_pages(), 2);
-        assert_eq!(layout.entry(), TASK_BASE);
-        assert_eq!(layout.code_end(), TASK_BASE + 2 * PAGE_SIZE);
-        assert_eq!(layout.stack_top(), TASK_BASE + TASK_WINDOW);
-        assert_eq!(layout.stack_start(), layout.stack_top() - 2 * PAGE_SIZE);
-        assert_eq!(layout.page(TASK_BASE + PAGE_SIZE), Some((Region::Code, 1)));
-        assert_eq!(layout.page(layout.code_end()), None);
-        assert_eq!(layout.page(layout.stack_start()), Some((Region::Stack, 0)));
-        assert_eq!(layout.page(layout.stack_top()), None);
-        assert_eq!(layout.page(0x4008_0000), None);
+    fn regions_must_be_placed_and_apart() {
+        let mut regions = Regions::new();
+        let code = region(TASK_BASE, 2 * PAGE_SIZE, Access::ReadExecute);
+        assert_eq!(regions.add(code), Ok(0));
+        for bad in [
+            region(TASK_BASE + 1, PAGE_SIZE, Access::Read),
+            region(TASK_BASE + 8 * PAGE_SIZE, 7, Access::Read),
+            region(TASK_BASE + 8 * PAGE_SIZE, 0, Access::Read),
+            region(0x4008_0000, PAGE_SIZE, Access::Read),
+            region(TASK_END, PAGE_SIZE, Access::Read),
+            region(TASK_END - PAGE_SIZE, 2 * PAGE_SIZE, Access::Read),
+            region(u64::MAX - PAGE_SIZE + 1, PAGE_SIZE, Access::Read),
+        ] {
+            assert_eq!(regions.add(bad), Err(RegionError::Misplaced(bad)));
+        }
+        let overlapping = region(TASK_BASE + PAGE_SIZE, PAGE_SIZE, Access::ReadWrite);
+        assert_eq!(
+            regions.add(overlapping),
+            Err(RegionError::Overlaps(overlapping))
+        );
+        for i in 1..MAX_REGIONS as u64 {
+            let r = region(TASK_BASE + 2 * i * PAGE_SIZE, PAGE_SIZE, Access::Read);
+            assert!(regions.add(r).is_ok());
+        }
+        let one_more = region(STACK_TOP - PAGE_SIZE, PAGE_SIZE, Access::ReadWrite);
+        assert_eq!(regions.add(one_more), Err(RegionError::TooMany));
+    }
+
+    fn sample() -> Regions {
+        let mut regions = Regions::new();
+        for r in [
+            region(TASK_BASE, PAGE_SIZE, Access::ReadExecute),
+            region(TASK_BASE + PAGE_SIZE, PAGE_SIZE, Access::Read),
+            region(TASK_BASE + 2 * PAGE_SIZE, 2 * PAGE_SIZE, Access::ReadWrite),
+            region(STACK_TOP - PAGE_SIZE, PAGE_SIZE, Access::ReadWrite),
+            region(DEVICE_BASE, PAGE_SIZE, Access::Device),
+            region(GUEST_RAM_BASE, 16 * PAGE_SIZE, Access::ReadWrite),
+        ] {
+            regions.add(r).unwrap();
+        }
+        regions
     }
 
     #[test]
-    fn locate_checks_bounds() {
-        let layout = Layout::new(100, 1).unwrap();
-        assert_eq!(layout.locate(TASK_BASE + 4, 10), Ok((Region::Code, 4)));
+    fn locate_checks_bounds_and_access() {
+        let regions = sample();
+        assert_eq!(regions.locate(TASK_BASE + 4, 10, false), Ok((0, 4)));
+        assert!(regions.locate(TASK_BASE + 4, 10, true).is_err(), "code");
+        assert!(regions.locate(TASK_BASE + PAGE_SIZE, 8, true).is_err());
         assert_eq!(
-            layout.locate(TASK_BASE, PAGE_SIZE),
-            Ok((Region::Code, 0)),
-            "the whole code page"
+            regions.locate(TASK_BASE + 2 * PAGE_SIZE + 8, PAGE_SIZE, true),
+            Ok((2, 8))
         );
-        assert!(layout.locate(TASK_BASE, PAGE_SIZE + 1).is_err());
-        assert!(layout.locate(TASK_BASE - 1, 2).is_err());
-        assert!(layout.locate(0x4008_0000, 16).is_err(), "hypervisor memory");
-        assert!(layout.locate(u64::MAX - 2, 8).is_err(), "wraps around");
-        let top = layout.stack_top();
-        assert_eq!(
-            layout.locate(top - 16, 16),
-            Ok((Region::Stack, PAGE_SIZE - 16))
-        );
-        assert!(layout.locate(top - 16, 17).is_err());
-        assert!(layout.locate(top, 0).is_err(), "one past the end");
         assert!(
-            layout.locate(layout.code_end() - 1, 2).is_err(),
-            "into the guard"
+            regions.locate(TASK_BASE + PAGE_SIZE - 4, 8, false).is_err(),
+            "across two regions"
+        );
+        assert!(regions.locate(DEVICE_BASE, 4, false).is_err(), "device");
+        assert!(regions.locate(DEVICE_BASE, 4, true).is_err(), "device");
+        assert!(regions.locate(0x4008_0000, 16, false).is_err(), "hypervisor");
+        assert!(regions.locate(u64::MAX - 2, 8, false).is_err(), "wraps");
+        assert_eq!(regions.locate(STACK_TOP - 16, 16, true), Ok((3, PAGE_SIZE - 16)));
+        assert!(regions.locate(STACK_TOP - 16, 17, true).is_err());
+        assert!(regions.locate(STACK_TOP, 0, false).is_err(), "one past");
+        assert_eq!(
+            regions.locate(GUEST_RAM_BASE + PAGE_SIZE, 15 * PAGE_SIZE, true),
+            Ok((5, PAGE_SIZE))
         );
     }
 
     #[test]
     fn locate_never_accepts_outside_bytes() {
-        let layout = Layout::new(3 * PAGE_SIZE, 2).unwrap();
+        let regions = sample();
         let probes = [
             0,
             TASK_BASE - PAGE_SIZE,
             TASK_BASE,
             TASK_BASE + 5,
-            layout.code_end() - 3,
-            layout.code_end(),
-            layout.stack_start() - 1,
-            layout.stack_start(),
-            layout.stack_top() - 1,
-            layout.stack_top(),
+            TASK_BASE + 4 * PAGE_SIZE - 3,
+            TASK_BASE + 4 * PAGE_SIZE,
+            STACK_TOP - 1,
+            STACK_TOP,
+            DEVICE_BASE,
+            GUEST_RAM_BASE - 1,
+            GUEST_RAM_BASE + 16 * PAGE_SIZE - 1,
             u64::MAX,
         ];
         for &ptr in &probes {
             for len in [0, 1, 2, 7, PAGE_SIZE, 3 * PAGE_SIZE, u64::MAX] {
-                if layout.locate(ptr, len).is_ok() {
-                    for byte in [ptr, ptr + len.saturating_sub(1)] {
-                        assert!(layout.page(byte).is_some(), "{ptr:#x}+{len}");
-                        assert_eq!(layout.page(byte).unwrap().0, layout.page(ptr).unwrap().0);
+                for write in [false, true] {
+                    if let Ok((i, offset)) = regions.locate(ptr, len, write) {
+                        let r = regions.get(i).unwrap();
+                        assert_eq!(r.start + offset, ptr);
+                        assert!(ptr + len <= r.end(), "{ptr:#x}+{len}");
+                        assert!(if write {
+                            r.access.writable()
+                        } else {
+                            r.access.readable()
+                        });
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let snapshot = SlotSnapshot {
+            resets: 3,
+            notified: 0b10,
+            features: 1 << 32 | 1 << 29,
+            queues: [
+                QueueSnapshot {
+                    generation: 7,
+                    ready: true,
+                    size: 256,
+                    desc: 0x4000_1000,
+                    driver: 0x4000_2000,
+                    device: 0x4000_3000,
+                },
+                QueueSnapshot::default(),
+            ],
+        };
+        assert_eq!(SlotSnapshot::decode(&snapshot.encode()), snapshot);
+        for kind in [
+            DeviceKind::None,
+            DeviceKind::Blk {
+                sectors: 1 << 40,
+                read_only: true,
+                serial: *b"0123456789abcdefghij",
+            },
+            DeviceKind::Net {
+                mac: [2, 0x2b, 0x20, 0xed, 0x85, 0xbb],
+            },
+        ] {
+            let info = DeviceInfo { kind };
+            assert_eq!(DeviceInfo::decode(&info.encode()), info);
+        }
+        assert_eq!(
+            DeviceInfo::decode(&[9, 1, 2, 3, 4, 5]).kind,
+            DeviceKind::None
+        );
     }
 }

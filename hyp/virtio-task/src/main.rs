@@ -1,0 +1,3 @@
+//! Placeholder: being written.
+#![no_std]
+#![no_main]
