@@ -39,6 +39,9 @@
 //!                           #   "0000:" segment first), at most 8, each once
 //! passthrough_required = false # optional, with passthrough, default true:
 //!                           #   whether the VM must not start without them
+//! backend = "hypervisor"    # optional, with disk or network: where the
+//!                           #   virtio backends run, "task" (default) or
+//!                           #   "hypervisor"
 //! ```
 //!
 //! `after` chains VMs into sequences (`v2` after `v1`, `v3` after `v2`,
@@ -73,6 +76,13 @@
 //! `passthrough_required = true` (the default) keeps the VM from starting,
 //! and `false` starts it without that function, with a warning.
 //! `passthrough_required` without `passthrough` is refused.
+//!
+//! `backend` says where the queues of the VM's virtio devices (its `disk`
+//! and `network`) are processed ([`DeviceBackend`]): `"task"`, the default,
+//! in an unprivileged EL0 task of the VM's own, or `"hypervisor"`, at EL2.
+//! Any other value is refused ([`VmError::UnknownValue`]), and so is
+//! `backend` on a VM with neither `disk` nor `network`
+//! ([`VmError::RequiresAny`]).
 //!
 //! Values are basic strings (`"..."` with the escapes `\" \\ \n \t`),
 //! non-negative integers (decimal, `0x` hex, `_` between digits), booleans
@@ -134,6 +144,6 @@ pub use bundle::{
 pub use io::{derived_mac, DiskSpec, Mac, NetSpec, DISK_SECTOR, MAX_NETWORK_NAME_LEN};
 pub use pci::{PciFunction, MAX_PASSTHROUGH};
 pub use vm::{
-    Device, Manifest, ManifestError, VmEntry, VmError, VmSpec, MAX_BOOTARGS_LEN, MAX_MANIFEST_LEN,
-    MAX_VCPUS, MAX_VMS, MAX_VM_NAME_LEN, MEMORY_GRANULE,
+    Device, DeviceBackend, Manifest, ManifestError, VmEntry, VmError, VmSpec, MAX_BOOTARGS_LEN,
+    MAX_MANIFEST_LEN, MAX_VCPUS, MAX_VMS, MAX_VM_NAME_LEN, MEMORY_GRANULE,
 };

@@ -96,6 +96,57 @@ pub struct VmSpec {
     /// not start when one of its functions cannot be attached. With
     /// `false` it starts without that function.
     pub passthrough_required: bool,
+    /// Where the backends of the VM's virtio devices (its `disk` and
+    /// `network`) process their queues, from the `backend` key;
+    /// [`DeviceBackend::Task`] by default. The key is accepted only on a VM
+    /// with a `disk` or a `network`; a VM without either has the default,
+    /// which then means nothing.
+    pub backend: DeviceBackend,
+}
+
+/// Where a VM's virtio device backends run: which code takes the guest's
+/// queue notifications, walks its virtqueues and does the disk and network
+/// I/O for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DeviceBackend {
+    /// In an unprivileged EL0 task of the VM's own (`backend = "task"`, the
+    /// default): a fault or a bug in queue processing stays inside that
+    /// task rather than in the hypervisor.
+    #[default]
+    Task,
+    /// In the hypervisor itself, at EL2 (`backend = "hypervisor"`): no
+    /// switch to a task per notification.
+    Hypervisor,
+}
+
+impl DeviceBackend {
+    /// Every backend, in the order the manifest documentation lists them.
+    pub const ALL: [DeviceBackend; 2] = [DeviceBackend::Task, DeviceBackend::Hypervisor];
+
+    /// The spellings a manifest accepts, in the order of [`Self::ALL`].
+    const NAMES: [&'static str; 2] = [
+        DeviceBackend::Task.as_str(),
+        DeviceBackend::Hypervisor.as_str(),
+    ];
+
+    /// The backend as written in a manifest: `"task"` or `"hypervisor"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeviceBackend::Task => "task",
+            DeviceBackend::Hypervisor => "hypervisor",
+        }
+    }
+
+    /// The backend spelled `name` in a manifest, if there is one.
+    pub fn from_name(name: &str) -> Option<DeviceBackend> {
+        DeviceBackend::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+}
+
+impl fmt::Display for DeviceBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A device kind a VM may be given.
@@ -170,6 +221,17 @@ pub enum VmError {
         /// What is wrong with the value.
         reason: &'static str,
     },
+    /// A key whose string value is none of the words it accepts.
+    UnknownValue {
+        /// The line of the key.
+        line: u32,
+        /// The key.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+        /// The values the key accepts.
+        expected: &'static [&'static str],
+    },
     /// `vcpus` above [`MAX_VCPUS`].
     TooManyVcpus {
         /// The line of the `vcpus` key.
@@ -233,6 +295,16 @@ pub enum VmError {
         /// The key it needs.
         needs: &'static str,
     },
+    /// A key that means something only with one of several others, without
+    /// any of them: `backend` without `disk` or `network`.
+    RequiresAny {
+        /// The line of the key.
+        line: u32,
+        /// The key.
+        key: &'static str,
+        /// The keys of which it needs one.
+        needs: &'static [&'static str],
+    },
     /// An earlier VM's port on the same network has the same MAC.
     DuplicateMac {
         /// The line of this VM's `mac` key, or of its `network` key when the
@@ -267,6 +339,7 @@ impl VmError {
             | VmError::DuplicateKey { line, .. }
             | VmError::MissingKey { line, .. }
             | VmError::BadValue { line, .. }
+            | VmError::UnknownValue { line, .. }
             | VmError::TooManyVcpus { line, .. }
             | VmError::UnknownDevice { line, .. }
             | VmError::DuplicateName { line, .. }
@@ -275,6 +348,7 @@ impl VmError {
             | VmError::AfterCycle { line, .. }
             | VmError::AfterRefused { line, .. }
             | VmError::Requires { line, .. }
+            | VmError::RequiresAny { line, .. }
             | VmError::DuplicateMac { line, .. }
             | VmError::TooManyVms { line, .. } => line,
         }
@@ -301,6 +375,15 @@ impl fmt::Display for VmError {
                 write!(f, "[[vm]] section lacks the required key \"{key}\"")
             }
             VmError::BadValue { key, reason, .. } => write!(f, "bad \"{key}\": {reason}"),
+            VmError::UnknownValue {
+                key,
+                value,
+                expected,
+                ..
+            } => {
+                write!(f, "bad \"{key}\": unknown value {value:?}; expected ")?;
+                write_alternatives(f, expected)
+            }
             VmError::TooManyVcpus {
                 requested, max, ..
             } => write!(f, "{requested} vCPUs requested; at most {max} are supported"),
@@ -340,6 +423,11 @@ impl fmt::Display for VmError {
                 f,
                 "\"{key}\" needs a \"{needs}\" key in the same [[vm]] section"
             ),
+            VmError::RequiresAny { key, needs, .. } => {
+                write!(f, "\"{key}\" needs a ")?;
+                write_alternatives(f, needs)?;
+                f.write_str(" key in the same [[vm]] section")
+            }
             VmError::DuplicateMac {
                 mac,
                 derived,
@@ -365,6 +453,19 @@ impl fmt::Display for VmError {
 }
 
 impl core::error::Error for VmError {}
+
+/// Writes `"a"`, `"a" or "b"`, `"a", "b" or "c"`, ...
+fn write_alternatives(f: &mut fmt::Formatter<'_>, words: &[&str]) -> fmt::Result {
+    for (i, word) in words.iter().enumerate() {
+        let separator = match i {
+            0 => "",
+            _ if i + 1 == words.len() => " or ",
+            _ => ", ",
+        };
+        write!(f, "{separator}\"{word}\"")?;
+    }
+    Ok(())
+}
 
 /// Why the manifest as a whole is refused: problems no VM can be blamed for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -582,10 +683,11 @@ enum Key {
     Mac,
     Passthrough,
     PassthroughRequired,
+    Backend,
 }
 
 impl Key {
-    const ALL: [Key; 14] = [
+    const ALL: [Key; 15] = [
         Key::Name,
         Key::Vcpus,
         Key::Memory,
@@ -600,9 +702,13 @@ impl Key {
         Key::Mac,
         Key::Passthrough,
         Key::PassthroughRequired,
+        Key::Backend,
     ];
 
-    fn as_str(self) -> &'static str {
+    /// The keys of which `backend` needs one: the virtio devices.
+    const BACKEND_NEEDS: [&'static str; 2] = [Key::Disk.as_str(), Key::Network.as_str()];
+
+    const fn as_str(self) -> &'static str {
         match self {
             Key::Name => "name",
             Key::Vcpus => "vcpus",
@@ -618,6 +724,7 @@ impl Key {
             Key::Mac => "mac",
             Key::Passthrough => "passthrough",
             Key::PassthroughRequired => "passthrough_required",
+            Key::Backend => "backend",
         }
     }
 
@@ -663,6 +770,8 @@ struct Section {
     passthrough: Option<Vec<PciFunction>>,
     /// The `passthrough_required` value and its line.
     passthrough_required: Option<(bool, u32)>,
+    /// The `backend` and its line.
+    backend: Option<(DeviceBackend, u32)>,
 }
 
 impl Section {
@@ -686,6 +795,7 @@ impl Section {
             mac: None,
             passthrough: None,
             passthrough_required: None,
+            backend: None,
         }
     }
 
@@ -839,6 +949,17 @@ impl Section {
                 };
                 self.passthrough_required = Some((required, line));
             }
+            Key::Backend => {
+                let name = expect_string(value).map_err(bad)?;
+                let backend =
+                    DeviceBackend::from_name(&name).ok_or_else(|| VmError::UnknownValue {
+                        line,
+                        key: key.as_str(),
+                        value: name,
+                        expected: &DeviceBackend::NAMES,
+                    })?;
+                self.backend = Some((backend, line));
+            }
         }
         Ok(())
     }
@@ -896,6 +1017,16 @@ impl Section {
             }
             (_, required) => required.is_none_or(|(required, _)| required),
         };
+        let backend = match self.backend {
+            Some((_, line)) if disk.is_none() && net.is_none() => {
+                return Err(VmError::RequiresAny {
+                    line,
+                    key: Key::Backend.as_str(),
+                    needs: &Key::BACKEND_NEEDS,
+                })
+            }
+            backend => backend.map(|(backend, _)| backend).unwrap_or_default(),
+        };
         Ok(VmSpec {
             name,
             vcpus,
@@ -909,6 +1040,7 @@ impl Section {
             net,
             passthrough: self.passthrough.unwrap_or_default(),
             passthrough_required,
+            backend,
         })
     }
 }
@@ -1130,6 +1262,7 @@ after = "alpha"
                         net: None,
                         passthrough: vec![],
                         passthrough_required: true,
+                        backend: DeviceBackend::Task,
                     }),
                 },
                 VmEntry {
@@ -1148,6 +1281,7 @@ after = "alpha"
                         net: None,
                         passthrough: vec![],
                         passthrough_required: true,
+                        backend: DeviceBackend::Task,
                     }),
                 },
             ]
@@ -1166,6 +1300,7 @@ after = "alpha"
         assert_eq!(spec.net, None);
         assert_eq!(spec.passthrough, vec![]);
         assert!(spec.passthrough_required);
+        assert_eq!(spec.backend, DeviceBackend::Task);
     }
 
     #[test]
@@ -1344,6 +1479,88 @@ after = "alpha"
                 needs: "network"
             }
         );
+    }
+
+    #[test]
+    fn the_backend_is_a_task_by_default() {
+        for device in ["disk = \"0+1M\"", "network = \"lan0\""] {
+            let spec = only(&vm_with(device)).spec.unwrap();
+            assert_eq!(spec.backend, DeviceBackend::Task, "{device}");
+        }
+        assert_eq!(DeviceBackend::default(), DeviceBackend::Task);
+    }
+
+    #[test]
+    fn both_backends_with_a_disk_or_a_network() {
+        for (value, backend) in [
+            ("task", DeviceBackend::Task),
+            ("hypervisor", DeviceBackend::Hypervisor),
+        ] {
+            // The order of the keys does not matter.
+            for devices in [
+                "disk = \"0+1M\"",
+                "network = \"lan0\"",
+                "network = \"lan0\"\ndisk = \"0+1M\"",
+            ] {
+                let text = vm_with(&format!("backend = \"{value}\"\n{devices}"));
+                assert_eq!(only(&text).spec.unwrap().backend, backend, "{text}");
+            }
+            assert_eq!(backend.to_string(), value);
+            assert_eq!(DeviceBackend::from_name(value), Some(backend));
+        }
+    }
+
+    #[test]
+    fn an_unknown_backend_is_refused_with_its_key_value_and_line() {
+        let error = error_of(&vm_with("disk = \"0+1M\"\nbackend = \"el0\""));
+        assert_eq!(
+            error,
+            VmError::UnknownValue {
+                line: 7,
+                key: "backend",
+                value: "el0".into(),
+                expected: &["task", "hypervisor"],
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "line 7: bad \"backend\": unknown value \"el0\"; expected \"task\" or \"hypervisor\""
+        );
+        // The spelling is exact.
+        assert!(matches!(
+            error_of(&vm_with("disk = \"0+1M\"\nbackend = \"Task\"")),
+            VmError::UnknownValue { line: 7, .. }
+        ));
+        assert_eq!(
+            error_of(&vm_with("disk = \"0+1M\"\nbackend = true")),
+            VmError::BadValue {
+                line: 7,
+                key: "backend",
+                reason: "expected a string, found a boolean",
+            }
+        );
+    }
+
+    #[test]
+    fn a_backend_without_a_disk_or_a_network_is_refused() {
+        let error = error_of(&vm_with("bootargs = \"x\"\nbackend = \"hypervisor\""));
+        assert_eq!(
+            error,
+            VmError::RequiresAny {
+                line: 7,
+                key: "backend",
+                needs: &["disk", "network"],
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "line 7: \"backend\" needs a \"disk\" or \"network\" key in the same [[vm]] section"
+        );
+        // Passthrough functions are not virtio devices.
+        assert!(matches!(
+            error_of(&vm_with("passthrough = [\"00:03.0\"]\nbackend = \"task\"")),
+            VmError::RequiresAny { line: 7, .. }
+        ));
     }
 
     /// A VM section named `name` with the given extra lines.
@@ -1632,6 +1849,8 @@ after = "alpha"
             ("passthrough = true", "passthrough"),
             ("passthrough_required = \"yes\"", "passthrough_required"),
             ("passthrough_required = 1", "passthrough_required"),
+            ("backend = 1", "backend"),
+            ("backend = [\"task\"]", "backend"),
             ("name = true", "name"),
             ("memory = false", "memory"),
         ];
@@ -1862,7 +2081,7 @@ kernel = "k"
                 key: "memroy".into()
             }
             .to_string(),
-            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after, disk, disk_access, network, mac, passthrough, passthrough_required)"
+            "line 7: unknown key \"memroy\" (known keys: name, vcpus, memory, kernel, initrd, bootargs, devices, after, disk, disk_access, network, mac, passthrough, passthrough_required, backend)"
         );
         assert_eq!(
             ManifestError::OutsideVm { line: 2 }.to_string(),
