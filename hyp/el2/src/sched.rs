@@ -628,6 +628,11 @@ fn run_task(cpu: usize, task: Arc<Task>) {
     if task.run_state() != TaskRun::Runnable {
         return;
     }
+    if task.stop_requested() {
+        let outcome = task::stopped_on_request(&task);
+        finish_task(outcome, cpu, task);
+        return;
+    }
     let outcome = {
         let mut regs = task.regs.lock();
         let asid = match asids.switch(&task.asid, cpu) {
@@ -678,6 +683,9 @@ fn run_task(cpu: usize, task: Arc<Task>) {
                     format_args!("AArch32 exception (vector {vector})"),
                 ),
             };
+            if outcome == task::Outcome::Resume && task.stop_requested() {
+                break task::stopped_on_request(&task);
+            }
             if outcome != task::Outcome::Resume {
                 break outcome;
             }

@@ -3,23 +3,24 @@
 //! stage-1 address space tagged by an ASID from the generation-plus-pinning
 //! allocator (`id_alloc::AsidAllocator`), the same code that hands out VMIDs.
 //!
-//! **Address spaces.** The hypervisor is identity-mapped through TTBR0_EL2
-//! (`mmu`): its code, data, heap and MMIO all live at their physical
-//! addresses, in the lower VA range. Moving it to the upper range (TTBR1_EL2)
-//! would mean relinking it at a high address and translating every physical
-//! address it hands to devices, stage 2 and the SMMU. Instead, each task's
-//! root table (level 0) starts as a copy of the hypervisor's root: the same
-//! level-0 entries, pointing at the hypervisor's own (shared) level-1 tables,
-//! so the hypervisor stays mapped, privileged-only (no entry of its map
-//! grants EL0 access; its code is UXN), while TTBR0_EL2 holds a task's table.
-//! The task's own pages hang off one more level-0 entry,
-//! [`task_abi::TASK_BASE`] (64 TiB), which the hypervisor's map never uses;
-//! they are non-global (nG), so the TLB tags them with the task's ASID,
-//! and every task uses the same virtual addresses with its own pages.
-//! The hypervisor's map does not change after boot, so the copied level-0
-//! entries stay right. (The hypervisor's mappings being present while EL0
-//! runs leaves it open to speculative side channels, as Linux without KPTI
-//! is; a split into TTBR1 is the cure, for later.)
+//! **Address spaces** ([`space`]). The hypervisor is identity-mapped through
+//! TTBR0_EL2 (`mmu`): its code, data, heap and MMIO all live at their
+//! physical addresses, in the lower VA range. Moving it to the upper range
+//! (TTBR1_EL2) would mean relinking it at a high address and translating
+//! every physical address it hands to devices, stage 2 and the SMMU.
+//! Instead, each task's root table (level 0) starts as a copy of the
+//! hypervisor's root: the same level-0 entries, pointing at the hypervisor's
+//! own (shared) level-1 tables, so the hypervisor stays mapped,
+//! privileged-only (no entry of its map grants EL0 access; its code is UXN),
+//! while TTBR0_EL2 holds a task's table. The task's own memory hangs off one
+//! more level-0 entry, [`task_abi::TASK_BASE`] (64 TiB), which the
+//! hypervisor's map never uses: its program's segments, its stack, and, for
+//! a device backend, its VM's RAM and nothing else. Those entries are
+//! non-global (nG), so the TLB tags them with the task's ASID, and every
+//! task uses the same virtual addresses with its own pages. (The
+//! hypervisor's mappings being present while EL0 runs leaves it open to
+//! speculative side channels, as Linux without KPTI is; a split into TTBR1
+//! is the cure, for later.)
 //!
 //! **Entry and exit** reuse the vCPU world switch (`vcpu::run`): the task's
 //! registers are a `GuestRegs`, its PSTATE is EL0t, and its exceptions (with
@@ -27,10 +28,19 @@
 //! lower-EL vectors as a guest's exits. The caller knows what it entered, so
 //! the guest exit path is not touched at all.
 //!
-//! **System calls** (`SVC #0`, number in x8, arguments in x0..x5, result in
-//! x0; see `task_abi`): `log`, `exit`, `yield`, `wait` and `signal` on
-//! doorbells. Any other exception, and a refused call, stops the task with a
-//! logged, decoded fault; nothing else is affected.
+//! **System calls** (`SVC #0`, number in x8, arguments in x0..x5, status in
+//! x0, value in x1; see `task_abi`): `log`, `exit`, `yield`, `wait` and
+//! `signal` on doorbells, `wait_events` on the task's own event bits, and
+//! the device calls, which go to the task's [`Service`] (a VM's virtio
+//! backends). Any other exception, and a refused call, stops the task with a
+//! logged, decoded fault; nothing else is affected, and the task's `on_end`
+//! hook lets its owner react (a VM's devices are marked failed).
+
+mod demo;
+mod space;
+
+pub use demo::start_demo;
+pub use space::MapError;
 
 use crate::lock::SpinMutex;
 use crate::vcpu::GuestRegs;
@@ -39,88 +49,24 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 use core::fmt;
-use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use id_alloc::{Asid, Context, LocalTlbFlush};
 use log::{error, info};
+use space::Space;
 use syndrome::Esr;
-use task_abi::{Doorbell, Layout, Region, Status, Syscall, DOORBELLS, PAGE_SIZE, TASK_BASE};
-
-/// Entries in one translation table.
-const ENTRIES: usize = 512;
-
-/// A 4 KiB page: a translation table or one page of a task's memory.
-#[repr(C, align(4096))]
-struct Page([u64; ENTRIES]);
-
-const _: () = assert!(core::mem::size_of::<Page>() as u64 == PAGE_SIZE);
-
-impl Page {
-    /// A zeroed page from the heap (`None` if the heap is exhausted).
-    fn zeroed() -> Option<Box<Self>> {
-        let layout = core::alloc::Layout::new::<Self>();
-        // SAFETY: The layout has a non-zero size.
-        let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) }.cast::<Self>();
-        // SAFETY: A non-null result of `alloc_zeroed` with `Self`'s layout is
-        // a valid, uniquely owned, zeroed `Self` (all-zero is a valid Page).
-        (!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr) })
-    }
-
-    /// Its physical address (the hypervisor's map is an identity map).
-    fn address(&self) -> u64 {
-        core::ptr::from_ref(self) as u64
-    }
-
-    fn bytes(&self) -> &[u8; PAGE_SIZE as usize] {
-        // SAFETY: Same size, and u8 has no alignment or validity needs.
-        unsafe { &*core::ptr::from_ref(self).cast() }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE as usize] {
-        // SAFETY: As in `bytes`, and `self` is borrowed uniquely.
-        unsafe { &mut *core::ptr::from_mut(self).cast() }
-    }
-}
-
-/// Stage-1 descriptor bits (Arm ARM D8.3, VMSAv8-64 descriptor formats).
-mod desc {
-    /// Valid, and a table (levels 0 to 2) or a page (level 3).
-    pub const TABLE_OR_PAGE: u64 = 0b11;
-    /// AttrIndx: normal write-back memory.
-    pub const NORMAL: u64 = crate::boot::MAIR_NORMAL << 2;
-    /// AP[1]: EL0 may access.
-    pub const EL0: u64 = 1 << 6;
-    /// AP[2]: read-only.
-    pub const READ_ONLY: u64 = 1 << 7;
-    /// SH: inner shareable.
-    pub const INNER_SHAREABLE: u64 = 0b11 << 8;
-    /// AF: accessed (no access-flag faults).
-    pub const ACCESSED: u64 = 1 << 10;
-    /// nG: tagged with the ASID in the TLB.
-    pub const NOT_GLOBAL: u64 = 1 << 11;
-    /// PXN: never executable at EL2.
-    pub const PXN: u64 = 1 << 53;
-    /// UXN: never executable at EL0.
-    pub const UXN: u64 = 1 << 54;
-    /// Output address bits [47:12].
-    pub const ADDRESS: u64 = 0x0000_ffff_ffff_f000;
-
-    const PAGE: u64 = TABLE_OR_PAGE | NORMAL | EL0 | INNER_SHAREABLE | ACCESSED | NOT_GLOBAL | PXN;
-    /// A task's code page: EL0 may read and execute it, nobody writes it.
-    pub const CODE: u64 = PAGE | READ_ONLY;
-    /// A task's stack page: EL0 reads and writes, nobody executes.
-    pub const STACK: u64 = PAGE | UXN;
-}
-
-/// Index of `va`'s entry in a table of `level`.
-const fn index(va: u64, level: u32) -> usize {
-    ((va >> (39 - 9 * level)) & (ENTRIES as u64 - 1)) as usize
-}
+use task_abi::{
+    Access, Buffer, Doorbell, OutsideTask, Region, Status, Syscall, DEVICE_BASE, DEVICE_WINDOW,
+    DOORBELLS, GUEST_RAM_BASE, GUEST_RAM_WINDOW, MAX_STACK, PAGE_SIZE, STACK_TOP, TASK_BASE,
+};
 
 /// TTBR0_EL2 of the hypervisor's own map (ASID 0), which every CPU runs on
 /// outside tasks. Set once by [`init`].
 static HYP_TTBR0: AtomicU64 = AtomicU64::new(0);
+
+/// Output address bits [47:12] of a TTBR.
+const TTBR_ADDRESS: u64 = 0x0000_ffff_ffff_f000;
 
 /// Notes the hypervisor's TTBR0_EL2 value, the template of every task's root
 /// table and what each CPU returns to after a task.
@@ -131,27 +77,35 @@ pub fn init(hyp_ttbr0: u64) {
 /// Why a task could not be made.
 #[derive(Debug)]
 pub enum TaskError {
-    /// The program does not fit the task's window.
-    Layout(task_abi::LayoutError),
-    /// The heap has no page left.
-    OutOfMemory,
     /// [`init`] has not run.
     NoHypervisorMap,
-    /// The hypervisor's map already uses the task's level-0 entry.
-    WindowInUse,
+    /// A region could not be mapped.
+    Map(MapError),
+    /// A region is too big or outside its window.
+    TooBig {
+        /// What.
+        what: &'static str,
+        /// Bytes asked for.
+        len: u64,
+    },
+    /// The program is not a valid task image.
+    Image(task_image::ImageError),
 }
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Layout(e) => write!(f, "{e}"),
-            Self::OutOfMemory => f.write_str("out of memory for its pages"),
             Self::NoHypervisorMap => f.write_str("no hypervisor map to share"),
-            Self::WindowInUse => write!(
-                f,
-                "the hypervisor's map uses the task window at {TASK_BASE:#x}"
-            ),
+            Self::Map(e) => write!(f, "{e}"),
+            Self::TooBig { what, len } => write!(f, "{what} of {len:#x} bytes does not fit"),
+            Self::Image(e) => write!(f, "program image: {e}"),
         }
+    }
+}
+
+impl From<MapError> for TaskError {
+    fn from(e: MapError) -> Self {
+        Self::Map(e)
     }
 }
 
@@ -161,27 +115,260 @@ impl fmt::Display for TaskError {
 pub enum TaskRun {
     /// In a run queue or on a CPU.
     Runnable = 0,
-    /// Waiting on a doorbell.
+    /// Waiting on a doorbell or for events.
     Blocked = 1,
     /// Exited or stopped.
     Done = 2,
+}
+
+/// Why a device system call was refused: the task broke the ABI, and is
+/// stopped.
+#[derive(Debug)]
+pub enum Refusal {
+    /// A buffer outside the task's memory.
+    Outside(OutsideTask),
+    /// A slot the task does not serve.
+    NotItsSlot(task_abi::Slot),
+    /// The task has no service for device calls.
+    NoService,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Outside(e) => write!(f, "{e}"),
+            Self::NotItsSlot(slot) => write!(f, "slot {} is not the task's", slot.index()),
+            Self::NoService => f.write_str("the task serves no devices"),
+        }
+    }
+}
+
+impl From<OutsideTask> for Refusal {
+    fn from(e: OutsideTask) -> Self {
+        Self::Outside(e)
+    }
+}
+
+/// What a task's device system calls reach: its owner (a VM's virtio
+/// backends).
+pub trait Service: Send + Sync {
+    /// Carries out `call` for `task`: a status and a value for the task, or a
+    /// refusal that stops it.
+    fn call(&self, task: &Task, call: Syscall) -> Result<(Status, u64), Refusal>;
+}
+
+/// What runs when a task ends.
+type OnEnd = Box<dyn FnOnce(&Task) + Send>;
+
+/// A task being set up: its address space, filled region by region, then
+/// [`Builder::build`].
+pub struct Builder {
+    name: String,
+    space: Space,
+    has_stack: bool,
+    service: Option<Arc<dyn Service>>,
+    on_end: Option<OnEnd>,
+}
+
+impl Builder {
+    /// An empty task named `name` (the prefix of its log lines).
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::NoHypervisorMap`] before [`init`]; [`TaskError::Map`].
+    pub fn new(name: &str) -> Result<Self, TaskError> {
+        let hyp_root = HYP_TTBR0.load(Ordering::Acquire) & TTBR_ADDRESS;
+        if hyp_root == 0 {
+            return Err(TaskError::NoHypervisorMap);
+        }
+        Ok(Self {
+            name: name.into(),
+            space: Space::new(hyp_root)?,
+            has_stack: false,
+            service: None,
+            on_end: None,
+        })
+    }
+
+    /// Flat code, read and execute, at [`TASK_BASE`] (position-independent
+    /// programs such as the demonstration tasks).
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::TooBig`], [`TaskError::Map`].
+    pub fn code(&mut self, program: &[u8]) -> Result<(), TaskError> {
+        let len = (program.len() as u64).next_multiple_of(PAGE_SIZE);
+        if len == 0 || len > task_abi::IMAGE_WINDOW {
+            return Err(TaskError::TooBig {
+                what: "code",
+                len: program.len() as u64,
+            });
+        }
+        let region = Region {
+            start: TASK_BASE,
+            len,
+            access: Access::ReadExecute,
+        };
+        self.space.add_owned(region)?[..program.len()].copy_from_slice(program);
+        Ok(())
+    }
+
+    /// The segments of a checked ELF program; returns its entry point.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::Image`], [`TaskError::Map`].
+    pub fn image(&mut self, elf: &[u8]) -> Result<u64, TaskError> {
+        let image = task_image::parse(elf).map_err(TaskError::Image)?;
+        for segment in image.segments() {
+            let region = Region {
+                start: segment.start,
+                len: segment.len,
+                access: segment.access,
+            };
+            let at = segment.data_offset as usize;
+            self.space.add_owned(region)?[at..at + segment.data.len()]
+                .copy_from_slice(segment.data);
+        }
+        Ok(image.entry)
+    }
+
+    /// `bytes` of read-write stack ending at [`STACK_TOP`], where the task's
+    /// stack pointer starts.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::TooBig`], [`TaskError::Map`].
+    pub fn stack(&mut self, bytes: u64) -> Result<(), TaskError> {
+        let len = bytes.next_multiple_of(PAGE_SIZE);
+        if len == 0 || len > MAX_STACK {
+            return Err(TaskError::TooBig { what: "stack", len });
+        }
+        self.space.add_owned(Region {
+            start: STACK_TOP - len,
+            len,
+            access: Access::ReadWrite,
+        })?;
+        self.has_stack = true;
+        Ok(())
+    }
+
+    /// A VM's RAM, `size` bytes at physical `pa`, read-write at
+    /// [`GUEST_RAM_BASE`]. The RAM must outlive the task.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::TooBig`], [`TaskError::Map`].
+    pub fn guest_ram(&mut self, pa: u64, size: u64) -> Result<(), TaskError> {
+        if size > GUEST_RAM_WINDOW {
+            return Err(TaskError::TooBig {
+                what: "guest RAM",
+                len: size,
+            });
+        }
+        let region = Region {
+            start: GUEST_RAM_BASE,
+            len: size,
+            access: Access::ReadWrite,
+        };
+        Ok(self.space.add_borrowed(region, pa)?)
+    }
+
+    /// Device registers, `len` bytes at physical `pa`, at task address `va`
+    /// in the device window: device memory, EL0 read-write, never
+    /// executable. The device must outlive the task.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::TooBig`], [`TaskError::Map`].
+    pub fn map_device(&mut self, va: u64, pa: u64, len: u64) -> Result<(), TaskError> {
+        let inside = va >= DEVICE_BASE
+            && va
+                .checked_add(len)
+                .is_some_and(|end| end <= DEVICE_BASE + DEVICE_WINDOW);
+        if !inside {
+            return Err(TaskError::TooBig {
+                what: "device window",
+                len,
+            });
+        }
+        let region = Region {
+            start: va,
+            len,
+            access: Access::Device,
+        };
+        Ok(self.space.add_borrowed(region, pa)?)
+    }
+
+    /// Where its device system calls go.
+    pub fn service(&mut self, service: Arc<dyn Service>) {
+        self.service = Some(service);
+    }
+
+    /// Runs `f` once when the task exits or is stopped.
+    pub fn on_end(&mut self, f: OnEnd) {
+        self.on_end = Some(f);
+    }
+
+    /// The task, ready to queue, entering at `entry` with x0..x3 = `args`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::TooBig`] if it has no stack.
+    pub fn build(self, entry: u64, args: [u64; 4]) -> Result<Arc<Task>, TaskError> {
+        if !self.has_stack {
+            return Err(TaskError::TooBig {
+                what: "no stack",
+                len: 0,
+            });
+        }
+        // The code must reach the point of unification before anything
+        // fetches it; the tables are walked through the caches (TCR's
+        // IRGN0/ORGN0 write-back), so a barrier is all they need.
+        self.space.sync_code();
+        let mut regs = GuestRegs::default();
+        regs.pc = entry;
+        // EL0t with nothing masked: the EL2 timer preempts it.
+        regs.pstate = 0;
+        regs.sp_el0 = STACK_TOP;
+        regs.x[..4].copy_from_slice(&args);
+        Ok(Arc::new(Task {
+            name: self.name,
+            space: self.space,
+            asid: Context::new(),
+            regs: SpinMutex::new(regs),
+            run: AtomicU8::new(TaskRun::Runnable as u8),
+            events: AtomicU64::new(0),
+            stop_requested: AtomicBool::new(false),
+            service: self.service,
+            on_end: SpinMutex::new(self.on_end),
+            last_cpu: AtomicUsize::new(usize::MAX),
+            last_asid: AtomicU16::new(0),
+            runs: AtomicU64::new(0),
+            preemptions: AtomicU64::new(0),
+            migrations: AtomicU64::new(0),
+            asid_changes: AtomicU64::new(0),
+            syscalls: AtomicU64::new(0),
+        }))
+    }
 }
 
 /// One task: its address space, registers and counters.
 pub struct Task {
     /// Its name, the prefix of its log lines.
     pub name: String,
-    layout: Layout,
-    /// Level 0 to 3 of its translation tables; level 0 shares the
-    /// hypervisor's level-1 tables.
-    tables: [Box<Page>; 4],
-    code: Vec<Box<Page>>,
-    stack: Vec<Box<Page>>,
+    space: Space,
     /// Its ASID's allocator context.
     pub asid: Context<Asid>,
     /// Its registers, saved while it is off every CPU.
     pub regs: SpinMutex<GuestRegs>,
     run: AtomicU8,
+    /// Event bits not yet taken by `wait_events`.
+    events: AtomicU64,
+    /// Set by [`Task::request_stop`]: it ends at its next exit.
+    stop_requested: AtomicBool,
+    service: Option<Arc<dyn Service>>,
+    on_end: SpinMutex<Option<OnEnd>>,
     /// The CPU it last ran on (`usize::MAX`: none yet).
     last_cpu: AtomicUsize,
     /// The ASID it last ran with (0: none yet).
@@ -205,95 +392,15 @@ impl fmt::Debug for Task {
 }
 
 impl Task {
-    /// A task named `name` running `program` (copied into its code pages)
-    /// with `stack_pages` of stack, starting with x0 = `args[0]`,
-    /// x1 = `args[1]`.
-    ///
-    /// # Errors
-    ///
-    /// See [`TaskError`].
-    pub fn new(
-        name: &str,
-        program: &[u8],
-        stack_pages: u64,
-        args: [u64; 2],
-    ) -> Result<Arc<Self>, TaskError> {
-        let layout = Layout::new(program.len() as u64, stack_pages).map_err(TaskError::Layout)?;
-        let hyp_root = HYP_TTBR0.load(Ordering::Acquire) & desc::ADDRESS;
-        if hyp_root == 0 {
-            return Err(TaskError::NoHypervisorMap);
-        }
-        let page = || Page::zeroed().ok_or(TaskError::OutOfMemory);
-        let mut tables = [page()?, page()?, page()?, page()?];
-        let code = (0..layout.code_pages())
-            .map(|_| page())
-            .collect::<Result<Vec<_>, _>>()?;
-        let stack = (0..layout.stack_pages())
-            .map(|_| page())
-            .collect::<Result<Vec<_>, _>>()?;
-        // The hypervisor's level-0 entries, then the task's own.
-        // SAFETY: The hypervisor's root table is a page of the image's
-        // map, identity-mapped and never changed after boot.
-        let hyp = unsafe { &*(hyp_root as *const [u64; ENTRIES]) };
-        tables[0].0 = *hyp;
-        if tables[0].0[index(TASK_BASE, 0)] != 0 {
-            return Err(TaskError::WindowInUse);
-        }
-        for level in 0..3 {
-            let next = tables[level + 1].address();
-            tables[level].0[index(TASK_BASE, level as u32)] = next | desc::TABLE_OR_PAGE;
-        }
-        let mut task = Self {
-            name: name.into(),
-            layout,
-            tables,
-            code,
-            stack,
-            asid: Context::new(),
-            regs: SpinMutex::new(GuestRegs::default()),
-            run: AtomicU8::new(TaskRun::Runnable as u8),
-            last_cpu: AtomicUsize::new(usize::MAX),
-            last_asid: AtomicU16::new(0),
-            runs: AtomicU64::new(0),
-            preemptions: AtomicU64::new(0),
-            migrations: AtomicU64::new(0),
-            asid_changes: AtomicU64::new(0),
-            syscalls: AtomicU64::new(0),
-        };
-        for (chunk, page) in program.chunks(PAGE_SIZE as usize).zip(&mut task.code) {
-            page.bytes_mut()[..chunk.len()].copy_from_slice(chunk);
-        }
-        let mut leaf = [0u64; ENTRIES];
-        for (i, page) in task.code.iter().enumerate() {
-            leaf[index(TASK_BASE + i as u64 * PAGE_SIZE, 3)] = page.address() | desc::CODE;
-        }
-        for (i, page) in task.stack.iter().enumerate() {
-            let va = layout.stack_start() + i as u64 * PAGE_SIZE;
-            leaf[index(va, 3)] = page.address() | desc::STACK;
-        }
-        task.tables[3].0 = leaf;
-        // The code must reach the point of unification before anything
-        // fetches it; the tables are walked through the caches (TCR's
-        // IRGN0/ORGN0 write-back), so a barrier is all they need.
-        for page in &task.code {
-            crate::mmu::clean_range_to_poc(page.address(), PAGE_SIZE);
-        }
-        crate::mmu::invalidate_icache();
-        {
-            let regs = task.regs.get_mut();
-            regs.pc = layout.entry();
-            // EL0t with nothing masked: the EL2 timer preempts it.
-            regs.pstate = 0;
-            regs.sp_el0 = layout.stack_top();
-            regs.x[0] = args[0];
-            regs.x[1] = args[1];
-        }
-        Ok(Arc::new(task))
-    }
-
     /// TTBR0_EL2 for this task with `asid`.
     fn ttbr0(&self, asid: Asid) -> u64 {
-        self.tables[0].address() | (u64::from(asid.get()) << 48)
+        self.space.root() | (u64::from(asid.get()) << 48)
+    }
+
+    /// Physical address of its root (level-0) table: what a device sharing
+    /// its address space walks.
+    pub fn root_table(&self) -> u64 {
+        self.space.root()
     }
 
     /// The CPU it last ran on (`usize::MAX` before its first run).
@@ -319,6 +426,55 @@ impl Task {
         self.run.store(run as u8, Ordering::Release);
     }
 
+    /// Asks it to end: at once if it is blocked, else at its next exit.
+    pub fn request_stop(self: &Arc<Self>) {
+        self.stop_requested.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// Whether [`Task::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// Sets event `bits` for `wait_events`, waking the task if it waits.
+    pub fn notify(self: &Arc<Self>, bits: u64) {
+        self.events.fetch_or(bits, Ordering::AcqRel);
+        self.wake();
+    }
+
+    /// Queues it if it is blocked.
+    fn wake(self: &Arc<Self>) {
+        let woken = self.run.compare_exchange(
+            TaskRun::Blocked as u8,
+            TaskRun::Runnable as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if woken.is_ok() {
+            crate::sched::enqueue_task(self.clone());
+        }
+    }
+
+    /// A copy of the task's bytes in `buffer`.
+    ///
+    /// # Errors
+    ///
+    /// [`OutsideTask`] unless they lie in one region the task may read.
+    pub fn read(&self, buffer: Buffer) -> Result<Vec<u8>, OutsideTask> {
+        self.space.read(buffer)
+    }
+
+    /// Writes `data` to the task's memory at `ptr`.
+    ///
+    /// # Errors
+    ///
+    /// [`OutsideTask`] unless the bytes lie in one region the task may
+    /// write.
+    pub fn write(&self, ptr: u64, data: &[u8]) -> Result<(), OutsideTask> {
+        self.space.write(ptr, data)
+    }
+
     /// Counts an entry on `cpu` with `asid`, and logs an ASID change.
     fn note_entry(&self, cpu: usize, asid: Asid) {
         self.runs.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +491,7 @@ impl Task {
     }
 
     /// One line of counters, for its end.
-    fn summary(&self) -> impl fmt::Display + '_ {
+    pub fn summary(&self) -> impl fmt::Display + '_ {
         struct Summary<'a>(&'a Task);
         impl fmt::Display for Summary<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -352,26 +508,6 @@ impl Task {
             }
         }
         Summary(self)
-    }
-
-    /// The bytes `len` at task address `ptr`, copied out of its pages, if
-    /// they all lie in one of its regions.
-    fn copy_in(&self, ptr: u64, len: u64) -> Result<Vec<u8>, task_abi::OutsideTask> {
-        let (region, offset) = self.layout.locate(ptr, len)?;
-        let pages = match region {
-            Region::Code => &self.code,
-            Region::Stack => &self.stack,
-        };
-        let mut out = Vec::with_capacity(len as usize);
-        let mut at = offset;
-        while at < offset + len {
-            let page = &pages[(at / PAGE_SIZE) as usize];
-            let start = (at % PAGE_SIZE) as usize;
-            let take = (PAGE_SIZE as usize - start).min((offset + len - at) as usize);
-            out.extend_from_slice(&page.bytes()[start..start + take]);
-            at += take as u64;
-        }
-        Ok(out)
     }
 }
 
@@ -461,7 +597,8 @@ pub enum Outcome {
     Resume,
     /// To the back of the run queue.
     Yield,
-    /// Waiting on a doorbell (it is on the doorbell's list already).
+    /// Waiting on a doorbell (it is on the doorbell's list already) or for
+    /// events (whoever sets them queues it).
     Block,
     /// Finished: exited or stopped.
     Done,
@@ -510,7 +647,7 @@ pub fn synchronous(task: &Arc<Task>, regs: &mut GuestRegs, esr: Esr, far: u64) -
     // Every call that returns says so in x0; ELR already points past the SVC.
     regs.x[0] = Status::Ok as u64;
     match call {
-        Syscall::Log { ptr, len } => match task.copy_in(ptr, len) {
+        Syscall::Log(buffer) => match task.read(buffer) {
             Ok(bytes) => {
                 let text: String = bytes
                     .iter()
@@ -541,6 +678,24 @@ pub fn synchronous(task: &Arc<Task>, regs: &mut GuestRegs, esr: Esr, far: u64) -
             signal(bell);
             Outcome::Resume
         }
+        Syscall::WaitEvents => wait_events(task, regs),
+        device_call => {
+            let Some(service) = &task.service else {
+                return stop(
+                    task,
+                    regs,
+                    format_args!("refused {device_call:?}: {}", Refusal::NoService),
+                );
+            };
+            match service.call(task, device_call) {
+                Ok((status, value)) => {
+                    regs.x[0] = status as u64;
+                    regs.x[1] = value;
+                    Outcome::Resume
+                }
+                Err(e) => stop(task, regs, format_args!("refused {device_call:?}: {e}")),
+            }
+        }
     }
 }
 
@@ -560,8 +715,21 @@ fn stop(task: &Arc<Task>, regs: &GuestRegs, why: fmt::Arguments<'_>) -> Outcome 
     finish(task)
 }
 
+/// Ends `task` at the request of its owner ([`Task::request_stop`]).
+pub fn stopped_on_request(task: &Arc<Task>) -> Outcome {
+    info!(
+        "task \"{}\": stopped on request; {}",
+        task.name,
+        task.summary()
+    );
+    finish(task)
+}
+
 fn finish(task: &Task) -> Outcome {
     task.set_run(TaskRun::Done);
+    if let Some(on_end) = task.on_end.lock().take() {
+        on_end(task);
+    }
     LIVE_TASKS.fetch_sub(1, Ordering::AcqRel);
     Outcome::Done
 }
@@ -580,6 +748,30 @@ fn wait(task: &Arc<Task>, bell: Doorbell) -> Outcome {
     Outcome::Block
 }
 
+/// `wait_events`: the bits set since the last call, or blocks. A blocked
+/// task runs the call again when woken (its PC is wound back onto the SVC),
+/// so the bits are always taken here.
+fn wait_events(task: &Arc<Task>, regs: &mut GuestRegs) -> Outcome {
+    let bits = task.events.swap(0, Ordering::AcqRel);
+    if bits != 0 {
+        regs.x[1] = bits;
+        return Outcome::Resume;
+    }
+    if task.stop_requested() {
+        return stopped_on_request(task);
+    }
+    task.set_run(TaskRun::Blocked);
+    // A `notify` between the swap and the mark saw it runnable and did not
+    // queue it: look again, now that a later one would.
+    if task.events.load(Ordering::Acquire) != 0 || task.stop_requested() {
+        task.set_run(TaskRun::Runnable);
+        regs.pc -= 4;
+        return Outcome::Resume;
+    }
+    regs.pc -= 4;
+    Outcome::Block
+}
+
 fn signal(bell: Doorbell) {
     let woken = {
         let mut bell = BELLS[bell.index()].lock();
@@ -593,247 +785,4 @@ fn signal(bell: Doorbell) {
         task.set_run(TaskRun::Runnable);
         crate::sched::enqueue_task(task);
     }
-}
-
-// The demonstration programs: position-independent AArch64 code copied
-// into a task's code pages (it is data to the hypervisor, hence .rodata).
-// Each message is preceded by its length as a word, read PC-relative.
-global_asm!(
-    r#"
-.section .rodata.task_programs, "a"
-.balign 4
-
-// x0 = iterations, x1 = a token unique to the task. Keeps the token and
-// its count on its stack, spins a little, yields, and checks after every
-// yield that its stack still holds its own token: all tasks use the same
-// virtual addresses, so a stale translation (a TLB entry of another task's
-// ASID) would show another task's stack here.
-.global task_worker_start
-task_worker_start:
-    mov     x19, x0
-    mov     x20, x1
-    mov     x21, #0
-    stp     x20, x21, [sp, #-16]!
-    adr     x0, 90f + 4
-    ldr     w1, 90f
-    mov     x8, #{log}
-    svc     #0
-1:  mov     x9, #{spin}
-2:  subs    x9, x9, #1
-    b.ne    2b
-    mov     x8, #{yield_}
-    svc     #0
-    ldr     x10, [sp]
-    cmp     x10, x20
-    b.ne    8f
-    add     x21, x21, #1
-    str     x21, [sp, #8]
-    cmp     x21, x19
-    b.lo    1b
-    adr     x0, 91f + 4
-    ldr     w1, 91f
-    mov     x8, #{log}
-    svc     #0
-    mov     x0, #0
-    b       9f
-8:  adr     x0, 92f + 4
-    ldr     w1, 92f
-    mov     x8, #{log}
-    svc     #0
-    mov     x0, #1
-9:  mov     x8, #{exit}
-    svc     #0
-    brk     #0
-90: .word   97f - 90b - 4
-    .ascii  "started"
-97: .balign 4
-91: .word   97f - 91b - 4
-    .ascii  "done: its stack held its own token after every yield"
-97: .balign 4
-92: .word   97f - 92b - 4
-    .ascii  "FAIL: its stack holds something else after a yield"
-97: .balign 4
-.global task_worker_end
-task_worker_end:
-
-// Writes into the hypervisor's image, mapped privileged-only in its table:
-// a permission fault, which must stop it and nothing else.
-.global task_faulter_start
-task_faulter_start:
-    adr     x0, 90f + 4
-    ldr     w1, 90f
-    mov     x8, #{log}
-    svc     #0
-    movz    x2, #0x4008, lsl #16
-    str     x0, [x2]
-    adr     x0, 91f + 4
-    ldr     w1, 91f
-    mov     x8, #{log}
-    svc     #0
-    mov     x0, #1
-    mov     x8, #{exit}
-    svc     #0
-90: .word   97f - 90b - 4
-    .ascii  "writing to the hypervisor's image at 0x40080000"
-97: .balign 4
-91: .word   97f - 91b - 4
-    .ascii  "FAIL: the write went through"
-97: .balign 4
-.global task_faulter_end
-task_faulter_end:
-
-// Asks the hypervisor to log 16 bytes of the hypervisor's own image: the
-// copy's bounds check must refuse it and stop the task.
-.global task_bad_log_start
-task_bad_log_start:
-    movz    x0, #0x4008, lsl #16
-    mov     x1, #16
-    mov     x8, #{log}
-    svc     #0
-    mov     x0, #1
-    mov     x8, #{exit}
-    svc     #0
-.global task_bad_log_end
-task_bad_log_end:
-
-// x0 = iterations of a loop without system calls: only the EL2 timer's
-// end of its time slice takes the CPU from it.
-.global task_spinner_start
-task_spinner_start:
-1:  subs    x0, x0, #1
-    b.ne    1b
-    adr     x0, 90f + 4
-    ldr     w1, 90f
-    mov     x8, #{log}
-    svc     #0
-    mov     x0, #0
-    mov     x8, #{exit}
-    svc     #0
-90: .word   97f - 90b - 4
-    .ascii  "spun to the end without a system call"
-97: .balign 4
-.global task_spinner_end
-task_spinner_end:
-
-// x0 = rings to wait for on doorbell 0.
-.global task_waiter_start
-task_waiter_start:
-    mov     x19, x0
-1:  mov     x0, #0
-    mov     x8, #{wait}
-    svc     #0
-    subs    x19, x19, #1
-    b.ne    1b
-    adr     x0, 90f + 4
-    ldr     w1, 90f
-    mov     x8, #{log}
-    svc     #0
-    mov     x0, #0
-    mov     x8, #{exit}
-    svc     #0
-90: .word   97f - 90b - 4
-    .ascii  "woken by every ring"
-97: .balign 4
-.global task_waiter_end
-task_waiter_end:
-
-// x0 = rings of doorbell 0, a yield after each.
-.global task_signaller_start
-task_signaller_start:
-    mov     x19, x0
-1:  mov     x0, #0
-    mov     x8, #{signal}
-    svc     #0
-    mov     x8, #{yield_}
-    svc     #0
-    subs    x19, x19, #1
-    b.ne    1b
-    mov     x0, #0
-    mov     x8, #{exit}
-    svc     #0
-.global task_signaller_end
-task_signaller_end:
-"#,
-    log = const task_abi::Number::Log as u64,
-    exit = const task_abi::Number::Exit as u64,
-    yield_ = const task_abi::Number::Yield as u64,
-    wait = const task_abi::Number::Wait as u64,
-    signal = const task_abi::Number::Signal as u64,
-    spin = const 20_000,
-);
-
-unsafe extern "C" {
-    static task_worker_start: u8;
-    static task_worker_end: u8;
-    static task_faulter_start: u8;
-    static task_faulter_end: u8;
-    static task_bad_log_start: u8;
-    static task_bad_log_end: u8;
-    static task_spinner_start: u8;
-    static task_spinner_end: u8;
-    static task_waiter_start: u8;
-    static task_waiter_end: u8;
-    static task_signaller_start: u8;
-    static task_signaller_end: u8;
-}
-
-/// The bytes between two symbols of the image.
-fn program(start: &'static u8, end: &'static u8) -> &'static [u8] {
-    let start = core::ptr::from_ref(start);
-    let len = (core::ptr::from_ref(end) as usize).saturating_sub(start as usize);
-    // SAFETY: Both symbols bound one program in .rodata, start before end.
-    unsafe { core::slice::from_raw_parts(start, len) }
-}
-
-/// Yields of each demonstration worker.
-const WORKER_ITERATIONS: u64 = 200;
-
-/// Loop iterations of the demonstration spinner: a good many time slices
-/// under QEMU's TCG.
-const SPINS: u64 = 50_000_000;
-
-/// Rings the demonstration waiter waits for.
-const RINGS: u64 = 50;
-
-/// Starts the demonstration tasks of `hyp.demo-tasks=N`: `N` workers, a task
-/// that never makes a system call until its end, one that writes outside its map, one that asks to log hypervisor memory,
-/// and a waiter with its signaller on doorbell 0.
-pub fn start_demo(workers: usize) {
-    // SAFETY: Only the symbols' addresses are taken.
-    let (worker, spinner, faulter, bad_log, waiter, signaller) = unsafe {
-        (
-            program(&task_worker_start, &task_worker_end),
-            program(&task_spinner_start, &task_spinner_end),
-            program(&task_faulter_start, &task_faulter_end),
-            program(&task_bad_log_start, &task_bad_log_end),
-            program(&task_waiter_start, &task_waiter_end),
-            program(&task_signaller_start, &task_signaller_end),
-        )
-    };
-    let mut tasks: Vec<(String, &[u8], [u64; 2])> = (0..workers)
-        .map(|i| {
-            (
-                alloc::format!("worker{i}"),
-                worker,
-                [WORKER_ITERATIONS, 0x7a5c_0000 + i as u64],
-            )
-        })
-        .collect();
-    tasks.push(("spinner".into(), spinner, [SPINS, 0]));
-    tasks.push(("faulter".into(), faulter, [0, 0]));
-    tasks.push(("bad-log".into(), bad_log, [0, 0]));
-    tasks.push(("waiter".into(), waiter, [RINGS, 0]));
-    tasks.push(("signaller".into(), signaller, [RINGS, 0]));
-    for (name, program, args) in tasks {
-        match Task::new(&name, program, 1, args) {
-            Ok(task) => {
-                created();
-                crate::sched::enqueue_task(task);
-            }
-            Err(e) => error!("task \"{name}\": not started: {e}"),
-        }
-    }
-    info!(
-        "demo tasks: {workers} worker(s), a spinner, a faulter, a bad logger, a waiter and its signaller"
-    );
 }
