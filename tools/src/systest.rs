@@ -590,7 +590,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
             &[
                 r#"^\[cpu\d\] INFO  task "faulter": writing to the hypervisor's image at 0x40080000$"#,
                 r#"^\[cpu\d\] ERROR task "faulter": stopped: EC 0x24 \(data abort from a lower EL\): .*FAR 0x40080000; ELR 0x4000000000"#,
-                r#"^\[cpu\d\] ERROR task "bad-log": stopped: refused log: 16 bytes at 0x40080000 are not inside one region the task owns; "#,
+                r#"^\[cpu\d\] ERROR task "bad-log": stopped: refused log: 16 bytes at 0x40080000 are not inside one region the task may read; "#,
                 r#"^\[cpu\d\] INFO  task "spinner": spun to the end without a system call$"#,
                 r#"^\[cpu\d\] INFO  task "spinner": exited with code 0; \d+ run\(s\), [1-9]\d* preemption\(s\), "#,
                 r#"^\[cpu\d\] INFO  task "waiter": woken by every ring$"#,
