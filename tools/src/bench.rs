@@ -16,6 +16,13 @@
 //! every `--runs` repetition checks. KVM's halt polling is left as Linux sets it; one more KVM boot,
 //! with `kvm.halt_poll_ns=0`, measures the IPI benchmark without it.
 //!
+//! The bench VM has a disk (a 1 MiB host disk) for `blk-notify`, the
+//! virtio queue notification round trip. Our side's runs give the VM
+//! `backend = "hypervisor"`; each is followed by a boot with `backend =
+//! "task"` that runs `blk-notify` alone, so the report has the round trip
+//! with the virtio backend in the hypervisor and in an EL0 task. The KVM
+//! reference VMM has no virtio-blk: "n/a" there.
+//!
 //! Every boot also loads the `qemu-el-count` plugin (`tools/el-count`),
 //! which counts the instructions executed at each exception level, and
 //! the guest's exits, inside the windows the guest marks around what it
@@ -33,10 +40,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use manifest::DeviceBackend;
 
 use crate::bench_build;
 use crate::bench_parse::{self, GuestRun, Measure, EL1};
-use crate::bench_report::{self, Report, Side};
+use crate::bench_report::{self, Report, Side, BLK_NOTIFY, KVM_NO_DEVICE};
 use crate::cargo::{self, describe, Profile};
 use crate::cli::BenchOptions;
 use crate::qemu::{self, Exit, Flow, LineSplitter, Mode, QemuConfig};
@@ -94,8 +102,11 @@ struct Prepared {
     dir: PathBuf,
     /// The `qemu-el-count` plugin.
     plugin: PathBuf,
-    /// The hypervisor's boot.
+    /// The hypervisor's boot: the VM's virtio backends in the hypervisor.
     ours: QemuConfig,
+    /// The hypervisor's boot with the VM's virtio backends in an EL0 task,
+    /// running [`BLK_NOTIFY`] only.
+    ours_task: QemuConfig,
     /// The KVM host's kernel and initramfs.
     linux_kernel: PathBuf,
     initramfs: PathBuf,
@@ -115,21 +126,37 @@ impl Prepared {
         let plugin = bench_build::build_el_count()?;
         let linux = linux::prepare()?;
 
-        let manifest = dir.join("bench.toml");
-        bench_build::write(
-            &manifest,
-            bench_build::manifest(&format!("iterations={iterations}")).as_bytes(),
+        let disk = dir.join("disk.img");
+        bench_build::host_disk(&disk)?;
+        let bundle = |tag: &str, bootargs: &str, backend| -> Result<PathBuf> {
+            let manifest = dir.join(format!("{tag}.toml"));
+            bench_build::write(
+                &manifest,
+                bench_build::manifest(bootargs, backend).as_bytes(),
+            )?;
+            let bundle = bundle::assemble(
+                &manifest,
+                &[cargo::guest_images_dir()?],
+                &dir.join(format!("{tag}.bin")),
+            )?;
+            anyhow::ensure!(
+                bundle.warnings.is_empty(),
+                "the bench manifest {}: {}",
+                manifest.display(),
+                bundle.warnings.join("; ")
+            );
+            Ok(bundle.path)
+        };
+        let ours_bundle = bundle(
+            "bench",
+            &format!("iterations={iterations}"),
+            DeviceBackend::Hypervisor,
         )?;
-        let bundle = bundle::assemble(
-            &manifest,
-            &[cargo::guest_images_dir()?],
-            &dir.join("bundle.bin"),
+        let task_bundle = bundle(
+            "bench-task",
+            &format!("iterations={iterations} only={BLK_NOTIFY}"),
+            DeviceBackend::Task,
         )?;
-        anyhow::ensure!(
-            bundle.warnings.is_empty(),
-            "the bench manifest: {}",
-            bundle.warnings.join("; ")
-        );
         let initramfs = dir.join("kvm-initramfs.cpio");
         let read = |path: &Path| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -143,14 +170,19 @@ impl Prepared {
             smp: SMP,
             append: Some(HYPERVISOR_APPEND.to_owned()),
             dtb: None,
-            initrd: Some(bundle.path),
-            disk: None,
+            initrd: Some(ours_bundle),
+            disk: Some(disk),
             extra_args: DETERMINISM.iter().map(|s| s.to_string()).collect(),
+        };
+        let ours_task = QemuConfig {
+            initrd: Some(task_bundle),
+            ..ours.clone()
         };
         Ok(Self {
             dir,
             plugin,
             ours,
+            ours_task,
             linux_kernel: linux.kernel,
             initramfs,
             iterations,
@@ -224,11 +256,23 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
         ours: side("hypervisor", &prepared.counted(&prepared.ours, "ours-1")),
         kvm: side("Linux KVM", &prepared.counted(&kvm, "kvm-1")),
         kvm_no_poll: None,
+        ours_task: Some(side(
+            "hypervisor, virtio backends in an EL0 task",
+            &prepared.counted(&prepared.ours_task, "ours-task-1"),
+        )),
     };
     for n in 1..=options.runs {
         println!("bench: run {n} of {}: the hypervisor", options.runs);
         let ours = prepared.counted(&prepared.ours, &format!("ours-{n}"));
         report.ours.runs.push(boot(&ours, limit, options.verbose)?);
+        println!(
+            "bench: run {n} of {}: the hypervisor, backend = \"task\", {BLK_NOTIFY} only",
+            options.runs
+        );
+        let task = prepared.counted(&prepared.ours_task, &format!("ours-task-{n}"));
+        if let Some(side) = report.ours_task.as_mut() {
+            side.runs.push(boot(&task, limit, options.verbose)?);
+        }
         println!("bench: run {n} of {}: Linux KVM", options.runs);
         let kvm = prepared.counted(&kvm, &format!("kvm-{n}"));
         report.kvm.runs.push(boot(&kvm, limit, options.verbose)?);
@@ -278,14 +322,7 @@ pub fn run(options: &BenchOptions) -> Result<bool> {
         dir.display(),
         start.elapsed().as_secs_f64()
     );
-    let completed = [
-        Some(&report.ours),
-        Some(&report.kvm),
-        report.kvm_no_poll.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .all(Side::succeeded);
+    let completed = report.sides().all(Side::succeeded);
     Ok(completed && kvm_first.vhe)
 }
 
@@ -299,8 +336,9 @@ pub struct Smoke {
 }
 
 /// `bench_smoke`: both sides once, [`SMOKE_ITERATIONS`] iterations each,
-/// booted at the same time (one QEMU per host core), then [`smoke_check`].
-/// `hypervisor` is the image to boot (the test run's release build).
+/// booted at the same time (one QEMU per host core; our side's task-backend
+/// boot follows its first), then [`smoke_check`]. `hypervisor` is the image
+/// to boot (the test run's release build).
 ///
 /// # Errors
 ///
@@ -311,27 +349,39 @@ pub fn smoke(hypervisor: PathBuf, verbose: bool) -> Result<Smoke> {
     let prepared = Prepared::new(dir, SMOKE_ITERATIONS, Some(hypervisor))?;
     let limit = timeout(SMOKE_ITERATIONS);
     let ours = prepared.counted(&prepared.ours, "ours");
+    let task = prepared.counted(&prepared.ours_task, "ours-task");
     let kvm = prepared.counted(&prepared.kvm(""), "kvm");
     let (ours, kvm) = std::thread::scope(|scope| {
-        let ours = scope.spawn(|| boot(&ours, limit, verbose));
+        let ours = scope.spawn(|| {
+            let ours = boot(&ours, limit, verbose)?;
+            let task = boot(&task, limit, verbose)?;
+            anyhow::Ok((ours, task))
+        });
         let kvm = boot(&kvm, limit, verbose);
         let ours = ours
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the hypervisor's boot panicked")));
         (ours, kvm)
     });
-    let ((ours, _), (kvm, _)) = (ours?, kvm?);
-    Ok(smoke_check(&ours, &kvm, SMOKE_ITERATIONS))
+    let (((ours, _), (task, _)), (kvm, _)) = (ours?, kvm?);
+    Ok(smoke_check(&ours, &task, &kvm, SMOKE_ITERATIONS))
 }
 
-/// Whether both runs measured what they can, with no timing checked:
+/// Whether the runs measured what they can, with no timing checked:
 /// every benchmark has a number on each side (but those in
-/// [`KVM_UNSUPPORTED`], which KVM must call unsupported), each number has
-/// the plugin's counts beside it, and every null hypercall was seen
-/// leaving the guest.
-pub fn smoke_check(ours: &GuestRun, kvm: &GuestRun, iterations: u64) -> Smoke {
+/// [`KVM_UNSUPPORTED`] and [`KVM_NO_DEVICE`], which KVM must call
+/// unsupported), so does [`BLK_NOTIFY`] in the task-backend run (`task`),
+/// each number has the plugin's counts beside it, and every null hypercall
+/// was seen leaving the guest.
+pub fn smoke_check(ours: &GuestRun, task: &GuestRun, kvm: &GuestRun, iterations: u64) -> Smoke {
     let mut smoke = Smoke::default();
-    for (label, run) in [("hypervisor", ours), ("KVM", kvm)] {
+    let every: Vec<&str> = bench_report::names().collect();
+    for (label, run, names) in [
+        ("hypervisor", ours, every.as_slice()),
+        // The task-backend run has the one benchmark.
+        ("hypervisor, backend = task", task, &[BLK_NOTIFY]),
+        ("KVM", kvm, every.as_slice()),
+    ] {
         let problems = &mut smoke.problems;
         if !run.done {
             problems.push(format!("{label}: no `BENCH done`"));
@@ -342,8 +392,9 @@ pub fn smoke_check(ours: &GuestRun, kvm: &GuestRun, iterations: u64) -> Smoke {
         if run.levels.is_none() {
             problems.push(format!("{label}: no qemu-el-count report"));
         }
-        for name in bench_report::names() {
-            let unsupported = label == "KVM" && KVM_UNSUPPORTED.contains(&name);
+        for &name in names {
+            let unsupported = label == "KVM"
+                && (KVM_UNSUPPORTED.contains(&name) || KVM_NO_DEVICE.contains(&name));
             match (run.get(name), unsupported) {
                 (Some(Measure::Ticks { .. }), false) => {}
                 (Some(Measure::Unsupported), true) => continue,
@@ -382,6 +433,27 @@ pub fn smoke_check(ours: &GuestRun, kvm: &GuestRun, iterations: u64) -> Smoke {
                     .and_then(Measure::per_op)
                     .map_or_else(|| "-".into(), |t| format!("{t:.2}")),
                 hvc.counts.insns[bench_parse::EL2]
+            ));
+        }
+        if let (Some(measure @ Measure::Ticks { .. }), Some(blk)) = (
+            run.get(BLK_NOTIFY),
+            run.levels.as_ref().and_then(|l| l.window(BLK_NOTIFY)),
+        ) {
+            // Every request's QueueNotify write leaves the guest.
+            let exits = blk.counts.exits();
+            if exits < iterations {
+                problems.push(format!(
+                    "{label}: {BLK_NOTIFY}: {exits} exits for {iterations} notifications"
+                ));
+            }
+            let per_op = |el: usize| blk.counts.insns[el] as f64 / iterations.max(1) as f64;
+            smoke.notes.push(format!(
+                "{label}: {BLK_NOTIFY} {:.2} ticks/op; per op EL2 {:.2}, EL1 {:.2}, EL0 {:.2} instructions, {:.2} exits",
+                measure.per_op().unwrap_or(0.0),
+                per_op(bench_parse::EL2),
+                per_op(EL1),
+                per_op(bench_parse::EL0),
+                exits as f64 / iterations.max(1) as f64
             ));
         }
     }
@@ -509,7 +581,8 @@ mod tests {
 
     #[test]
     fn the_guest_image_is_what_the_manifest_names() {
-        assert!(bench_build::manifest("").contains(bench_build::BENCH_GUEST_IMAGE));
+        assert!(bench_build::manifest("", DeviceBackend::Hypervisor)
+            .contains(bench_build::BENCH_GUEST_IMAGE));
     }
 
     /// A run's console with a number for every benchmark but `unsupported`.
@@ -547,22 +620,44 @@ mod tests {
         run
     }
 
+    /// What KVM's run says unsupported: no hook, no device.
+    fn kvm_unsupported() -> Vec<&'static str> {
+        [KVM_UNSUPPORTED, KVM_NO_DEVICE].concat()
+    }
+
+    /// The task-backend run: `blk-notify` alone, `result` its BENCH words.
+    fn task_run(result: &str, exits: u64) -> GuestRun {
+        let text = format!("BENCH {BLK_NOTIFY} {result}\nBENCH done\n");
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let mut run = bench_parse::parse(&lines);
+        run.levels = Some(levels(&[BLK_NOTIFY], exits));
+        run
+    }
+
     #[test]
     fn the_smoke_test_wants_every_number_with_its_counts() {
         let ours = run(&[], 8);
-        let kvm = run(KVM_UNSUPPORTED, 8);
-        let smoke = smoke_check(&ours, &kvm, 8);
+        let task = task_run("8 80 10.00", 8);
+        let kvm = run(&kvm_unsupported(), 8);
+        let smoke = smoke_check(&ours, &task, &kvm, 8);
         assert!(smoke.problems.is_empty(), "{:?}", smoke.problems);
-        assert_eq!(smoke.notes.len(), 2);
+        assert_eq!(smoke.notes.len(), 4, "{:?}", smoke.notes);
         assert!(smoke.notes[0].starts_with("hypervisor: hvc-null 10.00 ticks/op; 900 EL2"));
+        assert_eq!(
+            smoke.notes[1],
+            "hypervisor: blk-notify 10.00 ticks/op; per op EL2 112.50, EL1 6.25, EL0 0.00 instructions, 1.00 exits"
+        );
+        assert!(smoke.notes[2].starts_with("hypervisor, backend = task: blk-notify 10.00"));
+        assert!(smoke.notes[3].starts_with("KVM: hvc-null"));
     }
 
     #[test]
     fn the_smoke_test_names_what_is_missing() {
         // Our side lost a hook, KVM suddenly supports one; too few exits.
         let ours = run(&["vmid-rollover"], 8);
-        let kvm = run(&["vcpu-migrate"], 3);
-        let problems = smoke_check(&ours, &kvm, 8).problems;
+        let task = task_run("8 80 10.00", 8);
+        let kvm = run(&["vcpu-migrate", BLK_NOTIFY], 3);
+        let problems = smoke_check(&ours, &task, &kvm, 8).problems;
         assert_eq!(
             problems,
             [
@@ -571,18 +666,35 @@ mod tests {
                 "KVM: hvc-null: 3 exits for 8 hypercalls",
             ]
         );
-        // No plugin report, no `BENCH done`, a failed benchmark.
+        // No plugin report, no `BENCH done`, a failed benchmark; the task
+        // backend's request failed its check, or its device was missing.
         let mut broken = run(&[], 8);
         broken.levels = None;
         broken.done = false;
         broken.results[2].1 = Measure::Error("timed out".into());
-        let problems = smoke_check(&broken, &run(KVM_UNSUPPORTED, 8), 8).problems;
+        let task = task_run("error virtio-blk request status read 0xff, expected 0x0", 8);
+        let problems = smoke_check(&broken, &task, &run(&kvm_unsupported(), 8), 8).problems;
         assert_eq!(
             problems,
             [
                 "hypervisor: no `BENCH done`",
                 "hypervisor: no qemu-el-count report",
                 "hypervisor: hvc-null: error: timed out",
+                "hypervisor, backend = task: blk-notify: error: virtio-blk request status read 0xff, expected 0x0",
+            ]
+        );
+        let problems = smoke_check(
+            &run(&[BLK_NOTIFY], 8),
+            &task_run("8 80 10.00", 2),
+            &run(&kvm_unsupported(), 8),
+            8,
+        )
+        .problems;
+        assert_eq!(
+            problems,
+            [
+                "hypervisor: blk-notify: unsupported",
+                "hypervisor, backend = task: blk-notify: 2 exits for 8 notifications",
             ]
         );
     }

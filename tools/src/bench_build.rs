@@ -10,6 +10,8 @@ use object::elf::{FileHeader64, EM_AARCH64, PT_INTERP};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
 
+use manifest::DeviceBackend;
+
 use crate::cargo::{self, describe};
 use crate::image;
 use crate::linux::cpio;
@@ -52,6 +54,10 @@ pub const VM_NAME: &str = "bench";
 pub const VCPUS: u32 = 2;
 /// RAM of the bench VM, in MiB.
 pub const MEMORY_MIB: u64 = 64;
+/// The bench VM's disk, which `blk-notify` drives, in MiB: all of the host
+/// disk. `blk-notify`'s requests (GET_ID) never read or write it, so its
+/// size and contents do not matter.
+pub const DISK_MIB: u64 = 1;
 
 /// Builds the bench guest (optimised) and returns its flat image,
 /// `<target>/guest-images/bench-guest.bin`.
@@ -184,9 +190,11 @@ fn check_static_aarch64(elf: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The manifest of the hypervisor run: one VM, `bench`, with the bench
-/// guest, [`VCPUS`] vCPUs and [`MEMORY_MIB`] MiB, and `bootargs`.
-pub fn manifest(bootargs: &str) -> String {
+/// The manifest of a hypervisor run: one VM, `bench`, with the bench
+/// guest, [`VCPUS`] vCPUs and [`MEMORY_MIB`] MiB, `bootargs`, and a disk
+/// of [`DISK_MIB`] MiB (the whole host disk) whose virtio backend runs
+/// where `backend` says.
+pub fn manifest(bootargs: &str, backend: DeviceBackend) -> String {
     format!(
         "# Written by `./run.sh bench`: the bench guest alone.\n\
          [[vm]]\n\
@@ -194,8 +202,20 @@ pub fn manifest(bootargs: &str) -> String {
          vcpus = {VCPUS}\n\
          memory = \"{MEMORY_MIB}M\"\n\
          kernel = \"{BENCH_GUEST_IMAGE}\"\n\
-         bootargs = \"{bootargs}\"\n"
+         bootargs = \"{bootargs}\"\n\
+         disk = \"0+{DISK_MIB}M\"\n\
+         backend = \"{backend}\"\n"
     )
+}
+
+/// Writes the host disk the bench VM's disk maps: [`DISK_MIB`] MiB of
+/// zeros.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn host_disk(path: &Path) -> Result<()> {
+    write(path, &vec![0; (DISK_MIB << 20) as usize])
 }
 
 /// The KVM reference host's initramfs (newc, uncompressed): `/init` is the
@@ -230,13 +250,18 @@ mod tests {
 
     #[test]
     fn the_manifest_is_one_good_vm_with_the_bench_guest() {
-        let text = manifest("iterations=16");
-        let parsed = manifest::Manifest::parse(&text).unwrap();
-        let vms: Vec<_> = parsed.good_vms().collect();
-        assert_eq!(vms.len(), 1);
-        assert_eq!(vms[0].kernel, BENCH_GUEST_IMAGE);
-        assert_eq!(vms[0].vcpus, VCPUS);
-        assert_eq!(vms[0].bootargs, "iterations=16");
+        for backend in DeviceBackend::ALL {
+            let text = manifest("iterations=16", backend);
+            let parsed = manifest::Manifest::parse(&text).unwrap();
+            let vms: Vec<_> = parsed.good_vms().collect();
+            assert_eq!(vms.len(), 1);
+            assert_eq!(vms[0].kernel, BENCH_GUEST_IMAGE);
+            assert_eq!(vms[0].vcpus, VCPUS);
+            assert_eq!(vms[0].bootargs, "iterations=16");
+            assert_eq!(vms[0].backend, backend);
+            let disk = vms[0].disk.unwrap();
+            assert_eq!((disk.offset, disk.size), (0, DISK_MIB << 20));
+        }
     }
 
     #[test]

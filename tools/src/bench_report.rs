@@ -42,7 +42,34 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "hypercall hook: migrate the vCPU to another physical CPU",
     ),
     ("vmid-rollover", "hypercall hook: force a VMID rollover"),
+    (
+        BLK_NOTIFY,
+        "virtio-blk notify round trip, backend in the hypervisor: GET_ID request, \
+         QueueNotify write (trapped) to the answer in the used ring (polled, no interrupt)",
+    ),
 ];
+
+/// The virtio queue notification benchmark: the guest's name for it. Our
+/// side runs it twice, with the VM's `backend` in the hypervisor (in the
+/// main run, row [`BLK_HYPERVISOR_ROW`]) and in an EL0 task (a run of its
+/// own, row [`BLK_TASK_ROW`]); the KVM reference VMM has no virtio-blk, so
+/// KVM's column is "n/a" ([`KVM_NO_DEVICE`]).
+pub const BLK_NOTIFY: &str = "blk-notify";
+
+/// The row of [`BLK_NOTIFY`] with `backend = "hypervisor"`.
+pub const BLK_HYPERVISOR_ROW: &str = "blk-notify (backend in hypervisor)";
+
+/// The row of [`BLK_NOTIFY`] with `backend = "task"`.
+pub const BLK_TASK_ROW: &str = "blk-notify (backend in EL0 task)";
+
+/// What [`BLK_TASK_ROW`] measures.
+const BLK_TASK_WHAT: &str = "the same with backend = \"task\": the VM's virtio backends in an \
+     unprivileged EL0 task, whose instructions count at EL0";
+
+/// The benchmarks whose device the KVM reference VMM lacks (its
+/// virtio-mmio slots are all empty): the guest calls them unsupported
+/// there, and the report says "n/a".
+pub const KVM_NO_DEVICE: &[&str] = &[BLK_NOTIFY];
 
 /// Every benchmark the guest has, in its order.
 pub fn names() -> impl Iterator<Item = &'static str> {
@@ -114,6 +141,9 @@ pub struct Report {
     pub kvm: Side,
     /// Linux KVM without halt polling, for `virtual-ipi` only, if run.
     pub kvm_no_poll: Option<Side>,
+    /// The hypervisor with the bench VM's virtio backends in an EL0 task
+    /// (`backend = "task"`), for [`BLK_NOTIFY`] only, if run.
+    pub ours_task: Option<Side>,
 }
 
 /// One row of the comparison.
@@ -121,6 +151,10 @@ pub struct Report {
 pub struct Row {
     /// The benchmark.
     pub name: String,
+    /// What it measures.
+    pub what: &'static str,
+    /// Whether KVM can run it: `false` shows "n/a" in KVM's column.
+    pub kvm_applies: bool,
     /// The hypervisor's result.
     pub ours: Option<Measure>,
     /// KVM's result.
@@ -195,8 +229,10 @@ impl Row {
 pub const NO_POLL_ROW: &str = "virtual-ipi (KVM halt polling off)";
 
 impl Report {
-    /// The rows: every benchmark either side printed, in the guest's order,
-    /// then the extra no-polling row if that run was made.
+    /// The rows: every benchmark either side printed, in the guest's order
+    /// ([`BLK_NOTIFY`] as [`BLK_HYPERVISOR_ROW`], followed by
+    /// [`BLK_TASK_ROW`] if that run was made), then the extra no-polling
+    /// row if that run was made.
     pub fn rows(&self) -> Vec<Row> {
         let empty = GuestRun::default();
         let ours = self.ours.first().unwrap_or(&empty);
@@ -207,19 +243,39 @@ impl Report {
                 names.push(name);
             }
         }
-        let mut rows: Vec<Row> = names
-            .into_iter()
-            .map(|name| Row {
-                name: name.to_owned(),
+        let task = self.ours_task.as_ref().and_then(Side::first);
+        let mut rows: Vec<Row> = Vec::with_capacity(names.len() + 2);
+        for name in names {
+            let kvm_applies = !KVM_NO_DEVICE.contains(&name);
+            rows.push(Row {
+                name: if name == BLK_NOTIFY {
+                    BLK_HYPERVISOR_ROW.to_owned()
+                } else {
+                    name.to_owned()
+                },
+                what: description(name),
+                kvm_applies,
                 ours: ours.get(name).cloned(),
-                kvm: kvm.get(name).cloned(),
+                kvm: kvm.get(name).cloned().filter(|_| kvm_applies),
                 ours_levels: window(ours, name),
-                kvm_levels: window(kvm, name),
-            })
-            .collect();
+                kvm_levels: window(kvm, name).filter(|_| kvm_applies),
+            });
+            if let (BLK_NOTIFY, Some(task)) = (name, task) {
+                rows.push(task_row(task));
+            }
+        }
+        // A task run whose row found no place (the main run lacks the
+        // benchmark) still has its row.
+        if let Some(task) = task {
+            if !rows.iter().any(|row| row.name == BLK_TASK_ROW) {
+                rows.push(task_row(task));
+            }
+        }
         if let Some(no_poll) = self.kvm_no_poll.as_ref().and_then(Side::first) {
             rows.push(Row {
                 name: NO_POLL_ROW.to_owned(),
+                what: "as virtual-ipi, KVM booted with kvm.halt_poll_ns=0",
+                kvm_applies: true,
                 ours: ours.get("virtual-ipi").cloned(),
                 kvm: no_poll.get("virtual-ipi").cloned(),
                 ours_levels: window(ours, "virtual-ipi"),
@@ -227,6 +283,18 @@ impl Report {
             });
         }
         rows
+    }
+
+    /// Every side that was run, in the report's order.
+    pub fn sides(&self) -> impl Iterator<Item = &Side> {
+        [
+            Some(&self.ours),
+            self.ours_task.as_ref(),
+            Some(&self.kvm),
+            self.kvm_no_poll.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// The counter frequency both sides saw, if they agree.
@@ -238,8 +306,7 @@ impl Report {
     /// One line per side on whether its runs agreed.
     pub fn determinism(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let sides = [Some(&self.ours), Some(&self.kvm), self.kvm_no_poll.as_ref()];
-        for side in sides.into_iter().flatten() {
+        for side in self.sides() {
             let runs = side.runs.len();
             let disagreements = side.disagreements();
             out.push(if runs < 2 {
@@ -255,6 +322,19 @@ impl Report {
             });
         }
         out
+    }
+}
+
+/// [`BLK_TASK_ROW`]: the task run's [`BLK_NOTIFY`]; KVM's column "n/a".
+fn task_row(task: &GuestRun) -> Row {
+    Row {
+        name: BLK_TASK_ROW.to_owned(),
+        what: BLK_TASK_WHAT,
+        kvm_applies: false,
+        ours: task.get(BLK_NOTIFY).cloned(),
+        kvm: None,
+        ours_levels: window(task, BLK_NOTIFY),
+        kvm_levels: None,
     }
 }
 
@@ -275,6 +355,18 @@ fn cell(measure: Option<&Measure>) -> String {
     }
 }
 
+/// KVM's cell of `row`: "n/a" where KVM cannot run it.
+fn kvm_cell(row: &Row) -> String {
+    if row.kvm_applies {
+        cell(row.kvm.as_ref())
+    } else {
+        NOT_APPLICABLE.into()
+    }
+}
+
+/// What KVM's cells say for a benchmark it cannot run.
+const NOT_APPLICABLE: &str = "n/a";
+
 fn ratio_cell(row: &Row) -> String {
     row.ratio()
         .map_or_else(|| "-".into(), |r| format!("{r:.2}"))
@@ -290,7 +382,7 @@ pub fn text_table(report: &Report) -> String {
             [
                 row.name.clone(),
                 cell(row.ours.as_ref()),
-                cell(row.kvm.as_ref()),
+                kvm_cell(row),
                 ratio_cell(row),
             ]
         })
@@ -342,6 +434,15 @@ fn level_cells(per_op: Option<PerOp>) -> [String; 5] {
     }
 }
 
+/// KVM's by-level cells of `row`: "n/a" where KVM cannot run it.
+fn kvm_level_cells(row: &Row) -> [String; 5] {
+    if row.kvm_applies {
+        level_cells(row.kvm_per_op())
+    } else {
+        std::array::from_fn(|_| NOT_APPLICABLE.into())
+    }
+}
+
 /// The second table for the terminal: per operation, each side's exits
 /// (EL1 to EL2), instructions at EL2, at EL2 per exit, at EL1 and at EL0.
 pub fn levels_table(report: &Report) -> String {
@@ -354,7 +455,7 @@ pub fn levels_table(report: &Report) -> String {
         cells.push(
             std::iter::once(row.name.clone())
                 .chain(level_cells(row.ours_per_op()))
-                .chain(level_cells(row.kvm_per_op()))
+                .chain(kvm_level_cells(row))
                 .collect(),
         );
     }
@@ -422,18 +523,13 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "| benchmark | what | hypervisor | KVM | KVM/ours |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|");
     for row in report.rows() {
-        let what = if row.name == NO_POLL_ROW {
-            "as virtual-ipi, KVM booted with kvm.halt_poll_ns=0"
-        } else {
-            description(&row.name)
-        };
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} | {} |",
             row.name,
-            what,
+            row.what,
             cell(row.ours.as_ref()),
-            cell(row.kvm.as_ref()),
+            kvm_cell(&row),
             ratio_cell(&row)
         );
     }
@@ -445,7 +541,7 @@ pub fn markdown(report: &Report) -> String {
          measures (marked by the guest), on every CPU, per operation: exits (the \
          guest entering EL2 from EL1), instructions at EL2 (the hypervisor; under \
          KVM the VHE host kernel), at EL2 per exit, at EL1 (the guest) and at EL0 \
-         (under KVM the VMM). An instruction that takes an exception counts where it \
+         (under KVM the VMM; ours: the VM's backend task, in the EL0-task row). An instruction that takes an exception counts where it \
          ran, so a trapped access counts here and not in the ticks. For `counter-read` \
          and `virtual-eoi` only the timed part of each iteration is counted; for \
          `vtimer-latency` the whole measured loop, the polling for the timer included.\n"
@@ -461,10 +557,12 @@ pub fn markdown(report: &Report) -> String {
     );
     for row in report.rows() {
         let ours = level_cells(row.ours_per_op());
-        let kvm = level_cells(row.kvm_per_op());
-        let el0_to_el2 = row
-            .kvm_per_op()
-            .map_or_else(|| "-".into(), |p| format!("{:.2}", p.el0_to_el2));
+        let kvm = kvm_level_cells(&row);
+        let el0_to_el2 = match row.kvm_per_op() {
+            _ if !row.kvm_applies => NOT_APPLICABLE.into(),
+            Some(p) => format!("{:.2}", p.el0_to_el2),
+            None => "-".into(),
+        };
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {el0_to_el2} |",
@@ -480,14 +578,7 @@ pub fn markdown(report: &Report) -> String {
     }
     let _ = writeln!(out, "\n## The runs\n");
     let _ = writeln!(out, "- QEMU: {}; machine `{}`", report.qemu, report.machine);
-    for side in [
-        Some(&report.ours),
-        Some(&report.kvm),
-        report.kvm_no_poll.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for side in report.sides() {
         let walls: Vec<String> = side.runs.iter().map(|(_, s)| format!("{s:.1} s")).collect();
         let _ = writeln!(
             out,
@@ -639,13 +730,13 @@ pub fn json(report: &Report) -> String {
                 "    {{\"name\": {}, \"description\": {}, \"hypervisor\": {}, \"kvm\": {}, \"kvm_over_hypervisor\": {}, \
                  \"hypervisor_levels\": {}, \"kvm_levels\": {}}}",
                 json_string(&row.name),
-                json_string(if row.name == NO_POLL_ROW {
-                    "as virtual-ipi, KVM booted with kvm.halt_poll_ns=0"
-                } else {
-                    description(&row.name)
-                }),
+                json_string(row.what),
                 json_measure(row.ours.as_ref()),
-                json_measure(row.kvm.as_ref()),
+                if row.kvm_applies {
+                    json_measure(row.kvm.as_ref())
+                } else {
+                    json_string(NOT_APPLICABLE)
+                },
                 row.ratio().map_or_else(|| "null".into(), json_f64),
                 json_levels(row.ours_levels.as_ref(), row.ours_per_op()),
                 json_levels(row.kvm_levels.as_ref(), row.kvm_per_op())
@@ -658,6 +749,9 @@ pub fn json(report: &Report) -> String {
     ];
     if let Some(side) = &report.kvm_no_poll {
         sides.push(format!("\"kvm_halt_poll_off\": {}", json_side(side)));
+    }
+    if let Some(side) = &report.ours_task {
+        sides.push(format!("\"hypervisor_task_backend\": {}", json_side(side)));
     }
     format!(
         "{{\n  \"unit\": \"CNTVCT_EL0 ticks per operation; with -icount shift=0 one tick = 1 ns of virtual time = 1 instruction\",\n  \
@@ -766,9 +860,9 @@ pub fn svg(report: &Report) -> String {
             gy + bar + 4.0,
             xml(&row.name)
         );
-        for (j, (measure, colour)) in [
-            (row.ours.as_ref(), OURS_COLOUR),
-            (row.kvm.as_ref(), KVM_COLOUR),
+        for (j, (measure, colour, text)) in [
+            (row.ours.as_ref(), OURS_COLOUR, cell(row.ours.as_ref())),
+            (row.kvm.as_ref(), KVM_COLOUR, kvm_cell(row)),
         ]
         .into_iter()
         .enumerate()
@@ -787,13 +881,12 @@ pub fn svg(report: &Report) -> String {
                     );
                 }
                 None => {
-                    let what = cell(measure);
                     let _ = writeln!(
                         out,
                         "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#888\">{}</text>",
                         left + 4.0,
                         by + bar - 3.0,
-                        xml(&what)
+                        xml(&text)
                     );
                 }
             }
@@ -843,7 +936,108 @@ mod tests {
                 "Linux KVM, halt polling off",
                 &["BENCH virtual-ipi 4 120000 30000.00\nBENCH done\n"],
             )),
+            ours_task: None,
         }
+    }
+
+    /// `report()` with `blk-notify` on both of our runs (KVM: no device)
+    /// and the plugin's counts for it.
+    fn report_with_blk() -> Report {
+        use crate::bench_parse::parse_level_report;
+        let done = "BENCH done\n";
+        let blk = |line: &str| OURS.replace(done, &format!("BENCH blk-notify {line}\n{done}"));
+        let ours = blk("4 2000 500.00");
+        let kvm = KVM.replace(done, &format!("BENCH blk-notify unsupported\n{done}"));
+        let task = format!("BENCH blk-notify 4 6000 1500.00\n{done}");
+        let mut report = Report {
+            ours: side("hypervisor", &[&ours]),
+            kvm: side("Linux KVM", &[&kvm]),
+            ours_task: Some(side("hypervisor, task backend", &[&task, &task])),
+            ..report()
+        };
+        let counts = |el0: u64, el2: u64| {
+            parse_level_report(&format!(
+                "qemu-el-count 1\nvcpus 2\n\
+                 window blk-notify marks=1 el0={el0} el1=100 el2={el2} el3=0 el1>el2=4 el2>el1=4 el2>el0=4 el0>el2=8\n\
+                 total el0=0 el1=1 el2=1 el3=0\n"
+            ))
+            .unwrap()
+        };
+        report.ours.runs[0].0.levels = Some(counts(0, 1600));
+        for (run, _) in &mut report.ours_task.as_mut().unwrap().runs {
+            run.levels = Some(counts(2000, 3600));
+        }
+        report
+    }
+
+    #[test]
+    fn the_notification_round_trip_has_a_row_per_backend_and_none_for_kvm() {
+        let report = report_with_blk();
+        let rows = report.rows();
+        let names: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "loop-nop",
+                "hvc-null",
+                "virtual-ipi",
+                "vcpu-migrate",
+                BLK_HYPERVISOR_ROW,
+                BLK_TASK_ROW,
+                NO_POLL_ROW
+            ]
+        );
+        let (hyp, task) = (&rows[4], &rows[5]);
+        assert!(!hyp.kvm_applies && !task.kvm_applies);
+        assert_eq!((hyp.kvm.as_ref(), task.kvm.as_ref()), (None, None));
+        assert_eq!(hyp.ours.as_ref().and_then(Measure::per_op), Some(500.0));
+        assert_eq!(task.ours.as_ref().and_then(Measure::per_op), Some(1500.0));
+        let per_op = task.ours_per_op().unwrap();
+        assert_eq!((per_op.el0, per_op.el1, per_op.el2), (500.0, 25.0, 900.0));
+        assert_eq!(hyp.ours_per_op().unwrap().el0, 0.0);
+        assert_eq!(hyp.ratio(), None);
+
+        let table = text_table(&report);
+        let line = table.lines().find(|l| l.starts_with(BLK_TASK_ROW)).unwrap();
+        assert!(line.contains("1500.00") && line.contains("n/a"), "{line}");
+        let levels = levels_table(&report);
+        let line = levels
+            .lines()
+            .find(|l| l.starts_with(BLK_TASK_ROW))
+            .unwrap();
+        let cells: Vec<_> = line[BLK_TASK_ROW.len()..].split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "1.00", "900.00", "900.00", "25.00", "500.00", "|", "n/a", "n/a", "n/a", "n/a",
+                "n/a"
+            ]
+        );
+
+        let md = markdown(&report);
+        assert!(md.contains(&format!(
+            "| `{BLK_TASK_ROW}` | {BLK_TASK_WHAT} | 1500.00 | n/a | - |"
+        )));
+        assert!(
+            md.contains("| `blk-notify (backend in hypervisor)` | virtio-blk notify round trip")
+        );
+        assert!(md.contains(
+            "| `blk-notify (backend in EL0 task)` | 1.00 | 900.00 | 900.00 | 25.00 | 500.00 | n/a | n/a | n/a | n/a | n/a | n/a |"
+        ));
+        assert!(md.contains("hypervisor, task backend: 2 runs, every count identical"));
+        let json = json(&report);
+        assert_eq!(json.matches('{').count(), json.matches('}').count());
+        assert!(json.contains(&format!(
+            "\"name\": \"{BLK_TASK_ROW}\", \"description\": {}, \"hypervisor\": {{\"iterations\": 4, \"total_ticks\": 6000, \
+             \"ticks_per_op\": 1500.0000}}, \"kvm\": \"n/a\"",
+            json_string(BLK_TASK_WHAT)
+        )));
+        assert!(
+            json.contains("\"hypervisor_task_backend\": {\"label\": \"hypervisor, task backend\"")
+        );
+        let svg = svg(&report);
+        assert!(svg.contains(&xml(BLK_TASK_ROW)));
+        assert_eq!(svg.matches(">n/a<").count(), 2);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 #![no_main]
 
 mod bench;
+mod blk;
 mod bootargs;
 mod counter;
 mod dt;
