@@ -4,16 +4,22 @@
 //! (virtio-blk), if the manifest gives it one, is in the first slot, its
 //! network port (virtio-net) in the next.
 //!
-//! The register model is `virtio-mmio`'s and the queue and request
-//! handling `virtqueue`'s; this layer traps the accesses, gives them the
-//! VM's RAM, carries out requests on the host disk when the guest notifies,
-//! passes transmitted frames through the switch (`vswitch`) into the
-//! receivers' queues, and drives the slots' interrupt lines. All of it runs
-//! synchronously on the notifying vCPU's physical CPU.
+//! The register model is `virtio-mmio`'s: this layer traps the accesses and
+//! drives the slots' interrupt lines. Behind the transport, the device
+//! (`virtio-backend`: queues, requests on the VM's disk region, frames
+//! through the switch, `vswitch`) runs where the manifest's `backend` says:
+//! - `task` (the default): in the VM's own unprivileged backend task
+//!   ([`forward`]), which sees only this VM's RAM;
+//! - `hypervisor`: here, synchronously on the notifying vCPU's physical
+//!   CPU, with the hypervisor's view of all memory.
 //!
 //! Anything wrong in what the guest put in its queues marks the device
 //! DEVICE_NEEDS_RESET (and is logged): it does nothing more until the driver
 //! resets it, and nothing else is affected.
+
+mod forward;
+
+pub use forward::{set_fault_test, PROGRAM as TASK_PROGRAM};
 
 use crate::hostdisk;
 use crate::lock::SpinMutex;
@@ -23,17 +29,17 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::sync::{Arc, Weak};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use guest_boot::virt::{self, Spi};
 use log::{info, warn};
-use manifest::{DiskSpec, NetSpec};
+use manifest::{DeviceBackend, DiskSpec, NetSpec};
 use spin::Once;
+use virtio_backend::{Device, GuestRam, SlotBackend};
 use virtio_mmio::{DeviceId, DeviceInfo, Event, Features, Ignored, MmioTransport};
 use virtqueue::blk::{BlkDevice, Disk, DiskError};
-use virtqueue::{GuestMemory, MemError, Queue, QueueConfig, QueueFeatures};
-use vswitch::{Backlog, NetDevice, PortId, Route, RxOutcome, Switch, SwitchError, Tx};
+use virtqueue::{QueueConfig, QueueError, QueueFeatures};
+use vswitch::{PortId, Route, Switch, SwitchError};
 
 /// Ignored accesses and queue errors logged per slot before it goes quiet.
 const MAX_WARNINGS: u64 = 8;
@@ -44,81 +50,13 @@ const VENDOR_ID: u32 = 0x5650_5948;
 /// Sector size the manifest's disk regions are multiples of.
 const SECTOR: u64 = 512;
 
-/// A VM's RAM as the devices see it: its IPA range and where it is in the
-/// hypervisor's (identity) map.
-#[derive(Clone, Copy, Debug)]
-pub struct GuestRamView {
-    /// First IPA of guest RAM.
-    pub base: u64,
-    /// Bytes of guest RAM.
-    pub size: u64,
-    /// Where the hypervisor reaches its first byte.
-    pub host: *mut u8,
-}
-
-// SAFETY: The view points into RAM the VM owns for its whole life, and the
-// devices holding views are the VM's own; only copies go through it.
-unsafe impl Send for GuestRamView {}
-// SAFETY: As above.
-unsafe impl Sync for GuestRamView {}
-
-impl GuestRamView {
-    fn at(&self, gpa: u64, len: usize) -> Result<*mut u8, MemError> {
-        let offset = virtqueue::window_offset(self.base, self.size, gpa, len as u64)?;
-        // SAFETY: `window_offset` checked `[offset, offset + len)` lies in
-        // the RAM block.
-        Ok(unsafe { self.host.add(offset as usize) })
-    }
-}
-
-impl GuestMemory for GuestRamView {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        let src = self.at(gpa, buf.len())?;
-        // SAFETY: In guest RAM (checked); the guest may write it meanwhile,
-        // which can only make the copy inconsistent, and callers validate
-        // the copy, never the source.
-        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
-    }
-
-    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        let dst = self.at(gpa, data.len())?;
-        // SAFETY: In guest RAM (checked), which holds no hypervisor data.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
-    }
-
-    fn check_range(&self, gpa: u64, len: u64) -> Result<(), MemError> {
-        virtqueue::window_offset(self.base, self.size, gpa, len).map(|_| ())
-    }
-
-    fn read_u16(&self, gpa: u64) -> Result<u16, MemError> {
-        let src = self.at(gpa, 2)?;
-        if !(src as usize).is_multiple_of(2) {
-            let mut bytes = [0; 2];
-            self.read(gpa, &mut bytes)?;
-            return Ok(u16::from_le_bytes(bytes));
-        }
-        // SAFETY: In guest RAM and aligned: one access, never torn.
-        Ok(u16::from_le(unsafe { (src as *const u16).read_volatile() }))
-    }
-
-    fn write_u16(&self, gpa: u64, value: u16) -> Result<(), MemError> {
-        let dst = self.at(gpa, 2)?;
-        if !(dst as usize).is_multiple_of(2) {
-            return self.write(gpa, &value.to_le_bytes());
-        }
-        // SAFETY: As for `read_u16`.
-        unsafe { (dst as *mut u16).write_volatile(value.to_le()) };
-        Ok(())
-    }
-}
-
 /// The VM's region of the host disk.
-#[derive(Debug)]
-struct RegionDisk {
+#[derive(Clone, Copy, Debug)]
+pub struct RegionDisk {
     offset: u64,
     size: u64,
+    /// Whether the VM may only read it.
+    pub read_only: bool,
 }
 
 impl RegionDisk {
@@ -178,6 +116,8 @@ pub enum DiskSetupError {
     },
     /// The host disk refuses writes and the region is read-write.
     HostDiskReadOnly,
+    /// The backend task cannot start.
+    Task(forward::StartError),
 }
 
 impl core::fmt::Display for DiskSetupError {
@@ -188,6 +128,7 @@ impl core::fmt::Display for DiskSetupError {
                 f,
                 "region ends at byte {end:#x}, past the host disk's {capacity:#x}"
             ),
+            Self::Task(e) => write!(f, "{e}"),
             Self::HostDiskReadOnly => {
                 write!(
                     f,
@@ -198,202 +139,84 @@ impl core::fmt::Display for DiskSetupError {
     }
 }
 
-/// What sits behind a slot's transport.
+/// A device the hypervisor runs itself (`backend = "hypervisor"`).
 #[derive(Debug)]
-enum Backend {
-    /// A disk: one request queue.
-    Blk { device: BlkDevice, disk: RegionDisk },
-    /// A network port: receive and transmit queues.
-    Net(Net),
-}
-
-#[derive(Debug)]
-struct Net {
-    device: NetDevice,
-    /// Its switch port, once attached.
+struct Inline {
+    backend: SlotBackend<RegionDisk>,
+    /// Its switch port, once attached (a network device).
     port: Option<PortId>,
-    /// Frames waiting for receive buffers.
-    backlog: Backlog,
 }
 
-/// Frames kept per port while the guest has no receive buffers posted.
-const BACKLOG_FRAMES: usize = 256;
-
-#[derive(Debug)]
-struct SlotState {
-    transport: MmioTransport,
-    backend: Option<Backend>,
-    queues: Vec<Option<Queue>>,
-    /// Marked DEVICE_NEEDS_RESET: nothing is done until the driver resets.
-    broken: bool,
-}
-
-impl SlotState {
-    fn new(transport: MmioTransport, backend: Option<Backend>) -> Self {
-        let queues = (0..transport.queue_count()).map(|_| None).collect();
-        Self {
-            transport,
-            backend,
-            queues,
-            broken: false,
-        }
-    }
-
-    /// Gives up on the device after a guest error, until the driver resets
-    /// it.
-    fn fail(&mut self) {
-        self.broken = true;
-        for queue in &mut self.queues {
-            *queue = None;
-        }
-        self.transport.set_needs_reset();
-    }
-
+impl Inline {
     /// Handles a transport event; frames the guest transmitted are added to
-    /// `sent`, for the switch.
+    /// `sent`, for the switch. Returns whether to raise the used-buffer
+    /// interrupt.
     fn event(
         &mut self,
-        ram: &GuestRamView,
+        ram: &GuestRam,
         event: Event,
+        features: Option<Features>,
         sent: &mut Vec<Vec<u8>>,
-    ) -> Result<(), virtqueue::QueueError> {
+    ) -> Result<bool, QueueError> {
         match event {
-            Event::Reset => {
-                self.broken = false;
-                for queue in &mut self.queues {
-                    *queue = None;
-                }
-            }
-            Event::QueueStopped(index) => {
-                if let Some(queue) = self.queues.get_mut(usize::from(index.0)) {
-                    *queue = None;
-                }
-            }
-            Event::QueueReady(index, config) if !self.broken => {
-                let features = self
-                    .transport
-                    .negotiated_features()
-                    .map_or(0, Features::bits);
+            Event::Reset => self.backend.reset(),
+            Event::QueueStopped(index) => self.backend.stop_queue(index.0),
+            Event::QueueReady(index, config) => {
                 let config = QueueConfig {
                     size: config.size,
                     desc_table: config.desc.get(),
                     driver_ring: config.driver.get(),
                     device_ring: config.device.get(),
-                    features: QueueFeatures::from_negotiated(features),
+                    features: QueueFeatures::from_negotiated(features.map_or(0, Features::bits)),
                 };
-                let queue = Queue::new(config, ram)?;
-                if let Some(slot) = self.queues.get_mut(usize::from(index.0)) {
-                    *slot = Some(queue);
-                }
+                self.backend.start_queue(index.0, config, ram)?;
             }
-            Event::Notify(index) if !self.broken => self.notified(ram, index.0, sent)?,
+            Event::Notify(index) => return self.backend.notified(index.0, ram, sent),
             _ => {}
         }
-        Ok(())
-    }
-
-    /// The driver made buffers available in queue `index`.
-    fn notified(
-        &mut self,
-        ram: &GuestRamView,
-        index: u16,
-        sent: &mut Vec<Vec<u8>>,
-    ) -> Result<(), virtqueue::QueueError> {
-        let Self {
-            transport,
-            backend,
-            queues,
-            ..
-        } = self;
-        let Some(queue) = queues.get_mut(usize::from(index)).and_then(Option::as_mut) else {
-            return Ok(());
-        };
-        match backend {
-            Some(Backend::Blk { device, disk }) => {
-                while let Some(chain) = queue.pop(ram)? {
-                    let written = device.handle(&chain, ram, disk)?;
-                    queue.push_used(ram, chain.head(), written)?;
-                }
-            }
-            Some(Backend::Net(net)) if index == vswitch::TX_QUEUE => {
-                while let Some(chain) = queue.pop(ram)? {
-                    if let Tx::Frame(frame) = net.device.transmit(&chain, ram)? {
-                        sent.push(frame);
-                    }
-                    queue.push_used(ram, chain.head(), 0)?;
-                }
-            }
-            Some(Backend::Net(net)) => fill_rx(net, queue, ram)?,
-            None => return Ok(()),
-        }
-        if queue.needs_interrupt(ram)? {
-            transport.raise_used_buffer();
-        }
-        Ok(())
-    }
-
-    /// A frame from the switch: queued, and handed to the guest as far as it
-    /// has receive buffers.
-    fn deliver(&mut self, ram: &GuestRamView, frame: &[u8]) -> Result<(), virtqueue::QueueError> {
-        let Self {
-            transport,
-            backend: Some(Backend::Net(net)),
-            queues,
-            broken: false,
-        } = self
-        else {
-            return Ok(());
-        };
-        net.backlog.push(frame.to_vec());
-        let Some(queue) = queues
-            .get_mut(usize::from(vswitch::RX_QUEUE))
-            .and_then(Option::as_mut)
-        else {
-            return Ok(());
-        };
-        fill_rx(net, queue, ram)?;
-        if queue.needs_interrupt(ram)? {
-            transport.raise_used_buffer();
-        }
-        Ok(())
+        Ok(false)
     }
 }
 
-/// Moves waiting frames into the receive queue's buffers.
-fn fill_rx(
-    net: &mut Net,
-    queue: &mut Queue,
-    ram: &GuestRamView,
-) -> Result<(), virtqueue::QueueError> {
-    while let Some(frame) = net.backlog.front() {
-        let Some(chain) = queue.pop(ram)? else {
-            break;
-        };
-        let used = match net.device.receive(&chain, ram, frame)? {
-            RxOutcome::Delivered { used_len } | RxOutcome::TooSmall { used_len } => used_len,
-        };
-        queue.push_used(ram, chain.head(), used)?;
-        net.backlog.pop_front();
-    }
-    Ok(())
-}
-
-/// One virtio-mmio slot.
+/// A slot's transport and whatever runs its device.
 #[derive(Debug)]
-pub struct VirtioSlot {
+struct SlotState {
+    transport: MmioTransport,
+    /// The device, when the hypervisor runs it.
+    inline: Option<Inline>,
+    /// The device, when the VM's backend task runs it.
+    forward: Option<forward::Forward>,
+}
+
+impl SlotState {
+    /// After an error in the guest's queues: the device does nothing until
+    /// the driver resets it.
+    fn fail(&mut self) {
+        if let Some(inline) = &mut self.inline {
+            inline.backend.fail();
+        }
+        self.transport.set_needs_reset();
+    }
+}
+
+/// One virtio-mmio slot, as the VM's MMIO, its switch port and its backend
+/// task share it.
+#[derive(Debug)]
+pub struct SlotShared {
     /// The VM's name and the slot, for log lines.
     name: String,
     slot: u32,
     spi: Spi,
-    ram: GuestRamView,
-    state: Arc<SpinMutex<SlotState>>,
+    /// The VM's RAM, for a device the hypervisor runs.
+    ram: GuestRam,
+    state: SpinMutex<SlotState>,
     warnings: AtomicU64,
     /// The VM, whose GIC line this slot drives under `state`'s lock (see
     /// [`MmioDevice::attach_vm`]).
     vm: Once<Weak<Vm>>,
 }
 
-impl VirtioSlot {
+impl SlotShared {
     /// Logs a problem, the first few times.
     fn warn(&self, what: core::fmt::Arguments<'_>) {
         let count = self.warnings.fetch_add(1, Ordering::Relaxed);
@@ -418,36 +241,70 @@ impl VirtioSlot {
             Some(why) => self.warn(format_args!("{why}, ignored")),
         }
     }
+
+    /// Sets the VM's line to the transport's; called with `state` locked,
+    /// as every change of the line is.
+    fn update_line(&self, state: &SlotState) {
+        if let Some(vm) = self.vm.get().and_then(Weak::upgrade) {
+            vm.set_spi(self.spi, state.transport.interrupt_line());
+        }
+    }
+}
+
+/// A slot as the VM's MMIO sees it.
+#[derive(Debug)]
+struct VirtioSlot {
+    shared: Arc<SlotShared>,
+    /// Keeps the VM's backend task running while the VM has its slots (on
+    /// one slot of the VM).
+    _task: Option<forward::TaskOwner>,
 }
 
 impl MmioDevice for VirtioSlot {
     fn read(&self, offset: u64, size: u8) -> u64 {
-        let access = self.state.lock().transport.read(offset, size);
-        self.note(access.ignored);
+        let access = self.shared.state.lock().transport.read(offset, size);
+        self.shared.note(access.ignored);
         u64::from(access.value)
     }
 
     fn write(&self, offset: u64, size: u8, value: u64) {
+        let shared = &*self.shared;
         let mut sent = Vec::new();
+        let mut notify = None;
         let port = {
-            let mut state = self.state.lock();
+            let mut state = shared.state.lock();
             let access = state.transport.write(offset, size, value);
-            self.note(access.ignored);
+            shared.note(access.ignored);
             if let Some(event) = access.value {
-                if let Err(e) = state.event(&self.ram, event, &mut sent) {
-                    self.warn(format_args!("{e}; the device needs a reset"));
-                    state.fail();
+                let features = state.transport.negotiated_features();
+                if let Some(forward) = &mut state.forward {
+                    match forward.event(event, features) {
+                        Some(true) => notify = Some((forward.link.clone(), forward.bit())),
+                        Some(false) => {}
+                        // Its task is gone: the device keeps failing.
+                        None => state.transport.set_needs_reset(),
+                    }
+                } else if let Some(inline) = &mut state.inline {
+                    match inline.event(&shared.ram, event, features, &mut sent) {
+                        Ok(true) => {
+                            state.transport.raise_used_buffer();
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            shared.warn(format_args!("{e}; the device needs a reset"));
+                            state.fail();
+                        }
+                    }
                 }
             }
-            if let Some(vm) = self.vm.get().and_then(Weak::upgrade) {
-                vm.set_spi(self.spi, state.transport.interrupt_line());
-            }
-            match &state.backend {
-                Some(Backend::Net(net)) => net.port,
-                _ => None,
-            }
+            shared.update_line(&state);
+            state.inline.as_ref().and_then(|inline| inline.port)
         };
-        // With no slot locked: delivery locks the receivers'.
+        // With no slot locked: delivery locks the receivers', the task's
+        // wake-up a run queue.
+        if let Some((link, bit)) = notify {
+            link.notify(bit);
+        }
         if let Some(port) = port {
             for frame in sent {
                 switch_frame(port, &frame);
@@ -456,35 +313,24 @@ impl MmioDevice for VirtioSlot {
     }
 
     fn attach_vm(&self, vm: &Weak<Vm>) {
-        self.vm.call_once(|| vm.clone());
+        self.shared.vm.call_once(|| vm.clone());
     }
 }
 
 /// A VM's network port: what the switch needs to reach it.
 #[derive(Debug)]
 pub struct NetPort {
-    state: Arc<SpinMutex<SlotState>>,
-    spi: Spi,
-    ram: GuestRamView,
+    shared: Arc<SlotShared>,
     network: String,
     mac: [u8; 6],
     id: Option<PortId>,
-}
-
-/// A port as the switch's registry keeps it.
-#[derive(Clone)]
-struct PortHandle {
-    state: Weak<SpinMutex<SlotState>>,
-    vm: Weak<Vm>,
-    spi: Spi,
-    ram: GuestRamView,
 }
 
 /// Every network's switch.
 static SWITCH: Once<SpinMutex<Switch>> = Once::new();
 
 /// Attached ports, by switch port.
-static PORTS: SpinMutex<BTreeMap<PortId, PortHandle>> = SpinMutex::new(BTreeMap::new());
+static PORTS: SpinMutex<BTreeMap<PortId, Weak<SlotShared>>> = SpinMutex::new(BTreeMap::new());
 
 fn switch() -> &'static SpinMutex<Switch> {
     SWITCH.call_once(|| SpinMutex::new(Switch::default()))
@@ -496,42 +342,54 @@ fn switch_frame(from: PortId, frame: &[u8]) {
         return;
     };
     for to in ports {
-        let Some(port) = PORTS.lock().get(&to).cloned() else {
+        let Some(port) = PORTS.lock().get(&to).and_then(Weak::upgrade) else {
             continue;
         };
-        let (Some(state), Some(vm)) = (port.state.upgrade(), port.vm.upgrade()) else {
-            continue;
-        };
-        let mut state = state.lock();
-        if let Err(e) = state.deliver(&port.ram, frame) {
-            warn!(
-                "vm \"{}\": virtio-net: {e}; the device needs a reset",
-                vm.name
-            );
-            state.fail();
+        let mut notify = None;
+        {
+            let mut state = port.state.lock();
+            if let Some(forward) = &mut state.forward {
+                if forward.deliver(frame) {
+                    notify = Some((forward.link.clone(), forward.bit()));
+                }
+            } else if let Some(inline) = &mut state.inline {
+                match inline.backend.deliver(frame, &port.ram) {
+                    Ok(true) => {
+                        state.transport.raise_used_buffer();
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        warn!(
+                            "vm \"{}\": virtio-net: {e}; the device needs a reset",
+                            port.name
+                        );
+                        state.fail();
+                    }
+                }
+            }
+            port.update_line(&state);
         }
-        // Under the slot's lock, as every change of its line.
-        vm.set_spi(port.spi, state.transport.interrupt_line());
+        if let Some((link, bit)) = notify {
+            link.notify(bit);
+        }
     }
 }
 
 impl NetPort {
-    /// Connects the port to its network's switch, on behalf of `vm`.
-    pub fn attach(&mut self, vm: Weak<Vm>) -> Result<(), SwitchError> {
+    /// Connects the port to its network's switch.
+    pub fn attach(&mut self) -> Result<(), SwitchError> {
         let id = switch().lock().add_port(&self.network, self.mac)?;
         self.id = Some(id);
-        if let Some(Backend::Net(net)) = &mut self.state.lock().backend {
-            net.port = Some(id);
+        {
+            let mut state = self.shared.state.lock();
+            if let Some(inline) = &mut state.inline {
+                inline.port = Some(id);
+            }
+            if let Some(forward) = &mut state.forward {
+                forward.port = Some(id);
+            }
         }
-        PORTS.lock().insert(
-            id,
-            PortHandle {
-                state: Arc::downgrade(&self.state),
-                vm,
-                spi: self.spi,
-                ram: self.ram,
-            },
-        );
+        PORTS.lock().insert(id, Arc::downgrade(&self.shared));
         Ok(())
     }
 }
@@ -547,7 +405,7 @@ impl Drop for NetPort {
 
 /// The VM's disk device from its manifest entry, checked against the host
 /// disk.
-fn blk(vm: &str, spec: &DiskSpec) -> Result<(MmioTransport, Backend), DiskSetupError> {
+fn blk(vm: &str, spec: &DiskSpec) -> Result<Device<RegionDisk>, DiskSetupError> {
     let (capacity, host_read_only) = hostdisk::with(|d| (d.capacity_bytes(), d.is_read_only()))
         .ok_or(DiskSetupError::NoHostDisk)?;
     let end = spec.end();
@@ -557,20 +415,6 @@ fn blk(vm: &str, spec: &DiskSpec) -> Result<(MmioTransport, Backend), DiskSetupE
     if host_read_only && !spec.read_only {
         return Err(DiskSetupError::HostDiskReadOnly);
     }
-    let device = BlkDevice::new(
-        spec.size / SECTOR,
-        spec.read_only,
-        virtqueue::blk::serial_from_str(vm),
-    );
-    let info = DeviceInfo {
-        device_id: DeviceId::BLOCK,
-        vendor_id: VENDOR_ID,
-        features: Features::from_bits(device.features()),
-        queue_max_sizes: vec![virtqueue::blk::QUEUE_SIZE_MAX],
-        config: device.config_space().to_vec(),
-    };
-    // The device's own offer: only a bug here could make it invalid.
-    let transport = MmioTransport::new(info).map_err(|_| DiskSetupError::NoHostDisk)?;
     info!(
         "vm \"{vm}\": disk: host disk bytes {:#x}..{end:#x} ({} MiB, {})",
         spec.offset,
@@ -581,89 +425,174 @@ fn blk(vm: &str, spec: &DiskSpec) -> Result<(MmioTransport, Backend), DiskSetupE
             "read-write"
         }
     );
-    Ok((
-        transport,
-        Backend::Blk {
-            device,
-            disk: RegionDisk {
-                offset: spec.offset,
-                size: spec.size,
-            },
+    Ok(Device::Blk {
+        device: BlkDevice::new(
+            spec.size / SECTOR,
+            spec.read_only,
+            virtqueue::blk::serial_from_str(vm),
+        ),
+        disk: RegionDisk {
+            offset: spec.offset,
+            size: spec.size,
+            read_only: spec.read_only,
         },
-    ))
+    })
 }
 
-/// The VM's network device from its manifest entry.
-fn net(vm: &str, spec: &NetSpec) -> (MmioTransport, Backend) {
-    let device = NetDevice::new(spec.mac);
+/// The transport for `device`: its offer as the driver sees it.
+fn transport(device: &Device<RegionDisk>) -> MmioTransport {
     let info = DeviceInfo {
-        device_id: DeviceId::NET,
+        device_id: if device.is_net() {
+            DeviceId::NET
+        } else {
+            DeviceId::BLOCK
+        },
         vendor_id: VENDOR_ID,
         features: Features::from_bits(device.features()),
-        queue_max_sizes: vec![vswitch::QUEUE_SIZE_MAX; 2],
+        queue_max_sizes: alloc::vec![device.queue_size_max(); device.queue_count()],
         config: device.config_space(),
     };
-    info!("vm \"{vm}\": {spec}");
     // The device's own offer is valid; an empty slot is the fallback if not.
-    let transport = MmioTransport::new(info).unwrap_or_else(|_| MmioTransport::empty());
-    (
-        transport,
-        Backend::Net(Net {
-            device,
-            port: None,
-            backlog: Backlog::new(BACKLOG_FRAMES),
-        }),
-    )
+    MmioTransport::new(info).unwrap_or_else(|_| MmioTransport::empty())
+}
+
+/// What a VM's virtio devices are made from.
+pub struct Devices<'a> {
+    /// The VM's name.
+    pub vm: &'a str,
+    /// Its RAM.
+    pub ram: GuestRam,
+    /// Its disk, if any.
+    pub disk: Option<&'a DiskSpec>,
+    /// Its network port, if any.
+    pub net: Option<&'a NetSpec>,
+    /// Where the devices' backends run.
+    pub backend: DeviceBackend,
+    /// The backend task's program from the boot bundle, if it has one.
+    pub program: Option<&'a [u8]>,
+    /// What keeps the VM's RAM allocated (for a backend task, which may
+    /// outlive the VM by a moment).
+    pub keep_ram: Arc<dyn Send + Sync>,
+}
+
+/// What the backend task needs to know of a device.
+fn task_info(vm: &str, device: &Device<RegionDisk>) -> task_abi::DeviceInfo {
+    let kind = match device {
+        Device::Blk { disk, .. } => task_abi::DeviceKind::Blk {
+            sectors: disk.size / SECTOR,
+            read_only: disk.read_only,
+            serial: virtqueue::blk::serial_from_str(vm),
+        },
+        Device::Net { device, .. } => task_abi::DeviceKind::Net { mac: device.mac() },
+    };
+    task_abi::DeviceInfo { kind }
 }
 
 /// The MMIO regions of all the VM's virtio-mmio slots: its disk, if any,
 /// in slot 0, its network port next, the rest empty; and the network port,
-/// to be attached once the VM exists.
+/// to be attached once the VM exists. With backends in a task, the task is
+/// started here.
 pub fn slots(
-    vm: &str,
-    ram: GuestRamView,
-    disk: Option<&DiskSpec>,
-    net_spec: Option<&NetSpec>,
+    devices_of: Devices<'_>,
 ) -> Result<(Vec<MmioRegion>, Option<NetPort>), DiskSetupError> {
-    let mut devices: VecDeque<(MmioTransport, Backend)> = VecDeque::new();
-    if let Some(spec) = disk {
+    let Devices { vm, ram, .. } = devices_of;
+    let mut devices: VecDeque<Device<RegionDisk>> = VecDeque::new();
+    if let Some(spec) = devices_of.disk {
         devices.push_back(blk(vm, spec)?);
     }
-    if let Some(spec) = net_spec {
-        devices.push_back(net(vm, spec));
+    if let Some(spec) = devices_of.net {
+        info!("vm \"{vm}\": {spec}");
+        devices.push_back(Device::net(spec.mac));
     }
+    let in_task = devices_of.backend == DeviceBackend::Task && !devices.is_empty();
+    let program = match (in_task, devices_of.program) {
+        (true, None) => return Err(DiskSetupError::Task(forward::StartError::NoProgram)),
+        (_, program) => program,
+    };
+    let link = Arc::new(forward::Link::default());
     let mut port = None;
-    let regions = (0..virt::VIRTIO_MMIO_SLOTS)
+    let mut forwarded = Vec::new();
+    let slots: Vec<_> = (0..virt::VIRTIO_MMIO_SLOTS)
         .filter_map(|slot| {
             let (frame, spi) = virt::virtio_mmio_slot(slot)?;
-            let state = match devices.pop_front() {
-                Some((transport, backend)) => SlotState::new(transport, Some(backend)),
-                None => SlotState::new(MmioTransport::empty(), None),
+            let device = devices.pop_front();
+            let is_net = device.as_ref().is_some_and(Device::is_net);
+            let mut state = SlotState {
+                transport: device.as_ref().map_or_else(MmioTransport::empty, transport),
+                inline: None,
+                forward: None,
             };
-            let state = Arc::new(SpinMutex::new(state));
-            if let (Some(spec), Some(Backend::Net(_))) = (net_spec, &state.lock().backend) {
+            match (device, task_abi::Slot::new(u64::from(slot))) {
+                (Some(device), Some(index)) if in_task => {
+                    let disk = match &device {
+                        Device::Blk { disk, .. } => Some(*disk),
+                        Device::Net { .. } => None,
+                    };
+                    let info = task_info(vm, &device);
+                    state.forward = Some(forward::Forward::new(index, info, disk, link.clone()));
+                }
+                (Some(device), _) => {
+                    state.inline = Some(Inline {
+                        backend: SlotBackend::new(device),
+                        port: None,
+                    });
+                }
+                (None, _) => {}
+            }
+            let forwarded_here = state.forward.is_some();
+            let shared = Arc::new(SlotShared {
+                name: String::from(vm),
+                slot,
+                spi,
+                ram,
+                state: SpinMutex::new(state),
+                warnings: AtomicU64::new(0),
+                vm: Once::new(),
+            });
+            if let (Some(spec), true) = (devices_of.net, is_net) {
                 port = Some(NetPort {
-                    state: state.clone(),
-                    spi,
-                    ram,
+                    shared: shared.clone(),
                     network: spec.network.clone(),
                     mac: spec.mac,
                     id: None,
                 });
             }
-            Some(MmioRegion {
-                base: frame.start().get(),
-                size: frame.size(),
-                device: Box::new(VirtioSlot {
-                    name: String::from(vm),
-                    slot,
-                    spi,
+            if forwarded_here {
+                forwarded.push(shared.clone());
+            }
+            Some((frame, shared))
+        })
+        .collect();
+    let mut owner = match program {
+        Some(program) if in_task => Some(
+            forward::start(
+                forward::Start {
+                    vm,
+                    program,
                     ram,
-                    state,
-                    warnings: AtomicU64::new(0),
-                    vm: Once::new(),
-                }),
-            })
+                    slots: forwarded,
+                    flags: if forward::fault_test(vm) {
+                        task_abi::FLAG_FAULT_TEST
+                    } else {
+                        0
+                    },
+                    keep_ram: devices_of.keep_ram,
+                },
+                &link,
+            )
+            .map_err(DiskSetupError::Task)?,
+        ),
+        _ => None,
+    };
+    let regions = slots
+        .into_iter()
+        .map(|(frame, shared)| MmioRegion {
+            base: frame.start().get(),
+            size: frame.size(),
+            device: Box::new(VirtioSlot {
+                shared,
+                _task: owner.take(),
+            }),
         })
         .collect();
     Ok((regions, port))

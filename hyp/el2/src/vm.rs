@@ -68,7 +68,7 @@ pub enum CreateError {
     /// The virtual GIC could not be built for this many vCPUs.
     Gic(vgic::ConfigError),
     /// The VM's disk cannot be set up.
-    Disk(crate::virtio::DiskSetupError),
+    Devices(crate::virtio::DiskSetupError),
     /// Not enough free memory for the VM's RAM.
     OutOfMemory {
         /// Bytes asked for.
@@ -91,7 +91,7 @@ impl fmt::Display for CreateError {
             Self::DeviceTree(e) => write!(f, "device tree: {e}"),
             Self::Stage2(e) => write!(f, "stage 2: {e}"),
             Self::Gic(e) => write!(f, "virtual GIC: {e}"),
-            Self::Disk(e) => write!(f, "disk: {e}"),
+            Self::Devices(e) => write!(f, "virtio devices: {e}"),
             Self::OutOfMemory { bytes } => write!(
                 f,
                 "not enough free memory for {} MiB of guest RAM",
@@ -142,13 +142,14 @@ impl GuestRam {
     }
 
     /// Copies `bytes` to `offset` in guest RAM; the caller checked the range.
-    fn write(&mut self, offset: u64, bytes: &[u8]) {
+    fn write(&self, offset: u64, bytes: &[u8]) {
         let fits = offset
             .checked_add(bytes.len() as u64)
             .is_some_and(|end| end <= self.size());
         assert!(fits, "load plan checked by guest_boot");
-        // SAFETY: The range is inside the allocation (checked above) and the
-        // guest is not running while its images are loaded.
+        // SAFETY: The range is inside the allocation (checked above), which
+        // holds no Rust objects, and the guest is not running while its
+        // images are loaded.
         unsafe {
             core::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
@@ -249,7 +250,9 @@ pub struct Vm {
     stage2_root: PhysAddr,
     /// VTCR_EL2 for its stage 2.
     pub vtcr: u64,
-    ram: SpinMutex<GuestRam>,
+    /// Shared with the VM's backend task, which may still touch it after
+    /// the VM is gone, until the task has ended.
+    ram: Arc<GuestRam>,
     ram_ipa: u64,
     /// Its vCPUs.
     pub vcpus: Vec<Vcpu>,
@@ -363,7 +366,7 @@ impl Vm {
         // PCIe host bridge, once its functions are.
         guest_boot::write_dtb(&machine).map_err(CreateError::DeviceTree)?;
 
-        let ram = GuestRam::new(spec.memory)?;
+        let ram = Arc::new(GuestRam::new(spec.memory)?);
         let mut stage2 = Stage2Table::new(&config);
         stage2
             .map_ram(ram_ipa, PhysAddr(ram.pa()), ram.size())
@@ -379,14 +382,20 @@ impl Vm {
                 device: Box::new(uart.clone()),
             });
         }
-        let ram_view = crate::virtio::GuestRamView {
-            base: ram_ipa.get(),
-            size: ram.size(),
-            host: ram.ptr,
-        };
-        let (slots, net) =
-            crate::virtio::slots(&spec.name, ram_view, spec.disk.as_ref(), spec.net.as_ref())
-                .map_err(CreateError::Disk)?;
+        // SAFETY: The VM's RAM block, which outlives every device holding
+        // the window (`keep_ram` below, for the backend task), holds no Rust
+        // objects, and is only copied through.
+        let ram_view = unsafe { virtio_backend::GuestRam::new(ram_ipa.get(), ram.size(), ram.ptr) };
+        let (slots, net) = crate::virtio::slots(crate::virtio::Devices {
+            vm: &spec.name,
+            ram: ram_view,
+            disk: spec.disk.as_ref(),
+            net: spec.net.as_ref(),
+            backend: spec.backend,
+            program: bundle.get(crate::virtio::TASK_PROGRAM),
+            keep_ram: ram.clone(),
+        })
+        .map_err(CreateError::Devices)?;
         mmio.extend(slots);
         let vgic = Vgic::new(spec.vcpus as usize, NR_SPIS).map_err(CreateError::Gic)?;
         let vcpus = (0..spec.vcpus as usize)
@@ -411,7 +420,7 @@ impl Vm {
                 stage2: SpinMutex::new(stage2),
                 stage2_root,
                 vtcr: config.vtcr(),
-                ram: SpinMutex::new(ram),
+                ram,
                 ram_ipa: ram_ipa.get(),
                 vcpus,
                 vgic: SpinMutex::new(vgic),
@@ -441,7 +450,7 @@ impl Vm {
             }
         });
         if let Some(port) = vm.net.lock().as_mut() {
-            if let Err(e) = port.attach(Arc::downgrade(&vm)) {
+            if let Err(e) = port.attach() {
                 warn!(
                     "vm \"{}\": network: {e}; the VM runs without its port",
                     vm.name
@@ -488,7 +497,7 @@ impl Vm {
     /// load plan puts them, and makes them visible to a guest running with
     /// its MMU and caches off.
     fn load_images(&self) {
-        let mut ram = self.ram.lock();
+        let ram = &self.ram;
         let plan = &self.images.plan;
         let at = |ipa: IntermediatePhysAddr| ipa.get() - self.ram_ipa;
         ram.write(at(plan.kernel_load()), self.images.kernel);
@@ -543,13 +552,12 @@ impl Vm {
 
     /// Guest RAM as (first IPA, size).
     pub fn ram(&self) -> (u64, u64) {
-        (self.ram_ipa, self.ram.lock().size())
+        (self.ram_ipa, self.ram.size())
     }
 
     /// Host physical range of guest RAM, for logs.
     pub fn ram_pa(&self) -> (u64, u64) {
-        let ram = self.ram.lock();
-        (ram.pa(), ram.size())
+        (self.ram.pa(), self.ram.size())
     }
 
     /// Whether `ipa` is guest RAM.
@@ -725,7 +733,7 @@ impl Drop for Vm {
             .iter()
             .map(|v| v.migrations.load(Ordering::Relaxed))
             .sum();
-        let ram = self.ram.get_mut().size();
+        let ram = self.ram.size();
         let dropped = self.uart.as_ref().map_or(0, |u| u.dropped_input());
         if dropped > 0 {
             warn!(

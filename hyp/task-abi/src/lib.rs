@@ -72,6 +72,11 @@ pub const MAX_DISK_IO: u64 = 1 << 20;
 /// VLAN tag.
 pub const MAX_FRAME: u64 = 1518;
 
+/// Start flag (`x3`) of a device backend task: after the first request it
+/// completes, write one word just past its VM's RAM window, which must fault
+/// and stop it (a test of the confinement).
+pub const FLAG_FAULT_TEST: u64 = 1;
+
 /// System call numbers (`x8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]

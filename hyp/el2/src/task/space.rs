@@ -302,11 +302,6 @@ impl Space {
         Ok(())
     }
 
-    /// Its regions.
-    pub fn regions(&self) -> impl Iterator<Item = Region> + '_ {
-        self.regions.iter()
-    }
-
     /// Makes executable regions' contents visible to instruction fetch.
     pub fn sync_code(&self) {
         for (i, backing) in self.backing.iter().enumerate() {
