@@ -58,12 +58,14 @@ pub fn running() -> Vec<Arc<Vm>> {
     RUNNING.lock().clone()
 }
 
-/// Prints every running VM's vCPUs (the console's statistics key).
+/// Prints every running VM's vCPUs and the ID allocators' statistics (the
+/// console's statistics key).
 pub fn report_all() {
     let vms: Vec<Arc<Vm>> = RUNNING.lock().clone();
     for vm in &vms {
         sched::report(vm);
     }
+    sched::report_ids();
 }
 
 fn take_waiting_for(name: &str) -> Vec<VmSpec> {

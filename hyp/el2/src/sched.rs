@@ -291,6 +291,12 @@ pub fn init_asids(bits: u32, nr_cpus: usize) -> Result<(), id_alloc::AllocError>
     Ok(())
 }
 
+/// The ASID allocator, once [`init_asids`] has run: for pinning a task's
+/// ASID while a device shares its address space (`sva`).
+pub fn asids() -> Option<&'static AsidAllocator> {
+    ASIDS.get()
+}
+
 /// Queues a runnable task: an idle CPU if there is one, else the shortest
 /// queue, starting from its last CPU.
 pub fn enqueue_task(task: Arc<Task>) {
@@ -430,12 +436,15 @@ pub fn run(cpu: usize) -> ! {
 #[inline(never)]
 fn stop_if_no_task(vmids: &VmidAllocator) {
     if task::live() == 0 {
-        cpu::all_vms_stopped(|| {
-            info!("VMID allocator: {}", vmids.stats());
-            if let Some(asids) = ASIDS.get() {
-                info!("ASID allocator: {}", asids.stats());
-            }
-        });
+        cpu::all_vms_stopped(|| report_allocators(vmids));
+    }
+}
+
+/// Logs the allocators' statistics: VMIDs, and next to them ASIDs.
+fn report_allocators(vmids: &VmidAllocator) {
+    info!("VMID allocator: {}", vmids.stats());
+    if let Some(asids) = ASIDS.get() {
+        info!("ASID allocator: {}", asids.stats());
     }
 }
 
@@ -1048,6 +1057,13 @@ fn block(vm: &Arc<Vm>, cpu: usize, index: usize, state: &VcpuState) -> Option<Op
 pub fn force_vmid_rollover() {
     if let Some(vmids) = VMIDS.get() {
         vmids.force_rollover();
+    }
+}
+
+/// Prints the allocators' statistics (the console's statistics key).
+pub fn report_ids() {
+    if let Some(vmids) = VMIDS.get() {
+        report_allocators(vmids);
     }
 }
 
