@@ -300,7 +300,17 @@ impl BlkDevice {
             used_seen: 0,
         };
         device.set_status(0);
-        expect("Status after reset", STATUS, 0)?;
+        // The reset may finish later than the write (4.2.3.1): wait for it.
+        let start = counter::now();
+        while read32(base + STATUS) != 0 {
+            if counter::elapsed(start, WAIT_TICKS) {
+                return Err(BlkError::Read {
+                    what: "Status after reset",
+                    got: read32(base + STATUS),
+                    expected: 0,
+                });
+            }
+        }
         device.set_status(ACKNOWLEDGE);
         device.set_status(ACKNOWLEDGE | DRIVER);
 
