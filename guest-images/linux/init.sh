@@ -25,6 +25,11 @@
 #                      and the same sha256 line for its first guest.disk-mib
 #                      MiB; on a read-only disk, check a write is refused
 #                      (`guest: disk write refused`)
+#   guest.run=disk-timed   write guest.disk-mib MiB of random data with a
+#                      flush, in the background, and wait at most
+#                      guest.disk-wait seconds (default 15) for it: print
+#                      `guest: disk write finished` or `guest: disk no answer
+#                      after <s> s` (a device whose backend died never answers)
 #   guest.run=net-server   address eth0 with guest.ip, ping guest.peer, take
 #                      one TCP connection on port 5000 and print what came:
 #                      `guest: net received <n> bytes in <s> s (...)` and
@@ -81,6 +86,7 @@ name=
 disk_mib=1
 disk_passes=1
 disk_stop=
+disk_wait=15
 net_mib=16
 ip=
 peer=
@@ -96,6 +102,7 @@ for word in $(cat /proc/cmdline); do
     guest.disk-mib=*) disk_mib=${word#guest.disk-mib=} ;;
     guest.disk-passes=*) disk_passes=${word#guest.disk-passes=} ;;
     guest.disk-stop=*) disk_stop=${word#guest.disk-stop=} ;;
+    guest.disk-wait=*) disk_wait=${word#guest.disk-wait=} ;;
     guest.net-mib=*) net_mib=${word#guest.net-mib=} ;;
     guest.ip=*) ip=${word#guest.ip=} ;;
     guest.peer=*) peer=${word#guest.peer=} ;;
@@ -347,6 +354,31 @@ run_disk_read() {
     say "disk read PASS"
 }
 
+# Writes with a flush in the background and waits a bounded time: a device
+# that stopped answering leaves the writer blocked in the kernel for good,
+# which only a time limit here can tell.
+run_disk_timed() {
+    disk_ready || return
+    rm -f /tmp/disk.done
+    (
+        if dd if=/dev/urandom of=/dev/vda bs=1M count="$disk_mib" oflag=direct conv=fsync 2>/tmp/dd.err; then
+            echo ok >/tmp/disk.done
+        else
+            dd_error >/tmp/disk.done
+        fi
+    ) &
+    waited=0
+    while [ ! -e /tmp/disk.done ] && [ "$waited" -lt "$disk_wait" ]; do
+        sleep 1
+        waited=$((waited + 1))
+    done
+    if [ -e /tmp/disk.done ]; then
+        say "disk write finished: $(cat /tmp/disk.done)"
+    else
+        say "disk no answer after $waited s"
+    fi
+}
+
 # The PCI function /dev/vda is on (such as 0000:00:08.0); nothing if it is
 # not on PCI.
 vda_pci_function() {
@@ -574,11 +606,12 @@ check) run_check ;;
 shell) run_shell ;;
 disk-write) run_disk_write ;;
 disk-read) run_disk_read ;;
+disk-timed) run_disk_timed ;;
 disk-pci) run_disk_pci ;;
 net-server) run_net_server ;;
 net-client) run_net_client ;;
 net-watch) run_net_watch ;;
-*) say "FAIL unknown guest.run=$run (modes: check, shell, disk-write, disk-read, disk-pci, net-server, net-client, net-watch)" ;;
+*) say "FAIL unknown guest.run=$run (modes: check, shell, disk-write, disk-read, disk-timed, disk-pci, net-server, net-client, net-watch)" ;;
 esac
 
 say "powering off"

@@ -72,9 +72,10 @@ pub const MAX_DISK_IO: u64 = 1 << 20;
 /// VLAN tag.
 pub const MAX_FRAME: u64 = 1518;
 
-/// Start flag (`x3`) of a device backend task: after the first request it
-/// completes, write one word just past its VM's RAM window, which must fault
-/// and stop it (a test of the confinement).
+/// Start flag (`x3`) of a device backend task: at the first disk flush its
+/// VM asks for, write one word just past the VM's RAM window, which must
+/// fault and stop it (a test of the confinement; a flush, because Linux
+/// sends none while it probes the disk, so the guest decides when).
 pub const FLAG_FAULT_TEST: u64 = 1;
 
 /// System call numbers (`x8`).
