@@ -39,7 +39,7 @@
 mod demo;
 mod space;
 
-pub use demo::start_demo;
+pub use demo::{start_demo, WORKER_ROUNDS};
 pub use space::MapError;
 
 use crate::lock::SpinMutex;

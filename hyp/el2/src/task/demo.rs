@@ -198,8 +198,8 @@ fn program(start: &'static u8, end: &'static u8) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(start, len) }
 }
 
-/// Yields of each demonstration worker.
-const WORKER_ITERATIONS: u64 = 200;
+/// Yields of each demonstration worker unless `hyp.demo-task-rounds` says.
+pub const WORKER_ROUNDS: u64 = 200;
 
 /// Loop iterations of the demonstration spinner: a good many time slices
 /// under QEMU's TCG.
@@ -211,7 +211,7 @@ const RINGS: u64 = 50;
 /// Starts the demonstration tasks of `hyp.demo-tasks=N`: `N` workers, a task
 /// that never makes a system call until its end, one that writes outside its map, one that asks to log hypervisor memory,
 /// and a waiter with its signaller on doorbell 0.
-pub fn start_demo(workers: usize) {
+pub fn start_demo(workers: usize, rounds: u64) {
     // SAFETY: Only the symbols' addresses are taken.
     let (worker, spinner, faulter, bad_log, waiter, signaller) = unsafe {
         (
@@ -228,7 +228,7 @@ pub fn start_demo(workers: usize) {
             (
                 alloc::format!("worker{i}"),
                 worker,
-                [WORKER_ITERATIONS, 0x7a5c_0000 + i as u64],
+                [rounds, 0x7a5c_0000 + i as u64],
             )
         })
         .collect();
