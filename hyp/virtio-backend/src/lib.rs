@@ -57,7 +57,7 @@ use alloc::vec::Vec;
 pub use ram::GuestRam;
 pub use virtqueue::blk::{BlkDevice, Disk, DiskError};
 pub use virtqueue::{GuestMemory, MemError, Queue, QueueConfig, QueueError, QueueFeatures};
-pub use vswitch::{Backlog, NetDevice};
+pub use vswitch::{Backlog, NetDevice, RX_QUEUE, TX_QUEUE};
 
 use vswitch::{RxOutcome, Tx};
 
