@@ -122,6 +122,9 @@ const FIRST_DETACHED: &str = r#"^\[cpu\d\] INFO  vm "first": passthrough 00:08\.
 /// `passthrough_pin_limit`: `next` took 00:08.0 and the second pin.
 const NEXT_ATTACHED: &str = r#"^\[cpu\d\] INFO  vm "next": passthrough 00:08\.0 .*: attached, .* with VMID \d pinned \(2 of at most 2 pinned\)$"#;
 
+/// The system test of tasks sharing their address space with a device.
+const SVA_PIN_LIMIT_TEST: &str = "sva_task_asid_pin_limit";
+
 /// The passthrough disk tests: a Linux VM, `pt`, is given a virtio-blk PCI
 /// function at 00:08.0 on an image the host made ([`PT_DISK_MIB`] MiB of
 /// random data, then as much of the disk pattern), reads the random data
@@ -617,6 +620,61 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         timeout: LONG_TIMEOUT,
         disk: None,
         check: Some(tasks_ran_through_rollovers),
+    },
+    // Shared virtual addressing for EL0 tasks (issue 9): `hyp.sva-tasks=3`
+    // binds edu 00:08.0 to 00:0a.0 each to a task's own table and pinned
+    // ASID; with 3-bit ASIDs on 4 CPUs only two ASIDs can be pinned, so the
+    // third bind is refused and that task never starts. The two bound tasks
+    // copy 256 bytes through the device and back, eight times, between
+    // buffers on their stacks, while twelve workers roll the ASIDs over;
+    // their ASIDs must not change (see `sva_asids_held`).
+    SystemTest {
+        name: SVA_PIN_LIMIT_TEST,
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.asid-bits=3 hyp.demo-tasks=12 hyp.sva-tasks=3"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/sva-tasks.toml"),
+        input: &[],
+        expect: &[
+            &[r"^\[cpu0\] INFO  ASIDs: 3 bits, forced by hyp.asid-bits$"],
+            &[
+                r#"^\[cpu0\] INFO  task "sva0": bound to edu 00:08\.0 \(stream 0x40\): its table at 0x[0-9a-f]+, ASID \d pinned \(1 of at most 2 pinned\), BAR0 .* at 0x400080000000$"#,
+            ],
+            &[
+                r#"^\[cpu0\] INFO  task "sva1": bound to edu 00:09\.0 \(stream 0x48\): its table at 0x[0-9a-f]+, ASID \d pinned \(2 of at most 2 pinned\), BAR0 .* at 0x400080000000$"#,
+            ],
+            &[
+                r#"^\[cpu0\] ERROR task "sva2": bind 00:0a\.0 refused: no ASID left to pin \(at most 2 of the 3-bit ASIDs can be pinned on 4 CPUs, and all are\); not started$"#,
+            ],
+            &[r"^\[cpu0\] INFO  sva tasks: 2 of 3 started$"],
+            &[
+                r#"^\[cpu\d\] INFO  task "sva0": DMA PASS after 8 round trips$"#,
+                r#"^\[cpu\d\] INFO  task "sva1": DMA PASS after 8 round trips$"#,
+                r#"^\[cpu\d\] INFO  task "sva0": exited with code 0; .* 0 ASID change\(s\), "#,
+                r#"^\[cpu\d\] INFO  task "sva1": exited with code 0; .* 0 ASID change\(s\), "#,
+                r#"^\[cpu\d\] INFO  task "sva0": unbound from 00:08\.0: ASID \d held throughout \(\d+ ASID rollover\(s\) meanwhile\); unpinned$"#,
+                r#"^\[cpu\d\] INFO  task "sva1": unbound from 00:09\.0: ASID \d held throughout \(\d+ ASID rollover\(s\) meanwhile\); unpinned$"#,
+                r#"^\[cpu\d\] INFO  task "worker11": done: its stack held its own token after every yield$"#,
+                r"^\[beside\] DONE hello: \d+ passed, 0 failed$",
+            ],
+            &[r"^\[cpu\d\] INFO  ASID allocator: .*after [1-9]\d* rollovers; .* 0/2 pinned;"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"\bFAIL\b",
+            r"unexpected exception",
+            r"exited with code [1-9]",
+            r#"task "(worker\d+|spinner|waiter|signaller|sva\d)": stopped"#,
+            r#"task "sva2": [^b]"#,
+            r"smmu: no VM: ",
+            r#"task "sva\d": unbind"#,
+        ],
+        exit: ExpectExit::Success,
+        timeout: TIMEOUT,
+        disk: None,
+        check: Some(sva_asids_held),
     },
     SystemTest {
         name: "vmid_rollover_ten_vms_three_bits",
@@ -1600,11 +1658,57 @@ fn run_bench_smoke(kernel: PathBuf, verbose: bool) -> Result<bool> {
 fn qemu_extra_args(test: &SystemTest) -> Result<Vec<String>> {
     if test.name == PT_DISK_TEST || test.name == PT_ROLLOVER_TEST {
         qemu::passthrough_args(&[passthrough_disk(test.name)?])
-    } else if test.name.starts_with("passthrough_") {
+    } else if test.name.starts_with("passthrough_") || test.name == SVA_PIN_LIMIT_TEST {
         qemu::passthrough_args(PASSTHROUGH_FUNCTIONS)
     } else {
         Ok(Vec::new())
     }
+}
+
+/// `sva_task_asid_pin_limit`: each bound task was pinned, entered and
+/// unbound with one ASID, which never changed while it ran, and the ASIDs
+/// rolled over while at least one of them was bound.
+fn sva_asids_held(ran: &Ran<'_>) -> Result<Checked> {
+    let mut checked = Checked::default();
+    let mut rollovers_while_bound = 0;
+    for task in ["sva0", "sva1"] {
+        let one = |pattern: &str| -> Result<Option<String>> {
+            let found = captured(ran.log, &pattern.replace("TASK", task))?;
+            Ok(match found.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            })
+        };
+        let pinned = one(r#"^\[cpu0\] INFO  task "TASK": bound to .*, ASID (\d+) pinned "#)?;
+        let entered = one(r#"^\[cpu\d\] INFO  task "TASK": ASID (\d+)$"#)?;
+        let unbound = one(r#"^\[cpu\d\] INFO  task "TASK": unbound from .*: ASID (\d+) held"#)?;
+        let changes =
+            one(r#"^\[cpu\d\] INFO  task "TASK": exited with code 0; .* (\d+) ASID change"#)?;
+        let rollovers = one(r#"^\[cpu\d\] INFO  task "TASK": unbound .* \((\d+) ASID rollover"#)?;
+        match (&pinned, &entered, &unbound) {
+            (Some(p), Some(e), Some(u)) if p == e && e == u => {}
+            _ => checked.problems.push(format!(
+                "{task}: pinned ASID {pinned:?}, entered with {entered:?}, unbound with {unbound:?}; expected one line each, the same ASID"
+            )),
+        }
+        if changes.as_deref() != Some("0") {
+            checked
+                .problems
+                .push(format!("{task}: {changes:?} ASID changes; expected 0"));
+        }
+        let rollovers: u64 = rollovers.and_then(|r| r.parse().ok()).unwrap_or(0);
+        rollovers_while_bound = rollovers_while_bound.max(rollovers);
+        checked.notes.push(format!(
+            "{task}: ASID {} pinned, entered and unbound through {rollovers} rollover(s)",
+            pinned.as_deref().unwrap_or("?")
+        ));
+    }
+    if rollovers_while_bound == 0 {
+        checked
+            .problems
+            .push("no ASID rollover while an SVA task was bound".into());
+    }
+    Ok(checked)
 }
 
 /// `passthrough_pinned_through_vmid_rollovers`: `dev` entered with the

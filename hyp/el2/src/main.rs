@@ -34,6 +34,7 @@ mod sched;
 mod smmu;
 mod smp;
 mod stacks;
+mod sva;
 mod task;
 mod timer;
 mod vcpu;
@@ -272,6 +273,7 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     if let Some(workers) = options.demo_tasks {
         task::start_demo(workers);
     }
+    sva::start(&platform);
     sched::all_created();
     Ok(started)
 }
@@ -464,6 +466,8 @@ fn apply_options(platform: &Platform) -> Options {
                 passthrough::disable_vmid_pinning();
             }
             ("no-vmid-pin", _) => warn!("hyp.no-vmid-pin ignored (release build)"),
+            // Read by `sva::start`.
+            ("sva-tasks", Some(_)) => {}
             // Read by `smmu::init` (its debug-only stage-1 DMA check).
             ("smmu-s1-dma", None) if cfg!(debug_assertions) => {}
             ("fault", Some("data-abort")) if cfg!(debug_assertions) => {
