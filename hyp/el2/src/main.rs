@@ -271,7 +271,10 @@ fn boot(dtb_pa: PhysAddr, mpidr: u64) -> Result<usize, BootError> {
     // the heap above.
     let started = unsafe { launch::start_all(bundle, hw.0) };
     if let Some(workers) = options.demo_tasks {
-        task::start_demo(workers);
+        task::start_demo(
+            workers,
+            options.demo_task_rounds.unwrap_or(task::WORKER_ROUNDS),
+        );
     }
     sva::start(&platform);
     sched::all_created();
@@ -436,6 +439,8 @@ struct Options {
     /// `hyp.demo-tasks=N`: start N demonstration worker tasks (and the
     /// other demonstration tasks) at boot.
     demo_tasks: Option<usize>,
+    /// Yields of each demonstration worker (`hyp.demo-task-rounds`).
+    demo_task_rounds: Option<u64>,
 }
 
 /// Reads the `hyp.` options from the bootargs. The test switches
@@ -457,6 +462,12 @@ fn apply_options(platform: &Platform) -> Options {
                 Ok(n @ 0..=64) => options.demo_tasks = Some(n),
                 _ => warn!("hyp.demo-tasks={value} ignored: expected a number from 0 to 64"),
             },
+            ("demo-task-rounds", Some(value)) => match value.parse::<u64>() {
+                Ok(n @ 1..=1_000_000) => options.demo_task_rounds = Some(n),
+                _ => warn!(
+                    "hyp.demo-task-rounds={value} ignored: expected a number from 1 to 1000000"
+                ),
+            },
             ("bench-hooks", None) => {
                 warn!("hyp.bench-hooks: guests may move their vCPUs and force VMID rollovers");
                 exits::enable_bench_hooks();
@@ -466,6 +477,13 @@ fn apply_options(platform: &Platform) -> Options {
                 passthrough::disable_vmid_pinning();
             }
             ("no-vmid-pin", _) => warn!("hyp.no-vmid-pin ignored (release build)"),
+            ("backend-fault", Some(vm)) if cfg!(debug_assertions) => {
+                warn!("hyp.backend-fault={vm}: that VM's virtio backend task will write outside its memory");
+                virtio::set_fault_test(vm);
+            }
+            ("backend-fault", _) => {
+                warn!("hyp.backend-fault ignored (release build, or no VM named)")
+            }
             // Read by `sva::start`.
             ("sva-tasks", Some(_)) => {}
             // Read by `smmu::init` (its debug-only stage-1 DMA check).
