@@ -35,6 +35,7 @@
 //! | 1 | 7:6 | S1CSH | 0b11: CD fetches inner shareable |
 //! | 1 | 27 | S1STALLD | 0 (no stalls are ever configured) |
 //! | 1 | 31:30 | STRW | see [`StreamWorld`] |
+//! | 1 | 49:48 | PRIVCFG | stage 1 only: 0b10, every transaction unprivileged, so a device sharing a task's table reaches only what the task's EL0 may (never the privileged-only hypervisor entries in the same table); nested: 0, as incoming |
 //! | 2 | 15:0 | S2VMID | 0 for stage-1-only NS-EL1 entries: the TLB tag the CMD_TLBI_NH_* commands name |
 
 use crate::cd::CD_BYTES;
@@ -61,6 +62,8 @@ const W1_SHCFG_INCOMING: u64 = field(0b01, 45, 44);
 /// Word 1 stage-1 fields: CD fetches write-back read/write-allocate
 /// (0b01) and inner shareable (0b11), as the CD table is mapped.
 const W1_S1_CD_ATTRS: u64 = field(0b01, 3, 2) | field(0b01, 5, 4) | field(0b11, 7, 6);
+/// Word 1, stage 1: PRIVCFG = 0b10, "unprivileged".
+const W1_PRIVCFG_UNPRIVILEGED: u64 = field(0b10, 49, 48);
 /// Word 1: STRW, bits \[31:30\].
 const W1_STRW: (u32, u32) = (31, 30);
 /// Word 2 single bits.
@@ -145,7 +148,13 @@ impl Ste {
         // S1Fmt 0 (linear) and S1CDMax 0 (one CD): nothing to set.
         words[0] = W0_V | field(config, 3, 1) | (entry.cd_table.get() & S1_CONTEXT_PTR_MASK);
         // Stage 2's SHCFG only applies to streams that bypass stage 1.
-        words[1] = W1_S1_CD_ATTRS | field(entry.world.strw(), W1_STRW.0, W1_STRW.1);
+        // A task's table also holds the hypervisor's entries, EL0 no access.
+        let privilege = if entry.stage2.is_none() {
+            W1_PRIVCFG_UNPRIVILEGED
+        } else {
+            0
+        };
+        words[1] = W1_S1_CD_ATTRS | privilege | field(entry.world.strw(), W1_STRW.0, W1_STRW.1);
         Ste(words)
     }
 
@@ -1068,8 +1077,12 @@ mod tests {
         let ste = Ste::stage1(&entry);
         // Word 0: V | Config 0b101 << 1 = 0xb, S1Fmt 0, S1ContextPtr
         // 0x4567_8040 (bits [51:6]), S1CDMax 0. Word 1: S1CIR 0b01 << 2,
-        // S1COR 0b01 << 4, S1CSH 0b11 << 6 = 0xd4, STRW 0. Word 2: S2VMID 0.
-        assert_eq!(ste.words(), [0x4567_804b, 0xd4, 0, 0, 0, 0, 0, 0]);
+        // S1COR 0b01 << 4, S1CSH 0b11 << 6 = 0xd4, PRIVCFG 0b10 << 48,
+        // STRW 0. Word 2: S2VMID 0.
+        assert_eq!(
+            ste.words(),
+            [0x4567_804b, 0x0002_0000_0000_00d4, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(ste.kind(), SteKind::Stage1);
         assert!(!ste.terminates());
         assert_eq!(ste.context_pointer(), PhysAddr(0x4567_8040));
@@ -1080,7 +1093,7 @@ mod tests {
         hyp.hyp = true;
         let el2 = Stage1Entry::new(PhysAddr(0x4567_8040), StreamWorld::El2E2h, &hyp).unwrap();
         let ste = Ste::stage1(&el2);
-        assert_eq!(ste.words()[1], 0x8000_00d4);
+        assert_eq!(ste.words()[1], 0x0002_0000_8000_00d4);
         assert_eq!(ste.stream_world(), Some(StreamWorld::El2E2h));
         assert_eq!(el2.world(), StreamWorld::El2E2h);
         assert_eq!(el2.cd_table(), PhysAddr(0x4567_8040));
