@@ -121,6 +121,9 @@ impl Prepared {
             Some(image) => image,
             None => cargo::build_hypervisor(Profile::Release)?,
         };
+        // The backend task goes with the optimised hypervisor the bench
+        // measures (or is given).
+        let programs = cargo::build_programs(Profile::Release)?;
         let guest = bench_build::build_bench_guest()?;
         let vmm = bench_build::build_kvm_vmm()?;
         let plugin = bench_build::build_el_count()?;
@@ -137,6 +140,7 @@ impl Prepared {
             let bundle = bundle::assemble(
                 &manifest,
                 &[cargo::guest_images_dir()?],
+                &programs,
                 &dir.join(format!("{tag}.bin")),
             )?;
             anyhow::ensure!(

@@ -1,5 +1,6 @@
 //! The boot bundle QEMU hands the hypervisor with `-initrd`: the manifest
-//! text and every image it names, in the format of the `manifest` crate.
+//! text, every image it names, and the hypervisor's own programs (the
+//! virtio backend task), in the format of the `manifest` crate.
 //!
 //! A broken VM is not the tool's business to refuse: system tests build
 //! bundles with broken VMs on purpose to check that the hypervisor refuses
@@ -12,6 +13,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use manifest::Manifest;
+
+/// A program of the hypervisor's own, run as an EL0 task (the virtio
+/// backend), which every bundle carries whether or not a VM needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// Its entry name, by which the hypervisor looks it up.
+    pub name: String,
+    /// The built ELF.
+    pub path: PathBuf,
+}
 
 /// A bundle written by [`assemble`].
 #[derive(Debug)]
@@ -29,14 +40,21 @@ pub struct Assembled {
 /// directory and then against each of `search_dirs` in order. Found files are
 /// packed under the name exactly as written, which is how the hypervisor
 /// looks them up, each once however many VMs name it. The manifest entry is
-/// the file's text verbatim.
+/// the file's text verbatim. Each of `programs` follows the images under
+/// its own name; an image of the same name would be taken for it, so a VM
+/// naming one is warned about and the image left out.
 ///
 /// # Errors
 ///
 /// The manifest cannot be read, is not UTF-8 or has a manifest-wide error
 /// ([`manifest::ManifestError`]); an image file exists but cannot be read;
-/// the bundle cannot be built or written.
-pub fn assemble(manifest_path: &Path, search_dirs: &[PathBuf], out: &Path) -> Result<Assembled> {
+/// a program cannot be read; the bundle cannot be built or written.
+pub fn assemble(
+    manifest_path: &Path,
+    search_dirs: &[PathBuf],
+    programs: &[Program],
+    out: &Path,
+) -> Result<Assembled> {
     let text = fs::read_to_string(manifest_path)
         .with_context(|| format!("reading the manifest {}", manifest_path.display()))?;
     let parsed = Manifest::parse(&text)
@@ -76,8 +94,17 @@ pub fn assemble(manifest_path: &Path, search_dirs: &[PathBuf], out: &Path) -> Re
         }
     }
 
-    let mut images: Vec<(String, Vec<u8>)> = Vec::with_capacity(wanted.len());
+    let mut images: Vec<(String, Vec<u8>)> = Vec::with_capacity(wanted.len() + programs.len());
     for image in wanted {
+        if programs.iter().any(|p| p.name == image.name) {
+            for user in &image.users {
+                warnings.push(format!(
+                    "{}: line {}: {} {:?} is the name of the hypervisor's own program, not packed; the VM would boot that",
+                    user.vm, user.line, user.role, image.name
+                ));
+            }
+            continue;
+        }
         match resolve(&image.name, manifest_dir, search_dirs) {
             Ok(path) => {
                 let data =
@@ -93,6 +120,17 @@ pub fn assemble(manifest_path: &Path, search_dirs: &[PathBuf], out: &Path) -> Re
                 }
             }
         }
+    }
+
+    for program in programs {
+        let data = fs::read(&program.path).with_context(|| {
+            format!(
+                "reading the hypervisor's program {:?} at {}",
+                program.name,
+                program.path.display()
+            )
+        })?;
+        images.push((program.name.clone(), data));
     }
 
     let entries: Vec<(&str, &[u8])> = images
@@ -226,7 +264,7 @@ mod tests {
         let search = [tmp.dir("first"), tmp.dir("second")];
         let out = tmp.0.join("out/bundle.bin");
 
-        let assembled = assemble(&manifest, &search, &out).unwrap();
+        let assembled = assemble(&manifest, &search, &[], &out).unwrap();
         assert_eq!(assembled.path, out);
         assert_eq!(assembled.warnings, Vec::<String>::new());
         let bytes = fs::read(&out).unwrap();
@@ -254,7 +292,7 @@ mod tests {
         let manifest = tmp.file("m/vms.toml", vm("a", name, None).as_bytes());
         tmp.file(&format!("m/{}", name.trim_start_matches('/')), b"relative");
         let out = tmp.0.join("bundle.bin");
-        let assembled = assemble(&manifest, std::slice::from_ref(&tmp.0), &out).unwrap();
+        let assembled = assemble(&manifest, std::slice::from_ref(&tmp.0), &[], &out).unwrap();
         assert!(assembled.warnings.is_empty(), "{:?}", assembled.warnings);
         let bytes = fs::read(&out).unwrap();
         assert_eq!(
@@ -276,7 +314,7 @@ mod tests {
         let search = tmp.dir("search");
         let out = tmp.0.join("bundle.bin");
 
-        let assembled = assemble(&manifest, std::slice::from_ref(&search), &out).unwrap();
+        let assembled = assemble(&manifest, std::slice::from_ref(&search), &[], &out).unwrap();
         assert_eq!(
             assembled.warnings,
             [format!(
@@ -301,7 +339,7 @@ mod tests {
         tmp.file("other.bin", b"other");
         let out = tmp.0.join("bundle.bin");
 
-        let assembled = assemble(&manifest, &[], &out).unwrap();
+        let assembled = assemble(&manifest, &[], &[], &out).unwrap();
         assert_eq!(
             assembled.warnings,
             ["vm \"beta\": line 9: 99 vCPUs requested; at most 8 are supported; the hypervisor will refuse this VM"]
@@ -326,7 +364,7 @@ mod tests {
         tmp.file("rootfs.cpio", b"cpio");
         let out = tmp.0.join("bundle.bin");
 
-        assemble(&manifest, &[], &out).unwrap();
+        assemble(&manifest, &[], &[], &out).unwrap();
         let bytes = fs::read(&out).unwrap();
         let bundle = Bundle::parse(&bytes).unwrap();
         let names: Vec<_> = bundle.entries().map(|(name, _)| name).collect();
@@ -341,7 +379,7 @@ mod tests {
         tmp.file("k.bin", &[0x11; 10_000]);
         let out = tmp.0.join("bundle.bin");
 
-        assemble(&manifest, &[], &out).unwrap();
+        assemble(&manifest, &[], &[], &out).unwrap();
         let bytes = fs::read(&out).unwrap();
         let bundle = Bundle::parse(&bytes).unwrap();
         assert_eq!(bundle.total_size(), bytes.len());
@@ -356,12 +394,87 @@ mod tests {
         let tmp = TempDir::new("refused");
         let manifest = tmp.file("vms.toml", b"vcpus = 1\n[[vm]]\n");
         let out = tmp.0.join("bundle.bin");
-        let error = assemble(&manifest, &[], &out).unwrap_err();
+        let error = assemble(&manifest, &[], &[], &out).unwrap_err();
         assert!(
             format!("{error:#}").contains("manifest line 1"),
             "{error:#}"
         );
         assert!(!out.exists());
-        assert!(assemble(&tmp.0.join("absent.toml"), &[], &out).is_err());
+        assert!(assemble(&tmp.0.join("absent.toml"), &[], &[], &out).is_err());
+    }
+
+    fn program(tmp: &TempDir, name: &str, contents: &[u8]) -> Program {
+        Program {
+            name: name.to_string(),
+            path: tmp.file(&format!("programs/{name}"), contents),
+        }
+    }
+
+    #[test]
+    fn programs_follow_the_images_in_every_bundle() {
+        let tmp = TempDir::new("programs");
+        let manifest = tmp.file("vms.toml", vm("a", "k.bin", None).as_bytes());
+        tmp.file("k.bin", b"kernel");
+        let programs = [program(&tmp, "virtio-task", b"\x7fELF task")];
+        let out = tmp.0.join("bundle.bin");
+
+        let assembled = assemble(&manifest, &[], &programs, &out).unwrap();
+        assert!(assembled.warnings.is_empty(), "{:?}", assembled.warnings);
+        let bytes = fs::read(&out).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        let names: Vec<_> = bundle.entries().map(|(name, _)| name).collect();
+        assert_eq!(names, ["manifest", "k.bin", "virtio-task"]);
+        assert_eq!(bundle.get("virtio-task"), Some(&b"\x7fELF task"[..]));
+
+        // No image found: the program is packed all the same.
+        let lonely = tmp.file("lonely.toml", vm("b", "absent.bin", None).as_bytes());
+        let assembled = assemble(&lonely, &[], &programs, &out).unwrap();
+        assert_eq!(assembled.warnings.len(), 1);
+        let bytes = fs::read(&out).unwrap();
+        let names: Vec<_> = Bundle::parse(&bytes)
+            .unwrap()
+            .entries()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["manifest", "virtio-task"]);
+    }
+
+    #[test]
+    fn an_image_named_like_a_program_is_left_out_with_a_warning() {
+        let tmp = TempDir::new("program-name");
+        let text = format!("{}{}", vm("a", "k.bin", None), vm("b", "virtio-task", None));
+        let manifest = tmp.file("vms.toml", text.as_bytes());
+        tmp.file("k.bin", b"kernel");
+        tmp.file("virtio-task", b"a kernel by that name");
+        let programs = [program(&tmp, "virtio-task", b"the program")];
+        let out = tmp.0.join("bundle.bin");
+
+        let assembled = assemble(&manifest, &[], &programs, &out).unwrap();
+        assert_eq!(
+            assembled.warnings,
+            ["vm \"b\": line 7: kernel \"virtio-task\" is the name of the hypervisor's own program, not packed; the VM would boot that"]
+        );
+        let bytes = fs::read(&out).unwrap();
+        let bundle = Bundle::parse(&bytes).unwrap();
+        assert_eq!(bundle.get("virtio-task"), Some(&b"the program"[..]));
+        assert_eq!(bundle.entries().count(), 3);
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error() {
+        let tmp = TempDir::new("program-missing");
+        let manifest = tmp.file("vms.toml", vm("a", "k.bin", None).as_bytes());
+        tmp.file("k.bin", b"kernel");
+        let programs = [Program {
+            name: "virtio-task".to_string(),
+            path: tmp.0.join("absent"),
+        }];
+        let out = tmp.0.join("bundle.bin");
+        let error = assemble(&manifest, &[], &programs, &out).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("the hypervisor's program \"virtio-task\""),
+            "{error:#}"
+        );
+        assert!(!out.exists());
     }
 }

@@ -1,11 +1,14 @@
-//! Where the workspace is, and building the hypervisor and the test guest
-//! with cargo.
+//! Where the workspace is, and building the hypervisor, its programs and
+//! the test guest with cargo.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{ensure, Context, Result};
 
+use crate::bundle::Program;
 use crate::image;
 
 /// The only target the hypervisor builds for: without floating point or
@@ -18,6 +21,11 @@ pub const GUEST_TARGET: &str = "aarch64-unknown-none";
 
 /// The hypervisor's package name.
 const HYP_PACKAGE: &str = "hyp";
+
+/// The virtio backend task's package (and binary) name, which is also its
+/// entry name in every boot bundle: the hypervisor looks its program up by
+/// it (`hyp/el2/src/virtio/forward.rs`, `PROGRAM`).
+pub const VIRTIO_TASK: &str = "virtio-task";
 
 /// The bare-metal test guest's package (and binary) name.
 const TEST_GUEST_PACKAGE: &str = "test-guest";
@@ -89,13 +97,39 @@ pub fn cargo_command() -> Command {
 }
 
 /// Builds the hypervisor in `profile` and converts it to the flat image QEMU
-/// boots; returns the image's path (`hyp.bin` next to the ELF).
+/// boots; returns the image's path (`hyp.bin` next to the ELF). Its
+/// programs ([`build_programs`]) are built with it, so that bundles made
+/// later in the run find them built.
 ///
 /// # Errors
 ///
 /// The build fails, or the ELF cannot be converted (see [`image::elf_to_flat`]).
 pub fn build_hypervisor(profile: Profile) -> Result<PathBuf> {
-    build_flat_image(HYP_PACKAGE, profile, "hyp.bin")
+    let image = build_flat_image(HYP_PACKAGE, profile, "hyp.bin")?;
+    build_programs(profile)?;
+    Ok(image)
+}
+
+/// Builds the programs the hypervisor runs as its own EL0 tasks, which
+/// every boot bundle carries ([`crate::bundle::assemble`]): the virtio
+/// backend task, [`VIRTIO_TASK`], in `profile`, like the hypervisor it goes
+/// with. Each profile is built once per run of the tool.
+///
+/// # Errors
+///
+/// The build fails.
+pub fn build_programs(profile: Profile) -> Result<Vec<Program>> {
+    static BUILT: Mutex<BTreeMap<Profile, Vec<Program>>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(programs) = built.get(&profile) {
+        return Ok(programs.clone());
+    }
+    let programs = vec![Program {
+        name: VIRTIO_TASK.to_string(),
+        path: build_elf(VIRTIO_TASK, profile)?,
+    }];
+    built.insert(profile, programs.clone());
+    Ok(programs)
 }
 
 /// Builds the bare-metal test guest (always optimised: it is a workload,
@@ -144,7 +178,8 @@ fn build_flat_image(package: &str, profile: Profile, flat_name: &str) -> Result<
 /// Builds `package`'s binary of the same name for the bare-metal target;
 /// returns the ELF's path.
 fn build_elf(package: &str, profile: Profile) -> Result<PathBuf> {
-    let target = if package == HYP_PACKAGE {
+    // The hypervisor's own programs share its target: no floating point.
+    let target = if package == HYP_PACKAGE || package == VIRTIO_TASK {
         HYP_TARGET
     } else {
         GUEST_TARGET

@@ -78,7 +78,9 @@ fn run(options: &RunOptions) -> Result<bool> {
             };
             guests::build_all(guests::Needs::of_manifest(&path)?)?;
             let out = cargo::scratch_dir("run")?.join("bundle.bin");
-            let assembled = bundle::assemble(&path, &[cargo::guest_images_dir()?], &out)?;
+            let programs = cargo::build_programs(options.profile)?;
+            let assembled =
+                bundle::assemble(&path, &[cargo::guest_images_dir()?], &programs, &out)?;
             for warning in &assembled.warnings {
                 println!("bundle: {warning}");
             }

@@ -1523,6 +1523,7 @@ fn run_one(test: &SystemTest, kernel: PathBuf, verbose: bool) -> Result<bool> {
             let assembled = bundle::assemble(
                 &cargo::workspace_root().join(manifest),
                 &[cargo::guest_images_dir()?],
+                &cargo::build_programs(test.profile)?,
                 &out,
             )?;
             warnings = assembled.warnings;
