@@ -72,8 +72,8 @@ pub const HOST_TESTS: &[HostTest] = &[
     },
     // Lints on both targets: the host build of every host-testable crate with
     // its tests, benches and examples, and the bare-metal build of the
-    // hypervisor and every library it links, and of the Linux guest's
-    // counter-check.
+    // hypervisor and every library it links, of its backend task program,
+    // and of the Linux guest's counter-check.
     HostTest {
         name: "clippy-host",
         program: "cargo",
@@ -90,6 +90,8 @@ pub const HOST_TESTS: &[HostTest] = &[
             "aarch64-unknown-none-softfloat",
             "-p",
             "hyp",
+            "-p",
+            "virtio-task",
             "--",
             "-D",
             "warnings",
