@@ -326,11 +326,13 @@ impl Builder {
         // fetches it; the tables are walked through the caches (TCR's
         // IRGN0/ORGN0 write-back), so a barrier is all they need.
         self.space.sync_code();
-        let mut regs = GuestRegs::default();
-        regs.pc = entry;
-        // EL0t with nothing masked: the EL2 timer preempts it.
-        regs.pstate = 0;
-        regs.sp_el0 = STACK_TOP;
+        let mut regs = GuestRegs {
+            pc: entry,
+            // EL0t with nothing masked: the EL2 timer preempts it.
+            pstate: 0,
+            sp_el0: STACK_TOP,
+            ..GuestRegs::default()
+        };
         regs.x[..4].copy_from_slice(&args);
         Ok(Arc::new(Task {
             name: self.name,

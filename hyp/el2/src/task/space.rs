@@ -213,11 +213,9 @@ impl Space {
 
     fn add(&mut self, region: Region, pa: u64, backing: Backing) -> Result<usize, MapError> {
         let index = self.regions.add(region).map_err(MapError::Region)?;
-        if let Err(e) = self.map(region, pa) {
-            // Tables made so far stay (empty entries harm nothing); the
-            // region is not usable, so the task is not made at all.
-            return Err(e);
-        }
+        // On failure, tables made so far stay (empty entries harm nothing);
+        // the region is not usable, so the task is not made at all.
+        self.map(region, pa)?;
         self.backing[index] = Some(backing);
         Ok(index)
     }
