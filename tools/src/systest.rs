@@ -125,6 +125,10 @@ const NEXT_ATTACHED: &str = r#"^\[cpu\d\] INFO  vm "next": passthrough 00:08\.0 
 /// The system test of tasks sharing their address space with a device.
 const SVA_PIN_LIMIT_TEST: &str = "sva_task_asid_pin_limit";
 
+/// Virtio I/O through a backend task while 3-bit ASIDs roll over, beside an
+/// SVA task (edu at 00:08.0) whose ASID is pinned.
+const ASID_IO_TEST: &str = "virtio_io_through_asid_rollovers";
+
 /// The passthrough disk tests: a Linux VM, `pt`, is given a virtio-blk PCI
 /// function at 00:08.0 on an image the host made ([`PT_DISK_MIB`] MiB of
 /// random data, then as much of the disk pattern), reads the random data
@@ -1293,6 +1297,97 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         disk: None,
         check: Some(net_transfer_matches),
     },
+    SystemTest {
+        name: "virtio_backend_fault_stops_only_its_vm",
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some("hyp.backend-fault=victim"),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/linux-backend-fault.toml"),
+        input: &[],
+        expect: &[
+            &[
+                r#"^\[cpu\d\] INFO  vm "victim": virtio backends in task "victim-virtio" "#,
+                r#"^\[cpu\d\] INFO  vm "bystander": virtio backends in task "bystander-virtio" "#,
+            ],
+            &[
+                // Its VM's RAM (256 MiB) ends at 0x4040_1000_0000 in its map.
+                r#"^\[cpu\d\] ERROR task "victim-virtio": stopped: .*FAR 0x404010000000\b"#,
+                r#"^\[cpu\d\] ERROR vm "victim": its virtio backend task "victim-virtio" ended; its 1 device\(s\) need a reset and stay failed$"#,
+                r"^\[victim\] guest: disk no answer after 10 s$",
+                r"^\[bystander\] guest: disk sha256=[0-9a-f]{64} bytes=4194304$",
+                r"^\[bystander\] guest: disk read PASS$",
+                r#"^\[cpu\d\] INFO  task "bystander-virtio": stopped on request; "#,
+            ],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: LINUX_FORBID,
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        // The victim's write reached its own region before the flush.
+        disk: Some(TestDisk {
+            size: 16 << 20,
+            may_change: &[0..(8 << 20)],
+        }),
+        check: None,
+    },
+    SystemTest {
+        name: ASID_IO_TEST,
+        smp: 4,
+        profile: Profile::Debug,
+        append: Some(
+            "hyp.asid-bits=3 hyp.demo-tasks=8 hyp.demo-task-rounds=60000 hyp.sva-tasks=1 hyp.sva-rounds=100",
+        ),
+        dtb: Dtb::Qemu,
+        manifest: Some("guest-images/manifests/linux-asid-rollover.toml"),
+        input: &[],
+        expect: &[
+            &[
+                r#"^\[cpu\d\] INFO  vm "writer": virtio backends in task "writer-virtio" "#,
+                r#"^\[cpu0\] INFO  task "sva0": bound to edu 00:08\.0 .*, ASID \d+ pinned "#,
+                r"^\[writer\] guest: disk sha256=[0-9a-f]{64} bytes=8388608$",
+                r"^\[writer\] guest: disk write PASS$",
+            ],
+            // Only after the I/O: the workers (more tasks than ASIDs) kept
+            // the ASIDs rolling over all through it, and the pinned task
+            // kept its ASID.
+            &[
+                r#"^\[cpu\d\] INFO  task "worker0": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker1": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker2": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker3": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker4": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker5": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker6": exited with code 0; "#,
+                r#"^\[cpu\d\] INFO  task "worker7": exited with code 0; "#,
+                // Rollovers while it served (its ASID number may survive
+                // them: the allocator keeps it when it is still free).
+                r#"^\[cpu\d\] INFO  task "writer-virtio": stopped on request; .*, [1-9]\d* ASID rollover\(s\) between its first and last run$"#,
+                r#"^\[cpu\d\] INFO  task "sva0": DMA PASS after 100 round trips$"#,
+                r#"^\[cpu\d\] INFO  task "sva0": exited with code 0; .* 0 ASID change\(s\), "#,
+                r#"^\[cpu\d\] INFO  task "sva0": unbound from 00:08\.0: ASID \d+ held throughout \([1-9]\d* ASID rollover\(s\) meanwhile\); unpinned$"#,
+            ],
+            &[r"^\[cpu\d\] INFO  ASID allocator: .*after [1-9]\d* rollovers"],
+            &[r"^\[cpu\d\] INFO  all VMs have stopped"],
+        ],
+        forbid: &[
+            PANIC,
+            r"unexpected exception",
+            r"Kernel panic",
+            r"\bBUG:",
+            r"\bOops\b",
+            r"\] guest: .*\bFAIL\b",
+            r#"task "(writer-virtio|sva0)": stopped: "#,
+            r"\bFAIL\b",
+        ],
+        exit: ExpectExit::Success,
+        timeout: LINUX_TIMEOUT,
+        disk: Some(TestDisk {
+            size: 16 << 20,
+            may_change: &[0..(8 << 20)],
+        }),
+        check: None,
+    },
     // See BENCH_SMOKE: run by `run_bench_smoke`, not `run_one`.
     SystemTest {
         name: BENCH_SMOKE,
@@ -1659,7 +1754,10 @@ fn run_bench_smoke(kernel: PathBuf, verbose: bool) -> Result<bool> {
 fn qemu_extra_args(test: &SystemTest) -> Result<Vec<String>> {
     if test.name == PT_DISK_TEST || test.name == PT_ROLLOVER_TEST {
         qemu::passthrough_args(&[passthrough_disk(test.name)?])
-    } else if test.name.starts_with("passthrough_") || test.name == SVA_PIN_LIMIT_TEST {
+    } else if test.name.starts_with("passthrough_")
+        || test.name == SVA_PIN_LIMIT_TEST
+        || test.name == ASID_IO_TEST
+    {
         qemu::passthrough_args(PASSTHROUGH_FUNCTIONS)
     } else {
         Ok(Vec::new())

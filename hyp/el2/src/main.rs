@@ -485,7 +485,7 @@ fn apply_options(platform: &Platform) -> Options {
                 warn!("hyp.backend-fault ignored (release build, or no VM named)")
             }
             // Read by `sva::start`.
-            ("sva-tasks", Some(_)) => {}
+            ("sva-tasks" | "sva-rounds", Some(_)) => {}
             // Read by `smmu::init` (its debug-only stage-1 DMA check).
             ("smmu-s1-dma", None) if cfg!(debug_assertions) => {}
             ("fault", Some("data-abort")) if cfg!(debug_assertions) => {

@@ -653,7 +653,7 @@ fn run_task(cpu: usize, task: Arc<Task>) {
                 return;
             }
         };
-        task::enter_address_space(&task, cpu, asid);
+        task::enter_address_space(&task, cpu, asid, asids.generation());
         vcpu::load_fp(&regs);
         let slice = timer::ticks_of_ms(SLICE_MS);
         let mut slice_end = timer::now().wrapping_add(slice);

@@ -86,9 +86,15 @@ const FIRST_SLOT: u8 = 8;
 /// Most tasks the switch starts: slots 08 to 0f.
 const MAX_TASKS: usize = 8;
 
-/// Round trips each task makes. Each transfer takes 100 ms of QEMU's
-/// virtual clock, so this is about 1.6 s.
+/// The switch for the round trips each task makes: `hyp.sva-rounds=N`.
+const ROUNDS_OPTION: &str = "sva-rounds";
+
+/// Round trips each task makes unless `hyp.sva-rounds` says. Each transfer
+/// takes 100 ms of QEMU's virtual clock, so this is about 1.6 s.
 const ROUND_TRIPS: u64 = 8;
+
+/// Most round trips `hyp.sva-rounds` may ask for.
+const MAX_ROUND_TRIPS: u64 = 1000;
 
 /// Bytes each transfer moves.
 const TRANSFER_BYTES: u64 = 256;
@@ -461,6 +467,16 @@ pub fn start(platform: &Platform) {
             return;
         }
     };
+    let rounds = match platform::bootargs::value(&platform.bootargs, ROUNDS_OPTION) {
+        None => ROUND_TRIPS,
+        Some(value) => match value.parse::<u64>() {
+            Ok(n @ 1..=MAX_ROUND_TRIPS) => n,
+            _ => {
+                warn!("hyp.{ROUNDS_OPTION}={value} ignored: expected a number from 1 to {MAX_ROUND_TRIPS}");
+                ROUND_TRIPS
+            }
+        },
+    };
     let mut bars = bar_window(platform);
     let mut started = 0;
     for i in 0..count {
@@ -471,7 +487,7 @@ pub fn start(platform: &Platform) {
         let Some(bdf) = Bdf::new(bus, slot, 0) else {
             continue;
         };
-        match start_one(&name, bdf, bars.as_mut()) {
+        match start_one(&name, bdf, bars.as_mut(), rounds) {
             Ok(()) => started += 1,
             Err(e) => error!("task \"{name}\": bind {bdf} refused: {e}; not started"),
         }
@@ -502,7 +518,12 @@ fn bar_window(platform: &Platform) -> Option<BarAllocator> {
 /// Claims `bdf`, makes the task `name` for it, pins its ASID, binds the
 /// stream to its address space and queues it; undoes what it did on a
 /// refusal.
-fn start_one(name: &str, bdf: Bdf, bars: Option<&mut BarAllocator>) -> Result<(), Refused> {
+fn start_one(
+    name: &str,
+    bdf: Bdf,
+    bars: Option<&mut BarAllocator>,
+    rounds: u64,
+) -> Result<(), Refused> {
     let mut cs = crate::passthrough::config_space().ok_or(Refused::NoHostBus)?;
     let info = pci::probe_function(&cs, bdf).ok_or(Refused::NotFound)?;
     if (info.vendor_id, info.device_id) != edu::VENDOR_DEVICE
@@ -538,7 +559,7 @@ fn start_one(name: &str, bdf: Bdf, bars: Option<&mut BarAllocator>) -> Result<()
         .and_then(|bar| bar.placement)
         .ok_or(Refused::NoBar0)?
         .cpu;
-    let task = build_task(name, bdf, bar0, &binding).map_err(Refused::Task)?;
+    let task = build_task(name, bdf, bar0, &binding, rounds).map_err(Refused::Task)?;
 
     // What the CPUs walk the task's table with.
     let (tcr, mair) = (TCR_EL2.get(), MAIR_EL2.get());
@@ -590,13 +611,15 @@ fn start_one(name: &str, bdf: Bdf, bars: Option<&mut BarAllocator>) -> Result<()
     Ok(())
 }
 
-/// The task for `bdf`: the program, a page of stack, edu's registers at
+/// The task for `bdf`, making `rounds` round trips: the program, a page of
+/// stack, edu's registers at
 /// [`DEVICE_BASE`], and `binding`'s end as its `on_end`.
 fn build_task(
     name: &str,
     bdf: Bdf,
     bar0: PhysRange,
     binding: &Arc<Binding>,
+    rounds: u64,
 ) -> Result<Arc<Task>, TaskError> {
     let mut builder = Builder::new(name)?;
     builder.code(program())?;
@@ -606,5 +629,5 @@ fn build_task(
     builder.on_end(Box::new(move |task| binding.end(task)));
     // A seed unique to the function, so no two tasks' bytes agree.
     let seed = u64::from(bdf.routing_id()) << 40;
-    builder.build(TASK_BASE, [ROUND_TRIPS, DEVICE_BASE, seed, 0])
+    builder.build(TASK_BASE, [rounds, DEVICE_BASE, seed, 0])
 }

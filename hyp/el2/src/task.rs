@@ -350,6 +350,7 @@ impl Builder {
             preemptions: AtomicU64::new(0),
             migrations: AtomicU64::new(0),
             asid_changes: AtomicU64::new(0),
+            generations: (AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)),
             syscalls: AtomicU64::new(0),
         }))
     }
@@ -383,6 +384,10 @@ pub struct Task {
     migrations: AtomicU64,
     /// Times its ASID changed (after rollovers).
     asid_changes: AtomicU64,
+    /// The ASID allocator's generation at its first and its latest entry
+    /// (`u64::MAX`: not run yet): how many rollovers it ran through, whether
+    /// or not its ASID number changed.
+    generations: (AtomicU64, AtomicU64),
     /// System calls made.
     syscalls: AtomicU64,
 }
@@ -477,9 +482,17 @@ impl Task {
         self.space.write(ptr, data)
     }
 
-    /// Counts an entry on `cpu` with `asid`, and logs an ASID change.
-    fn note_entry(&self, cpu: usize, asid: Asid) {
+    /// Counts an entry on `cpu` with `asid` in the allocator's
+    /// `generation`, and logs its first ASID.
+    fn note_entry(&self, cpu: usize, asid: Asid, generation: u64) {
         self.runs.fetch_add(1, Ordering::Relaxed);
+        let _ = self.generations.0.compare_exchange(
+            u64::MAX,
+            generation,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.generations.1.store(generation, Ordering::Relaxed);
         let last = self.last_cpu.swap(cpu, Ordering::Relaxed);
         if last != cpu && last != usize::MAX {
             self.migrations.fetch_add(1, Ordering::Relaxed);
@@ -498,14 +511,17 @@ impl Task {
         impl fmt::Display for Summary<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let t = self.0;
+                let first = t.generations.0.load(Ordering::Relaxed);
+                let last = t.generations.1.load(Ordering::Relaxed);
                 write!(
                     f,
-                    "{} run(s), {} preemption(s), {} migration(s), {} ASID change(s), {} system call(s)",
+                    "{} run(s), {} preemption(s), {} migration(s), {} ASID change(s), {} system call(s), {} ASID rollover(s) between its first and last run",
                     t.runs.load(Ordering::Relaxed),
                     t.preemptions.load(Ordering::Relaxed),
                     t.migrations.load(Ordering::Relaxed),
                     t.asid_changes.load(Ordering::Relaxed),
-                    t.syscalls.load(Ordering::Relaxed)
+                    t.syscalls.load(Ordering::Relaxed),
+                    last.wrapping_sub(first)
                 )
             }
         }
@@ -561,8 +577,8 @@ impl LocalTlbFlush<Asid> for AllAsids {
 /// guest's values), and MDSCR_EL1 cleared, so that no debug setting a guest
 /// left live (single step, breakpoints) applies to the task. (A vCPU loads
 /// all three again before it runs.)
-pub fn enter_address_space(task: &Task, cpu: usize, asid: Asid) {
-    task.note_entry(cpu, asid);
+pub fn enter_address_space(task: &Task, cpu: usize, asid: Asid, generation: u64) {
+    task.note_entry(cpu, asid, generation);
     // SAFETY: The task's root table maps the hypervisor exactly as its own
     // map does (shared level-1 tables), so everything running now stays
     // mapped; only the task's window (nG, this ASID) is new.
