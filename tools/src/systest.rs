@@ -266,6 +266,9 @@ const DISK_PERSIST_MANIFEST: &str = "guest-images/manifests/linux-disk-persist.t
 /// writer's 2 MiB at the start of its region, 16 MiB into the disk.
 const WRITER_BYTES: Range<u64> = (16 << 20)..(18 << 20);
 
+/// The first 8 MiB of a host disk: the one VM region a test may change.
+const FIRST_8_MIB: Range<u64> = 0..(8 << 20);
+
 /// The manifest of `virtio_net_ping_and_tcp`.
 const NET_MANIFEST: &str = "guest-images/manifests/linux-net.toml";
 
@@ -1327,7 +1330,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         // The victim's write reached its own region before the flush.
         disk: Some(TestDisk {
             size: 16 << 20,
-            may_change: &[0..(8 << 20)],
+            may_change: &[FIRST_8_MIB],
         }),
         check: None,
     },
@@ -1384,7 +1387,7 @@ pub const SYSTEM_TESTS: &[SystemTest] = &[
         timeout: LINUX_TIMEOUT,
         disk: Some(TestDisk {
             size: 16 << 20,
-            may_change: &[0..(8 << 20)],
+            may_change: &[FIRST_8_MIB],
         }),
         check: None,
     },

@@ -56,6 +56,12 @@ pub const GUEST_RAM_BASE: u64 = TASK_BASE + (256 << 30);
 /// Most VM RAM a backend task can map.
 pub const GUEST_RAM_WINDOW: u64 = 256 << 30;
 
+// The windows lie inside one level-0 entry, apart from each other.
+const _: () = assert!(TASK_BASE.is_multiple_of(512 << 30));
+const _: () = assert!(TASK_BASE + IMAGE_WINDOW <= STACK_TOP - MAX_STACK);
+const _: () = assert!(DEVICE_BASE + DEVICE_WINDOW <= GUEST_RAM_BASE);
+const _: () = assert!(GUEST_RAM_BASE + GUEST_RAM_WINDOW == TASK_END);
+
 /// Longest message one `log` call may print.
 pub const MAX_LOG_LEN: u64 = 256;
 
@@ -460,11 +466,7 @@ impl fmt::Display for RegionError {
                 "region {:#x}+{:#x} is not page-aligned inside the task window",
                 r.start, r.len
             ),
-            Self::Overlaps(r) => write!(
-                f,
-                "region {:#x}+{:#x} overlaps another",
-                r.start, r.len
-            ),
+            Self::Overlaps(r) => write!(f, "region {:#x}+{:#x} overlaps another", r.start, r.len),
             Self::TooMany => write!(f, "more than {MAX_REGIONS} regions"),
         }
     }
@@ -770,7 +772,11 @@ mod tests {
             (2, a(7, 0, 0, 0), Syscall::Exit { code: 7 }),
             (3, a(0, 0, 0, 0), Syscall::Yield),
             (4, a(3, 0, 0, 0), Syscall::Wait(Doorbell::new(3).unwrap())),
-            (5, a(15, 0, 0, 0), Syscall::Signal(Doorbell::new(15).unwrap())),
+            (
+                5,
+                a(15, 0, 0, 0),
+                Syscall::Signal(Doorbell::new(15).unwrap()),
+            ),
             (6, a(0, 0, 0, 0), Syscall::WaitEvents),
             (
                 7,
@@ -837,11 +843,7 @@ mod tests {
         let cases = [
             (0, [0; 6], Err(SyscallError::UnknownNumber(0))),
             (16, [0; 6], Err(SyscallError::UnknownNumber(16))),
-            (
-                u64::MAX,
-                [0; 6],
-                Err(SyscallError::UnknownNumber(u64::MAX)),
-            ),
+            (u64::MAX, [0; 6], Err(SyscallError::UnknownNumber(u64::MAX))),
             (
                 1,
                 [TASK_BASE, MAX_LOG_LEN + 1, 0, 0, 0, 0],
@@ -857,7 +859,11 @@ mod tests {
                 [u64::MAX, 0, 0, 0, 0, 0],
                 Err(SyscallError::NoSuchDoorbell(u64::MAX)),
             ),
-            (9, [SLOTS, 0, 0, 0, 0, 0], Err(SyscallError::NoSuchSlot(SLOTS))),
+            (
+                9,
+                [SLOTS, 0, 0, 0, 0, 0],
+                Err(SyscallError::NoSuchSlot(SLOTS)),
+            ),
             (
                 7,
                 [0, 8, SlotSnapshot::BYTES - 1, 0, 0, 0],
@@ -886,14 +892,6 @@ mod tests {
         for n in Number::ALL {
             assert_eq!(Number::from_raw(n as u64), Some(n));
         }
-    }
-
-    #[test]
-    fn windows_are_inside_one_level_0_entry_and_apart() {
-        assert_eq!(TASK_BASE % (512 << 30), 0);
-        assert!(TASK_BASE + IMAGE_WINDOW <= STACK_TOP - MAX_STACK);
-        assert!(DEVICE_BASE + DEVICE_WINDOW <= GUEST_RAM_BASE);
-        assert_eq!(GUEST_RAM_BASE + GUEST_RAM_WINDOW, TASK_END);
     }
 
     #[test]
@@ -956,9 +954,15 @@ mod tests {
         );
         assert!(regions.locate(DEVICE_BASE, 4, false).is_err(), "device");
         assert!(regions.locate(DEVICE_BASE, 4, true).is_err(), "device");
-        assert!(regions.locate(0x4008_0000, 16, false).is_err(), "hypervisor");
+        assert!(
+            regions.locate(0x4008_0000, 16, false).is_err(),
+            "hypervisor"
+        );
         assert!(regions.locate(u64::MAX - 2, 8, false).is_err(), "wraps");
-        assert_eq!(regions.locate(STACK_TOP - 16, 16, true), Ok((3, PAGE_SIZE - 16)));
+        assert_eq!(
+            regions.locate(STACK_TOP - 16, 16, true),
+            Ok((3, PAGE_SIZE - 16))
+        );
         assert!(regions.locate(STACK_TOP - 16, 17, true).is_err());
         assert!(regions.locate(STACK_TOP, 0, false).is_err(), "one past");
         assert_eq!(

@@ -185,9 +185,7 @@ pub fn parse(bytes: &[u8]) -> Result<Image<'_>, ImageError> {
         if overlaps {
             return Err(ImageError::Overlap { vaddr });
         }
-        let slot = segments
-            .get_mut(count)
-            .ok_or(ImageError::TooManySegments)?;
+        let slot = segments.get_mut(count).ok_or(ImageError::TooManySegments)?;
         *slot = Some(Segment {
             start,
             len,
@@ -201,9 +199,10 @@ pub fn parse(bytes: &[u8]) -> Result<Image<'_>, ImageError> {
         return Err(ImageError::NoSegments);
     }
     let entry = header.e_entry;
-    let in_code = segments.iter().flatten().any(|s| {
-        s.access == Access::ReadExecute && entry >= s.start && entry < s.start + s.len
-    });
+    let in_code = segments
+        .iter()
+        .flatten()
+        .any(|s| s.access == Access::ReadExecute && entry >= s.start && entry < s.start + s.len);
     if !in_code {
         return Err(ImageError::BadEntry(entry));
     }
@@ -290,7 +289,12 @@ mod tests {
         let data = segments[2];
         assert_eq!(
             (data.start, data.len, data.data_offset, data.access),
-            (TASK_BASE + 2 * PAGE_SIZE, 4 * PAGE_SIZE, 16, Access::ReadWrite)
+            (
+                TASK_BASE + 2 * PAGE_SIZE,
+                4 * PAGE_SIZE,
+                16,
+                Access::ReadWrite
+            )
         );
     }
 
@@ -299,7 +303,10 @@ mod tests {
         let rx = |vaddr| (vaddr, RX, &[0u8; 8][..], 8);
         let cases: Vec<(Vec<u8>, ImageError)> = std::vec![
             (Vec::new(), ImageError::Malformed),
-            (b"not an elf file at all, not at all..".to_vec(), ImageError::Malformed),
+            (
+                b"not an elf file at all, not at all..".to_vec(),
+                ImageError::Malformed
+            ),
             (
                 elf(62, ET_EXEC, TASK_BASE, &[rx(TASK_BASE)]),
                 ImageError::WrongMachine(62)
@@ -308,7 +315,10 @@ mod tests {
                 elf(EM_AARCH64, 3, TASK_BASE, &[rx(TASK_BASE)]),
                 ImageError::NotStaticExecutable
             ),
-            (elf(EM_AARCH64, ET_EXEC, TASK_BASE, &[]), ImageError::NoSegments),
+            (
+                elf(EM_AARCH64, ET_EXEC, TASK_BASE, &[]),
+                ImageError::NoSegments
+            ),
             (
                 elf(EM_AARCH64, ET_EXEC, 0x4008_0000, &[rx(0x4008_0000)]),
                 ImageError::OutsideWindow {
@@ -329,11 +339,21 @@ mod tests {
                 }
             ),
             (
-                elf(EM_AARCH64, ET_EXEC, TASK_BASE, &[(TASK_BASE, 7, &[0; 8], 8)]),
+                elf(
+                    EM_AARCH64,
+                    ET_EXEC,
+                    TASK_BASE,
+                    &[(TASK_BASE, 7, &[0; 8], 8)]
+                ),
                 ImageError::WritableAndExecutable { vaddr: TASK_BASE }
             ),
             (
-                elf(EM_AARCH64, ET_EXEC, TASK_BASE, &[(TASK_BASE, RX, &[0; 8], 4)]),
+                elf(
+                    EM_AARCH64,
+                    ET_EXEC,
+                    TASK_BASE,
+                    &[(TASK_BASE, RX, &[0; 8], 4)]
+                ),
                 ImageError::BadFileRange { vaddr: TASK_BASE }
             ),
             (
