@@ -462,10 +462,11 @@ fn apply_options(platform: &Platform) -> Options {
                 Ok(n @ 0..=64) => options.demo_tasks = Some(n),
                 _ => warn!("hyp.demo-tasks={value} ignored: expected a number from 0 to 64"),
             },
+            ("demo-task-rounds", Some("forever")) => options.demo_task_rounds = Some(task::ENDLESS),
             ("demo-task-rounds", Some(value)) => match value.parse::<u64>() {
                 Ok(n @ 1..=1_000_000) => options.demo_task_rounds = Some(n),
                 _ => warn!(
-                    "hyp.demo-task-rounds={value} ignored: expected a number from 1 to 1000000"
+                    "hyp.demo-task-rounds={value} ignored: expected a number from 1 to 1000000, or forever (until every VM has stopped)"
                 ),
             },
             ("bench-hooks", None) => {

@@ -713,6 +713,11 @@ fn finish_task(outcome: task::Outcome, cpu: usize, task: Arc<Task>) {
     if let Some(asids) = ASIDS.get() {
         let _ = asids.deactivate(cpu);
     }
+    // Tasks meant to run until every VM has stopped keep the CPUs busy, so
+    // the idle path's check would never come: look here.
+    if ALL_CREATED.load(Ordering::Acquire) && LIVE_VMS.load(Ordering::Acquire) == 0 {
+        task::stop_endless();
+    }
     match outcome {
         // Round robin here, unless a CPU sits idle: then it goes there.
         task::Outcome::Yield | task::Outcome::Resume => {

@@ -469,10 +469,11 @@ pub fn start(platform: &Platform) {
     };
     let rounds = match platform::bootargs::value(&platform.bootargs, ROUNDS_OPTION) {
         None => ROUND_TRIPS,
+        Some("forever") => crate::task::ENDLESS,
         Some(value) => match value.parse::<u64>() {
             Ok(n @ 1..=MAX_ROUND_TRIPS) => n,
             _ => {
-                warn!("hyp.{ROUNDS_OPTION}={value} ignored: expected a number from 1 to {MAX_ROUND_TRIPS}");
+                warn!("hyp.{ROUNDS_OPTION}={value} ignored: expected a number from 1 to {MAX_ROUND_TRIPS}, or forever (until every VM has stopped)");
                 ROUND_TRIPS
             }
         },
@@ -607,6 +608,9 @@ fn start_one(
         bar0,
     );
     task::created();
+    if rounds == task::ENDLESS {
+        task::run_until_vms_stop(&task);
+    }
     crate::sched::enqueue_task(task);
     Ok(())
 }

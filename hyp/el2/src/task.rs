@@ -39,7 +39,7 @@
 mod demo;
 mod space;
 
-pub use demo::{start_demo, WORKER_ROUNDS};
+pub use demo::{run_until_vms_stop, start_demo, stop_endless, ENDLESS, WORKER_ROUNDS};
 pub use space::MapError;
 
 use crate::lock::SpinMutex;

@@ -1,8 +1,10 @@
 //! The demonstration tasks of `hyp.demo-tasks=N`: small position-independent
 //! programs that exercise scheduling, ASID rollovers, faults and doorbells.
 
-use super::{created, Builder};
+use super::{created, Builder, Task};
+use crate::lock::SpinMutex;
 use alloc::string::String;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::arch::global_asm;
 use log::{error, info};
@@ -201,6 +203,27 @@ fn program(start: &'static u8, end: &'static u8) -> &'static [u8] {
 /// Yields of each demonstration worker unless `hyp.demo-task-rounds` says.
 pub const WORKER_ROUNDS: u64 = 200;
 
+/// Rounds of a worker that runs until every VM has stopped
+/// (`hyp.demo-task-rounds=forever`): more than it could ever make.
+pub const ENDLESS: u64 = u64::MAX;
+
+/// The tasks that run until every VM has stopped.
+static RUN_UNTIL_VMS_STOP: SpinMutex<Vec<Weak<Task>>> = SpinMutex::new(Vec::new());
+
+/// Makes `task` one that is asked to stop once every VM has stopped.
+pub fn run_until_vms_stop(task: &Arc<Task>) {
+    RUN_UNTIL_VMS_STOP.lock().push(Arc::downgrade(task));
+}
+
+/// Every VM has stopped: the tasks meant to run until then end too.
+pub fn stop_endless() {
+    for task in RUN_UNTIL_VMS_STOP.lock().drain(..) {
+        if let Some(task) = task.upgrade() {
+            task.request_stop();
+        }
+    }
+}
+
 /// Loop iterations of the demonstration spinner: a good many time slices
 /// under QEMU's TCG.
 const SPINS: u64 = 50_000_000;
@@ -241,6 +264,9 @@ pub fn start_demo(workers: usize, rounds: u64) {
         match demo_task(&name, program, args) {
             Ok(task) => {
                 created();
+                if args[0] == ENDLESS {
+                    run_until_vms_stop(&task);
+                }
                 crate::sched::enqueue_task(task);
             }
             Err(e) => error!("task \"{name}\": not started: {e}"),
