@@ -90,6 +90,8 @@ pub enum TaskError {
     },
     /// The program is not a valid task image.
     Image(task_image::ImageError),
+    /// [`Builder::build`] before [`Builder::stack`].
+    NoStack,
 }
 
 impl fmt::Display for TaskError {
@@ -99,6 +101,7 @@ impl fmt::Display for TaskError {
             Self::Map(e) => write!(f, "{e}"),
             Self::TooBig { what, len } => write!(f, "{what} of {len:#x} bytes does not fit"),
             Self::Image(e) => write!(f, "program image: {e}"),
+            Self::NoStack => f.write_str("no stack"),
         }
     }
 }
@@ -314,13 +317,10 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`TaskError::TooBig`] if it has no stack.
+    /// [`TaskError::NoStack`].
     pub fn build(self, entry: u64, args: [u64; 4]) -> Result<Arc<Task>, TaskError> {
         if !self.has_stack {
-            return Err(TaskError::TooBig {
-                what: "no stack",
-                len: 0,
-            });
+            return Err(TaskError::NoStack);
         }
         // The code must reach the point of unification before anything
         // fetches it; the tables are walked through the caches (TCR's

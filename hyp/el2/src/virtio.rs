@@ -476,12 +476,12 @@ pub struct Devices<'a> {
 }
 
 /// What the backend task needs to know of a device.
-fn task_info(vm: &str, device: &Device<RegionDisk>) -> task_abi::DeviceInfo {
+fn task_info(device: &Device<RegionDisk>) -> task_abi::DeviceInfo {
     let kind = match device {
-        Device::Blk { disk, .. } => task_abi::DeviceKind::Blk {
-            sectors: disk.size / SECTOR,
-            read_only: disk.read_only,
-            serial: virtqueue::blk::serial_from_str(vm),
+        Device::Blk { device, .. } => task_abi::DeviceKind::Blk {
+            sectors: device.capacity_sectors(),
+            read_only: device.read_only(),
+            serial: *device.serial(),
         },
         Device::Net { device, .. } => task_abi::DeviceKind::Net { mac: device.mac() },
     };
@@ -528,7 +528,7 @@ pub fn slots(
                         Device::Blk { disk, .. } => Some(*disk),
                         Device::Net { .. } => None,
                     };
-                    let info = task_info(vm, &device);
+                    let info = task_info(&device);
                     state.forward = Some(forward::Forward::new(index, info, disk, link.clone()));
                 }
                 (Some(device), _) => {

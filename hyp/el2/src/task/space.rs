@@ -136,6 +136,8 @@ pub enum MapError {
     Unaligned(u64),
     /// The heap has no memory left for its pages or tables.
     OutOfMemory,
+    /// The hypervisor's map already uses the task window's level-0 entry.
+    WindowInUse,
 }
 
 impl core::fmt::Display for MapError {
@@ -144,6 +146,10 @@ impl core::fmt::Display for MapError {
             Self::Region(e) => write!(f, "{e}"),
             Self::Unaligned(pa) => write!(f, "physical address {pa:#x} is not page-aligned"),
             Self::OutOfMemory => f.write_str("out of memory for its pages or tables"),
+            Self::WindowInUse => write!(
+                f,
+                "the hypervisor's map uses the task window at {TASK_BASE:#x}"
+            ),
         }
     }
 }
@@ -169,11 +175,7 @@ impl Space {
         // map, identity-mapped and never changed after boot.
         root.0 = unsafe { *(hyp_root as *const [u64; ENTRIES]) };
         if root.0[index(TASK_BASE, 0)] != 0 {
-            return Err(MapError::Region(RegionError::Misplaced(Region {
-                start: TASK_BASE,
-                len: PAGE_SIZE,
-                access: Access::Read,
-            })));
+            return Err(MapError::WindowInUse);
         }
         Ok(Self {
             root,
@@ -192,14 +194,12 @@ impl Space {
     /// to be filled before the task first runs.
     pub fn add_owned(&mut self, region: Region) -> Result<&mut [u8], MapError> {
         let owned = Owned::zeroed(region.len).ok_or(MapError::OutOfMemory)?;
-        let pa = owned.ptr as u64;
-        let index = self.add(region, pa, Backing::Owned(owned))?;
-        let Some(Backing::Owned(owned)) = &self.backing[index] else {
-            return Err(MapError::OutOfMemory);
-        };
+        let ptr = owned.ptr;
+        self.add(region, ptr as u64, Backing::Owned(owned))?;
         // SAFETY: The allocation is `region.len` bytes, owned by this space
-        // and not yet visible to anyone (the task has not run).
-        Ok(unsafe { core::slice::from_raw_parts_mut(owned.ptr, region.len as usize) })
+        // (borrowed uniquely for the slice's life) and not yet visible to
+        // anyone (the task has not run).
+        Ok(unsafe { core::slice::from_raw_parts_mut(ptr, region.len as usize) })
     }
 
     /// Adds a region backed by memory at physical `pa` that outlives the
@@ -208,16 +208,16 @@ impl Space {
         if !pa.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Unaligned(pa));
         }
-        self.add(region, pa, Backing::Borrowed(pa)).map(|_| ())
+        self.add(region, pa, Backing::Borrowed(pa))
     }
 
-    fn add(&mut self, region: Region, pa: u64, backing: Backing) -> Result<usize, MapError> {
+    fn add(&mut self, region: Region, pa: u64, backing: Backing) -> Result<(), MapError> {
         let index = self.regions.add(region).map_err(MapError::Region)?;
         // On failure, tables made so far stay (empty entries harm nothing);
         // the region is not usable, so the task is not made at all.
         self.map(region, pa)?;
         self.backing[index] = Some(backing);
-        Ok(index)
+        Ok(())
     }
 
     /// Writes the translation entries for `region` onto `pa`: 2 MiB blocks

@@ -179,17 +179,33 @@ impl VmService {
         }
     }
 
-    /// With the slot's state locked: its forward part, or no device.
+    /// `f` of the slot's forwarded state, with the slot locked (`None`:
+    /// the slot forwards nothing).
     fn with_forward<R>(
         &self,
         slot: Slot,
-        f: impl FnOnce(&mut super::SlotState) -> R,
-    ) -> Result<R, Refusal> {
+        f: impl FnOnce(&mut Forward) -> R,
+    ) -> Result<Option<R>, Refusal> {
+        Ok(self.slot(slot)?.state.lock().forward.as_mut().map(f))
+    }
+
+    /// `f` of the slot's transport, which may change its interrupt line,
+    /// with the slot locked; the VM's line follows, under the same lock.
+    fn change_transport(
+        &self,
+        slot: Slot,
+        f: impl FnOnce(&mut virtio_mmio::MmioTransport),
+    ) -> Result<(), Refusal> {
         let shared = self.slot(slot)?;
         let mut state = shared.state.lock();
-        let r = f(&mut state);
+        f(&mut state.transport);
         shared.update_line(&state);
-        Ok(r)
+        Ok(())
+    }
+
+    /// The slot's disk region (`None`: it has no disk).
+    fn disk(&self, slot: Slot) -> Result<Option<RegionDisk>, Refusal> {
+        Ok(self.with_forward(slot, |f| f.disk)?.flatten())
     }
 }
 
@@ -198,12 +214,10 @@ impl Service for VmService {
         let ok = Ok((Status::Ok, 0));
         match call {
             Syscall::SlotState { slot, to } => {
-                let snapshot = self.with_forward(slot, |state| {
-                    state.forward.as_mut().map(|f| {
-                        let s = f.snapshot;
-                        f.snapshot.notified = 0;
-                        s
-                    })
+                let snapshot = self.with_forward(slot, |f| {
+                    let s = f.snapshot;
+                    f.snapshot.notified = 0;
+                    s
                 })?;
                 let Some(snapshot) = snapshot else {
                     return Ok((Status::NoDevice, 0));
@@ -212,8 +226,7 @@ impl Service for VmService {
                 ok
             }
             Syscall::DeviceInfo { slot, to } => {
-                let info =
-                    self.with_forward(slot, |state| state.forward.as_ref().map(|f| f.info))?;
+                let info = self.with_forward(slot, |f| f.info)?;
                 let info = info.unwrap_or(DeviceInfo {
                     kind: DeviceKind::None,
                 });
@@ -221,20 +234,20 @@ impl Service for VmService {
                 ok
             }
             Syscall::Interrupt(slot) => {
-                self.with_forward(slot, |state| state.transport.raise_used_buffer())?;
+                self.change_transport(slot, |transport| {
+                    transport.raise_used_buffer();
+                })?;
                 ok
             }
             Syscall::DeviceFailed(slot) => {
-                self.with_forward(slot, |state| state.transport.set_needs_reset())?;
+                self.change_transport(slot, virtio_mmio::MmioTransport::set_needs_reset)?;
                 self.slot(slot)?.warn(format_args!(
                     "the backend found the driver's queues broken; the device needs a reset"
                 ));
                 ok
             }
             Syscall::DiskRead { slot, offset, to } => {
-                let Some(disk) =
-                    self.with_forward(slot, |s| s.forward.as_ref().and_then(|f| f.disk))?
-                else {
+                let Some(disk) = self.disk(slot)? else {
                     return Ok((Status::NoDevice, 0));
                 };
                 let mut buf = alloc::vec![0; to.len as usize];
@@ -246,9 +259,7 @@ impl Service for VmService {
                 Ok((status, 0))
             }
             Syscall::DiskWrite { slot, offset, from } => {
-                let Some(disk) =
-                    self.with_forward(slot, |s| s.forward.as_ref().and_then(|f| f.disk))?
-                else {
+                let Some(disk) = self.disk(slot)? else {
                     return Ok((Status::NoDevice, 0));
                 };
                 if disk.read_only {
@@ -261,17 +272,13 @@ impl Service for VmService {
                 ))
             }
             Syscall::DiskFlush(slot) => {
-                let Some(disk) =
-                    self.with_forward(slot, |s| s.forward.as_ref().and_then(|f| f.disk))?
-                else {
+                let Some(disk) = self.disk(slot)? else {
                     return Ok((Status::NoDevice, 0));
                 };
                 Ok((disk_status(virtqueue::blk::Disk::flush(&mut { disk })), 0))
             }
             Syscall::NetSend { slot, from } => {
-                let Some(port) =
-                    self.with_forward(slot, |s| s.forward.as_ref().and_then(|f| f.port))?
-                else {
+                let Some(port) = self.with_forward(slot, |f| f.port)?.flatten() else {
                     return Ok((Status::NoDevice, 0));
                 };
                 let frame = task.read(from)?;
@@ -279,8 +286,7 @@ impl Service for VmService {
                 ok
             }
             Syscall::NetRecv { slot, to } => {
-                let frame =
-                    self.with_forward(slot, |s| s.forward.as_mut().map(|f| f.inbox.pop_front()))?;
+                let frame = self.with_forward(slot, |f| f.inbox.pop_front())?;
                 match frame {
                     None => Ok((Status::NoDevice, 0)),
                     Some(None) => ok,
