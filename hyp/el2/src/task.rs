@@ -15,7 +15,8 @@
 //! while TTBR0_EL2 holds a task's table. The task's own memory hangs off one
 //! more level-0 entry, [`task_abi::TASK_BASE`] (64 TiB), which the
 //! hypervisor's map never uses: its program's segments, its stack, and, for
-//! a device backend, its VM's RAM and nothing else. Those entries are
+//! a device backend, whatever of its VM's RAM it maps (`map_guest`) and
+//! nothing else. Those entries are
 //! non-global (nG), so the TLB tags them with the task's ASID, and every
 //! task uses the same virtual addresses with its own pages. (The
 //! hypervisor's mappings being present while EL0 runs leaves it open to
@@ -30,17 +31,20 @@
 //!
 //! **System calls** (`SVC #0`, number in x8, arguments in x0..x5, status in
 //! x0, value in x1; see `task_abi`): `log`, `exit`, `yield`, `wait` and
-//! `signal` on doorbells, `wait_events` on the task's own event bits, and
-//! the device calls, which go to the task's [`Service`] (a VM's virtio
-//! backends). Any other exception, and a refused call, stops the task with a
-//! logged, decoded fault; nothing else is affected, and the task's `on_end`
-//! hook lets its owner react (a VM's devices are marked failed).
+//! `signal` on doorbells, `wait_events` on the task's own event bits,
+//! `map_guest` and `unmap_guest` on its VM's RAM, and the device calls,
+//! which go to the task's [`Service`] (a VM's virtio backends). Any other
+//! exception, and a call that breaks the ABI, stops the task with a logged,
+//! decoded fault; nothing else is affected, and the task's `on_end` hook
+//! lets its owner react (a VM's devices are marked failed). A call beyond
+//! the task's limits (a mapping outside its VM's RAM) is refused with a
+//! logged reason and [`Status::Denied`].
 
 mod demo;
 mod space;
 
 pub use demo::{run_until_vms_stop, start_demo, stop_endless, ENDLESS, WORKER_ROUNDS};
-pub use space::MapError;
+pub use space::{GuestMapError, MapError};
 
 use crate::lock::SpinMutex;
 use crate::vcpu::GuestRegs;
@@ -53,12 +57,12 @@ use core::arch::asm;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use id_alloc::{Asid, Context, LocalTlbFlush};
-use log::{error, info};
+use log::{error, info, warn};
 use space::Space;
 use syndrome::Esr;
 use task_abi::{
-    Access, Buffer, Doorbell, OutsideTask, Region, Status, Syscall, DEVICE_BASE, DEVICE_WINDOW,
-    DOORBELLS, GUEST_RAM_BASE, GUEST_RAM_WINDOW, MAX_STACK, PAGE_SIZE, STACK_TOP, TASK_BASE,
+    Access, Buffer, Doorbell, GuestGrant, GuestPages, OutsideTask, Region, Status, Syscall,
+    DEVICE_BASE, DEVICE_WINDOW, DOORBELLS, MAX_STACK, PAGE_SIZE, STACK_TOP, TASK_BASE,
 };
 
 /// TTBR0_EL2 of the hypervisor's own map (ASID 0), which every CPU runs on
@@ -92,6 +96,8 @@ pub enum TaskError {
     Image(task_image::ImageError),
     /// [`Builder::build`] before [`Builder::stack`].
     NoStack,
+    /// The VM RAM cannot be granted.
+    Grant(task_abi::GrantError),
 }
 
 impl fmt::Display for TaskError {
@@ -102,6 +108,7 @@ impl fmt::Display for TaskError {
             Self::TooBig { what, len } => write!(f, "{what} of {len:#x} bytes does not fit"),
             Self::Image(e) => write!(f, "program image: {e}"),
             Self::NoStack => f.write_str("no stack"),
+            Self::Grant(e) => write!(f, "{e}"),
         }
     }
 }
@@ -256,25 +263,16 @@ impl Builder {
         Ok(())
     }
 
-    /// A VM's RAM, `size` bytes at physical `pa`, read-write at
-    /// [`GUEST_RAM_BASE`]. The RAM must outlive the task.
+    /// A VM's RAM, `size` bytes from guest physical `base`, at physical
+    /// `pa`, which the task may map (`map_guest`); nothing of it is mapped
+    /// yet. The RAM must outlive the task.
     ///
     /// # Errors
     ///
-    /// [`TaskError::TooBig`], [`TaskError::Map`].
-    pub fn guest_ram(&mut self, pa: u64, size: u64) -> Result<(), TaskError> {
-        if size > GUEST_RAM_WINDOW {
-            return Err(TaskError::TooBig {
-                what: "guest RAM",
-                len: size,
-            });
-        }
-        let region = Region {
-            start: GUEST_RAM_BASE,
-            len: size,
-            access: Access::ReadWrite,
-        };
-        Ok(self.space.add_borrowed(region, pa)?)
+    /// [`TaskError::Grant`], [`TaskError::Map`].
+    pub fn guest_ram(&mut self, pa: u64, base: u64, size: u64) -> Result<(), TaskError> {
+        let grant = GuestGrant::new(base, size).map_err(TaskError::Grant)?;
+        Ok(self.space.grant_guest_ram(grant, pa)?)
     }
 
     /// Device registers, `len` bytes at physical `pa`, at task address `va`
@@ -336,7 +334,8 @@ impl Builder {
         regs.x[..4].copy_from_slice(&args);
         Ok(Arc::new(Task {
             name: self.name,
-            space: self.space,
+            root: self.space.root(),
+            space: SpinMutex::new(self.space),
             asid: Context::new(),
             regs: SpinMutex::new(regs),
             run: AtomicU8::new(TaskRun::Runnable as u8),
@@ -360,7 +359,11 @@ impl Builder {
 pub struct Task {
     /// Its name, the prefix of its log lines.
     pub name: String,
-    space: Space,
+    /// Physical address of its root table (which never moves).
+    root: u64,
+    /// Its address space: locked by its own system calls, which change it
+    /// and copy to and from it, and by owners that copy for it.
+    space: SpinMutex<Space>,
     /// Its ASID's allocator context.
     pub asid: Context<Asid>,
     /// Its registers, saved while it is off every CPU.
@@ -401,13 +404,13 @@ impl fmt::Debug for Task {
 impl Task {
     /// TTBR0_EL2 for this task with `asid`.
     fn ttbr0(&self, asid: Asid) -> u64 {
-        self.space.root() | (u64::from(asid.get()) << 48)
+        self.root | (u64::from(asid.get()) << 48)
     }
 
     /// Physical address of its root (level-0) table: what a device sharing
     /// its address space walks.
     pub fn root_table(&self) -> u64 {
-        self.space.root()
+        self.root
     }
 
     /// The CPU it last ran on (`usize::MAX` before its first run).
@@ -469,7 +472,7 @@ impl Task {
     ///
     /// [`OutsideTask`] unless they lie in one region the task may read.
     pub fn read(&self, buffer: Buffer) -> Result<Vec<u8>, OutsideTask> {
-        self.space.read(buffer)
+        self.space.lock().read(buffer)
     }
 
     /// Writes `data` to the task's memory at `ptr`.
@@ -479,7 +482,7 @@ impl Task {
     /// [`OutsideTask`] unless the bytes lie in one region the task may
     /// write.
     pub fn write(&self, ptr: u64, data: &[u8]) -> Result<(), OutsideTask> {
-        self.space.write(ptr, data)
+        self.space.lock().write(ptr, data)
     }
 
     /// Counts an entry on `cpu` with `asid` in the allocator's
@@ -697,6 +700,21 @@ pub fn synchronous(task: &Arc<Task>, regs: &mut GuestRegs, esr: Esr, far: u64) -
             Outcome::Resume
         }
         Syscall::WaitEvents => wait_events(task, regs),
+        Syscall::MapGuest { pages, write } => {
+            let asid = task.last_asid.load(Ordering::Relaxed);
+            match task.space.lock().map_guest(pages, write, asid) {
+                Ok(at) => regs.x[1] = at,
+                Err(e) => regs.x[0] = refused(task, "map_guest", pages, &e) as u64,
+            }
+            Outcome::Resume
+        }
+        Syscall::UnmapGuest(pages) => {
+            let asid = task.last_asid.load(Ordering::Relaxed);
+            if let Err(e) = task.space.lock().unmap_guest(pages, asid) {
+                regs.x[0] = refused(task, "unmap_guest", pages, &e) as u64;
+            }
+            Outcome::Resume
+        }
         device_call => {
             let Some(service) = &task.service else {
                 return stop(
@@ -714,6 +732,15 @@ pub fn synchronous(task: &Arc<Task>, regs: &mut GuestRegs, esr: Esr, far: u64) -
                 Err(e) => stop(task, regs, format_args!("refused {device_call:?}: {e}")),
             }
         }
+    }
+}
+
+/// Logs why `call` on `pages` was refused; the status that tells the task.
+fn refused(task: &Task, call: &str, pages: GuestPages, e: &GuestMapError) -> Status {
+    warn!("task \"{}\": {call} of {pages} refused: {e}", task.name);
+    match e {
+        GuestMapError::OutOfMemory => Status::Io,
+        _ => Status::Denied,
     }
 }
 

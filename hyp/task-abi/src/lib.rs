@@ -12,8 +12,9 @@
 //! from [`TASK_BASE`], [`Regions`]), whether a buffer a task names lies
 //! inside memory it may use that way ([`Regions::locate`]), and the records
 //! the hypervisor copies out to a device backend task ([`SlotSnapshot`],
-//! [`DeviceInfo`]). The hypervisor stops a task whose request fails these
-//! checks.
+//! [`DeviceInfo`]), and which of its VM's RAM a backend task may map
+//! ([`GuestGrant`]). The hypervisor stops a task whose request breaks the
+//! ABI, and refuses (with [`Status::Denied`]) one beyond its limits.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -79,10 +80,15 @@ pub const MAX_DISK_IO: u64 = 1 << 20;
 pub const MAX_FRAME: u64 = 1518;
 
 /// Start flag (`x3`) of a device backend task: at the first disk flush its
-/// VM asks for, write one word just past the VM's RAM window, which must
-/// fault and stop it (a test of the confinement; a flush, because Linux
-/// sends none while it probes the disk, so the guest decides when).
+/// VM asks for, ask to map the page just past the VM's RAM (which must be
+/// refused), then unmap the VM's RAM and write to a page of it that was
+/// just read, which must fault and stop the task: a test of the limits and
+/// of the unmapping (a flush, because Linux sends none while it probes the
+/// disk, so the guest decides when).
 pub const FLAG_FAULT_TEST: u64 = 1;
+
+/// `map_guest` flag: the task may write the pages (without it, read only).
+pub const MAP_WRITE: u64 = 1;
 
 /// System call numbers (`x8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,11 +129,20 @@ pub enum Number {
     /// `net_recv(slot, ptr, cap) -> len`: take the next frame for the
     /// slot's port (length 0: none waiting).
     NetRecv = 15,
+    /// `map_guest(addr, len, flags) -> task address`: map `len` bytes of
+    /// the VM's RAM from guest physical `addr` (both page-aligned) where
+    /// [`GuestGrant::place`] puts them, read-only or, with [`MAP_WRITE`],
+    /// read-write.
+    MapGuest = 16,
+    /// `unmap_guest(addr, len)`: remove exactly one earlier `map_guest`
+    /// mapping; once the call returns, no CPU reaches those pages through
+    /// the task's map.
+    UnmapGuest = 17,
 }
 
 impl Number {
     /// Every number, in order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::Log,
         Self::Exit,
         Self::Yield,
@@ -143,6 +158,8 @@ impl Number {
         Self::DiskFlush,
         Self::NetSend,
         Self::NetRecv,
+        Self::MapGuest,
+        Self::UnmapGuest,
     ];
 
     /// The number for raw value `raw`, if it is one.
@@ -276,6 +293,32 @@ pub enum Syscall {
         /// Where to.
         to: Buffer,
     },
+    /// Map some of the VM's RAM.
+    MapGuest {
+        /// Which.
+        pages: GuestPages,
+        /// Whether the task may write them ([`MAP_WRITE`]).
+        write: bool,
+    },
+    /// Remove a mapping [`Syscall::MapGuest`] made.
+    UnmapGuest(GuestPages),
+}
+
+/// Pages of a VM's RAM a task names: guest physical `addr`, `len` bytes,
+/// both page-aligned and `len` not zero (not yet checked against the VM's
+/// RAM: that is [`GuestGrant::place`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestPages {
+    /// Guest physical address.
+    pub addr: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+impl fmt::Display for GuestPages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "guest RAM {:#x}+{:#x}", self.addr, self.len)
+    }
 }
 
 /// Why a system call was refused. A refused call stops the task: a task
@@ -297,6 +340,15 @@ pub enum SyscallError {
         /// The length given.
         len: u64,
     },
+    /// Guest RAM not named in whole pages (unaligned, or empty).
+    NotPages {
+        /// Guest physical address.
+        addr: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// `map_guest` flags other than [`MAP_WRITE`].
+    UnknownFlags(u64),
 }
 
 impl fmt::Display for SyscallError {
@@ -309,6 +361,10 @@ impl fmt::Display for SyscallError {
             }
             Self::NoSuchSlot(s) => write!(f, "slot {s} does not exist (there are {SLOTS})"),
             Self::BadLength { call, len } => write!(f, "{call:?} with a buffer of {len} bytes"),
+            Self::NotPages { addr, len } => {
+                write!(f, "guest RAM {addr:#x}+{len:#x} is not whole pages")
+            }
+            Self::UnknownFlags(flags) => write!(f, "unknown map flags {flags:#x}"),
         }
     }
 }
@@ -324,6 +380,13 @@ impl Syscall {
         let doorbell = |raw: u64| Doorbell::new(raw).ok_or(SyscallError::NoSuchDoorbell(raw));
         let slot = Slot::new(args[0]).ok_or(SyscallError::NoSuchSlot(args[0]));
         let call = Number::from_raw(number).ok_or(SyscallError::UnknownNumber(number))?;
+        let pages = |addr: u64, len: u64| {
+            if len > 0 && addr.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE) {
+                Ok(GuestPages { addr, len })
+            } else {
+                Err(SyscallError::NotPages { addr, len })
+            }
+        };
         // A buffer of exactly `len` bytes, or of `min..=max`.
         let buffer = |ptr: u64, len: u64, min: u64, max: u64| {
             if (min..=max).contains(&len) {
@@ -372,6 +435,14 @@ impl Syscall {
                 slot: slot?,
                 to: buffer(args[1], args[2], MAX_FRAME, u64::MAX)?,
             },
+            Number::MapGuest if args[2] & !MAP_WRITE != 0 => {
+                return Err(SyscallError::UnknownFlags(args[2]))
+            }
+            Number::MapGuest => Self::MapGuest {
+                pages: pages(args[0], args[1])?,
+                write: args[2] & MAP_WRITE != 0,
+            },
+            Number::UnmapGuest => Self::UnmapGuest(pages(args[0], args[1])?),
         })
     }
 }
@@ -495,13 +566,139 @@ impl fmt::Display for OutsideTask {
     }
 }
 
-/// Most regions a task has.
-pub const MAX_REGIONS: usize = 16;
+/// No region is exactly `len` bytes at `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoSuchRegion {
+    /// Its first task address.
+    pub start: u64,
+    /// Bytes.
+    pub len: u64,
+}
+
+impl fmt::Display for NoSuchRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no mapping is exactly {:#x}+{:#x}", self.start, self.len)
+    }
+}
+
+/// Most regions a task has: a program's few segments, its stack, device
+/// windows, and its `map_guest` mappings.
+pub const MAX_REGIONS: usize = 64;
+
+/// The VM RAM a device backend task may map with `map_guest`: the VM's
+/// RAM, `size` bytes from guest physical `base`, and nothing else. Guest
+/// physical `base + x` is always task address `GUEST_RAM_BASE + x`, so a
+/// backend translates the addresses in the VM's rings without asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestGrant {
+    base: u64,
+    size: u64,
+}
+
+/// Where `map_guest` puts pages: their region of the task's map, and their
+/// offset in the VM's RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The task's region for them.
+    pub region: Region,
+    /// Bytes from the start of the VM's RAM.
+    pub offset: u64,
+}
+
+/// Why a grant cannot be made, or pages not placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantError {
+    /// The VM's RAM is not whole pages, or larger than [`GUEST_RAM_WINDOW`].
+    BadRam {
+        /// Guest physical base.
+        base: u64,
+        /// Bytes.
+        size: u64,
+    },
+    /// The pages are not all inside the VM's RAM.
+    Outside {
+        /// What was asked for.
+        pages: GuestPages,
+        /// The VM's RAM: guest physical base.
+        base: u64,
+        /// The VM's RAM: bytes.
+        size: u64,
+    },
+}
+
+impl fmt::Display for GrantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadRam { base, size } => write!(
+                f,
+                "VM RAM {base:#x}+{size:#x} is not whole pages within {GUEST_RAM_WINDOW:#x} bytes"
+            ),
+            Self::Outside { base, size, .. } => {
+                write!(f, "outside the VM's RAM {base:#x}+{size:#x}")
+            }
+        }
+    }
+}
+
+impl GuestGrant {
+    /// The grant of a VM's RAM, `size` bytes from guest physical `base`.
+    ///
+    /// # Errors
+    ///
+    /// [`GrantError::BadRam`] unless both are page-aligned, `size` is not
+    /// zero and at most [`GUEST_RAM_WINDOW`], and the RAM does not wrap.
+    pub const fn new(base: u64, size: u64) -> Result<Self, GrantError> {
+        let fits = size > 0
+            && size <= GUEST_RAM_WINDOW
+            && base.is_multiple_of(PAGE_SIZE)
+            && size.is_multiple_of(PAGE_SIZE)
+            && base.checked_add(size).is_some();
+        if fits {
+            Ok(Self { base, size })
+        } else {
+            Err(GrantError::BadRam { base, size })
+        }
+    }
+
+    /// Where `pages` go in the task's map, with `access`.
+    ///
+    /// # Errors
+    ///
+    /// [`GrantError::Outside`] unless they all lie inside the VM's RAM.
+    pub fn place(&self, pages: GuestPages, access: Access) -> Result<Placement, GrantError> {
+        let outside = GrantError::Outside {
+            pages,
+            base: self.base,
+            size: self.size,
+        };
+        let offset = pages.addr.checked_sub(self.base).ok_or(outside)?;
+        let inside = offset
+            .checked_add(pages.len)
+            .is_some_and(|end| end <= self.size);
+        if !inside {
+            return Err(outside);
+        }
+        Ok(Placement {
+            region: Region {
+                start: GUEST_RAM_BASE + offset,
+                len: pages.len,
+                access,
+            },
+            offset,
+        })
+    }
+}
 
 /// A task's memory map: non-overlapping regions inside its window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Regions {
     regions: [Option<Region>; MAX_REGIONS],
+}
+
+impl Default for Regions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Regions {
@@ -543,6 +740,23 @@ impl Regions {
             .ok_or(RegionError::TooMany)?;
         *free = Some(region);
         Ok(index)
+    }
+
+    /// Removes the region that starts at `start` and has `len` bytes;
+    /// returns its index and the region.
+    ///
+    /// # Errors
+    ///
+    /// [`NoSuchRegion`] if no region is exactly that.
+    pub fn remove(&mut self, start: u64, len: u64) -> Result<(usize, Region), NoSuchRegion> {
+        let (index, slot) = self
+            .regions
+            .iter_mut()
+            .enumerate()
+            .find(|(_, r)| r.is_some_and(|r| r.start == start && r.len == len))
+            .ok_or(NoSuchRegion { start, len })?;
+        let region = slot.take().ok_or(NoSuchRegion { start, len })?;
+        Ok((index, region))
     }
 
     /// Region `index`, if there is one.
@@ -767,6 +981,7 @@ mod tests {
         let a = |x0, x1, x2, x3| [x0, x1, x2, x3, 0, 0];
         let slot = |n| Slot::new(n).unwrap();
         let buf = |ptr, len| Buffer { ptr, len };
+        let pages = |addr, len| GuestPages { addr, len };
         let cases = [
             (1, a(TASK_BASE, 5, 0, 0), Syscall::Log(buf(TASK_BASE, 5))),
             (2, a(7, 0, 0, 0), Syscall::Exit { code: 7 }),
@@ -831,6 +1046,27 @@ mod tests {
                     to: buf(64, 4096),
                 },
             ),
+            (
+                16,
+                a(0x4000_0000, 2 * PAGE_SIZE, MAP_WRITE, 0),
+                Syscall::MapGuest {
+                    pages: pages(0x4000_0000, 2 * PAGE_SIZE),
+                    write: true,
+                },
+            ),
+            (
+                16,
+                a(0x4000_0000, PAGE_SIZE, 0, 0),
+                Syscall::MapGuest {
+                    pages: pages(0x4000_0000, PAGE_SIZE),
+                    write: false,
+                },
+            ),
+            (
+                17,
+                a(0x4000_1000, PAGE_SIZE, 0, 0),
+                Syscall::UnmapGuest(pages(0x4000_1000, PAGE_SIZE)),
+            ),
         ];
         for (number, args, call) in cases {
             assert_eq!(Syscall::decode(number, args), Ok(call), "{number}");
@@ -842,7 +1078,7 @@ mod tests {
         let bad_len = |call, len| Err(SyscallError::BadLength { call, len });
         let cases = [
             (0, [0; 6], Err(SyscallError::UnknownNumber(0))),
-            (16, [0; 6], Err(SyscallError::UnknownNumber(16))),
+            (18, [0; 6], Err(SyscallError::UnknownNumber(18))),
             (u64::MAX, [0; 6], Err(SyscallError::UnknownNumber(u64::MAX))),
             (
                 1,
@@ -881,6 +1117,35 @@ mod tests {
                 bad_len(Number::NetSend, MAX_FRAME + 1),
             ),
             (15, [0, 8, 64, 0, 0, 0], bad_len(Number::NetRecv, 64)),
+            (
+                16,
+                [0x4000_0000, PAGE_SIZE, 2, 0, 0, 0],
+                Err(SyscallError::UnknownFlags(2)),
+            ),
+            (
+                16,
+                [0x4000_0800, PAGE_SIZE, 0, 0, 0, 0],
+                Err(SyscallError::NotPages {
+                    addr: 0x4000_0800,
+                    len: PAGE_SIZE,
+                }),
+            ),
+            (
+                16,
+                [0x4000_0000, 0, MAP_WRITE, 0, 0, 0],
+                Err(SyscallError::NotPages {
+                    addr: 0x4000_0000,
+                    len: 0,
+                }),
+            ),
+            (
+                17,
+                [0x4000_0000, 100, 0, 0, 0, 0],
+                Err(SyscallError::NotPages {
+                    addr: 0x4000_0000,
+                    len: 100,
+                }),
+            ),
         ];
         for (number, args, result) in cases {
             assert_eq!(Syscall::decode(number, args), result, "{number}");
@@ -921,6 +1186,105 @@ mod tests {
         }
         let one_more = region(STACK_TOP - PAGE_SIZE, PAGE_SIZE, Access::ReadWrite);
         assert_eq!(regions.add(one_more), Err(RegionError::TooMany));
+    }
+
+    #[test]
+    fn regions_are_removed_only_whole() {
+        let mut regions = sample();
+        let ram = GUEST_RAM_BASE;
+        let missing = |start, len| Err(NoSuchRegion { start, len });
+        assert_eq!(regions.remove(ram, PAGE_SIZE), missing(ram, PAGE_SIZE));
+        assert_eq!(
+            regions.remove(ram + PAGE_SIZE, 15 * PAGE_SIZE),
+            missing(ram + PAGE_SIZE, 15 * PAGE_SIZE)
+        );
+        let whole = region(ram, 16 * PAGE_SIZE, Access::ReadWrite);
+        assert_eq!(regions.remove(ram, 16 * PAGE_SIZE), Ok((5, whole)));
+        assert!(regions.locate(ram, 8, false).is_err(), "gone");
+        assert_eq!(
+            regions.remove(ram, 16 * PAGE_SIZE),
+            missing(ram, 16 * PAGE_SIZE)
+        );
+        // Its slot is free again, and the other regions are untouched.
+        assert_eq!(regions.add(whole), Ok(5));
+        assert_eq!(regions.locate(TASK_BASE + 4, 10, false), Ok((0, 4)));
+    }
+
+    #[test]
+    fn grants_place_only_the_vms_ram() {
+        let (base, size) = (0x4000_0000, 256 << 20);
+        let grant = GuestGrant::new(base, size).unwrap();
+        let pages = |addr, len| GuestPages { addr, len };
+        assert_eq!(
+            grant.place(pages(base, size), Access::ReadWrite),
+            Ok(Placement {
+                region: region(GUEST_RAM_BASE, size, Access::ReadWrite),
+                offset: 0,
+            })
+        );
+        assert_eq!(
+            grant.place(pages(base + size - PAGE_SIZE, PAGE_SIZE), Access::Read),
+            Ok(Placement {
+                region: region(GUEST_RAM_BASE + size - PAGE_SIZE, PAGE_SIZE, Access::Read),
+                offset: size - PAGE_SIZE,
+            })
+        );
+        for outside in [
+            pages(base + size, PAGE_SIZE),
+            pages(base - PAGE_SIZE, PAGE_SIZE),
+            pages(base - PAGE_SIZE, 2 * PAGE_SIZE),
+            pages(base + size - PAGE_SIZE, 2 * PAGE_SIZE),
+            pages(base, size + PAGE_SIZE),
+            pages(0, PAGE_SIZE),
+            pages(base + PAGE_SIZE, u64::MAX - base),
+            pages(u64::MAX - PAGE_SIZE + 1, PAGE_SIZE),
+        ] {
+            assert_eq!(
+                grant.place(outside, Access::ReadWrite),
+                Err(GrantError::Outside {
+                    pages: outside,
+                    base,
+                    size
+                }),
+                "{outside}"
+            );
+        }
+        for (base, size) in [
+            (0x4000_0000, 0),
+            (0x4000_0800, PAGE_SIZE),
+            (0x4000_0000, 100),
+            (0x4000_0000, GUEST_RAM_WINDOW + PAGE_SIZE),
+            (u64::MAX - PAGE_SIZE + 1, PAGE_SIZE),
+        ] {
+            assert_eq!(
+                GuestGrant::new(base, size),
+                Err(GrantError::BadRam { base, size })
+            );
+        }
+    }
+
+    #[test]
+    fn placed_pages_stay_in_the_ram_window() {
+        let (base, size) = (0x8000_0000, 64 * PAGE_SIZE);
+        let grant = GuestGrant::new(base, size).unwrap();
+        let addrs = (0..=80).map(|p| base - 8 * PAGE_SIZE + p * PAGE_SIZE);
+        for addr in addrs.chain([0, !(PAGE_SIZE - 1)]) {
+            for len in [1, 2, 63, 64, 65, 1 << 40].map(|n| n * PAGE_SIZE) {
+                let pages = GuestPages { addr, len };
+                match grant.place(pages, Access::ReadWrite) {
+                    Ok(Placement { region, offset }) => {
+                        assert!(addr >= base && addr + len <= base + size, "{pages}");
+                        assert_eq!(region.start, GUEST_RAM_BASE + offset);
+                        assert_eq!(offset, addr - base);
+                        assert!(region.end() <= GUEST_RAM_BASE + size);
+                    }
+                    Err(_) => assert!(
+                        addr < base || addr.checked_add(len).is_none_or(|end| end > base + size),
+                        "{pages}"
+                    ),
+                }
+            }
+        }
     }
 
     fn sample() -> Regions {

@@ -4,23 +4,22 @@
 use task_abi::{Slot, Status};
 use virtio_backend::{Disk, DiskError};
 
-use crate::sys;
+use crate::{sys, FaultTest};
 
 /// The disk of one slot, reached through system calls.
 #[derive(Debug)]
 pub struct SlotDisk {
     slot: Slot,
-    /// Where the first flush stores instead ([`task_abi::FLAG_FAULT_TEST`]).
-    fault_at: Option<u64>,
+    /// What the first flush runs instead ([`task_abi::FLAG_FAULT_TEST`]).
+    fault_test: Option<FaultTest>,
 }
 
 impl SlotDisk {
-    /// The disk of `slot`. With `fault_at`, the first flush the guest asks
-    /// for stores to that address instead, which must fault and stop the
-    /// task ([`task_abi::FLAG_FAULT_TEST`]): the guest decides when, since
-    /// Linux sends no flush while it probes the disk.
-    pub const fn new(slot: Slot, fault_at: Option<u64>) -> Self {
-        Self { slot, fault_at }
+    /// The disk of `slot`. With `fault_test`, the first flush the guest
+    /// asks for runs it instead, which must stop the task: the guest
+    /// decides when, since Linux sends no flush while it probes the disk.
+    pub const fn new(slot: Slot, fault_test: Option<FaultTest>) -> Self {
+        Self { slot, fault_test }
     }
 }
 
@@ -49,8 +48,8 @@ impl Disk for SlotDisk {
     }
 
     fn flush(&mut self) -> Result<(), DiskError> {
-        if let Some(at) = self.fault_at {
-            crate::fault(at);
+        if let Some(test) = self.fault_test {
+            test.run();
         }
         sys::disk_flush(self.slot).map_err(|s| disk_error(s, 0, 0))
     }

@@ -2,8 +2,10 @@
 //!
 //! The hypervisor keeps the virtio-mmio transport (the registers the guest
 //! traps on) and runs this program at EL0 for the VM's disk and network
-//! port, with the VM's RAM mapped at [`GUEST_RAM_BASE`] and nothing else of
-//! the machine. When the guest notifies a queue, the hypervisor sets the
+//! port. It may map its VM's RAM (`map_guest`, at [`GUEST_RAM_BASE`]) and
+//! nothing else of the machine; it maps all of it once, at the start, as
+//! vhost-user backends do, since any page may hold a ring or a buffer.
+//! When the guest notifies a queue, the hypervisor sets the
 //! slot's event bit; this program takes the slot's transport state, does
 //! the queue work with `virtio-backend` (the same code the hypervisor runs
 //! for a VM whose manifest keeps the backends in the hypervisor), reaches
@@ -14,8 +16,8 @@
 //! At entry (see `task_abi`): `sp` is [`task_abi::STACK_TOP`], `x0` the
 //! VM's RAM base (guest physical), `x1` its size, `x2` the slots with a
 //! device for this task (bit `n`: slot `n`), `x3` flags
-//! ([`FLAG_FAULT_TEST`]: the first disk flush the guest asks for stores
-//! just past the RAM window instead, which must fault). `.bss` is zero.
+//! ([`FLAG_FAULT_TEST`]: the first disk flush the guest asks for runs
+//! [`FaultTest`] instead). `.bss` is zero.
 
 #![no_std]
 #![no_main]
@@ -32,7 +34,9 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 
 use buddy_system_allocator::LockedHeap;
-use task_abi::{Slot, FLAG_FAULT_TEST, GUEST_RAM_BASE, GUEST_RAM_WINDOW, SLOTS};
+#[cfg(doc)]
+use task_abi::GUEST_RAM_BASE;
+use task_abi::{GuestPages, Slot, Status, FLAG_FAULT_TEST, PAGE_SIZE, SLOTS};
 use virtio_backend::GuestRam;
 
 use serve::Served;
@@ -84,25 +88,31 @@ extern "C" fn task_main(ram_base: u64, ram_size: u64, slot_mask: u64, flags: u64
     // allocator ever uses `ARENA`.
     unsafe { HEAP.lock().init((&raw mut ARENA) as usize, HEAP_SIZE) };
 
-    if ram_size == 0 || ram_size > GUEST_RAM_WINDOW {
-        log!("guest RAM of {ram_size:#x} bytes does not fit the window");
-        sys::exit(2);
-    }
-    let host = core::ptr::with_exposed_provenance_mut::<u8>(GUEST_RAM_BASE as usize);
-    // SAFETY: The hypervisor maps the VM's RAM, `ram_size` bytes from
-    // `ram_base`, read-write at `GUEST_RAM_BASE` for the task's whole life
-    // (`task_abi`), and nothing of this program lives there.
+    let pages = GuestPages {
+        addr: ram_base,
+        len: ram_size,
+    };
+    let at = match sys::map_guest(pages, true) {
+        Ok(at) => at,
+        Err(status) => {
+            log!("cannot map the VM's RAM, {pages} ({status:?})");
+            sys::exit(2)
+        }
+    };
+    let host = core::ptr::with_exposed_provenance_mut::<u8>(at as usize);
+    // SAFETY: The VM's RAM, `ram_size` bytes from `ram_base`, is mapped
+    // read-write at `at` from now on (it is unmapped only by the fault
+    // test, which never returns), and nothing of this program lives there.
     let ram = unsafe { GuestRam::new(ram_base, ram_size, host) };
 
-    // Just past the RAM window: nothing is mapped there.
-    let fault_at = (flags & FLAG_FAULT_TEST != 0).then_some(GUEST_RAM_BASE + ram_size);
+    let fault_test = (flags & FLAG_FAULT_TEST != 0).then_some(FaultTest { ram: pages, at });
     let mut served = Vec::new();
     for slot in (0..SLOTS).filter(|n| slot_mask & (1 << n) != 0) {
         let Some(slot) = Slot::new(slot) else {
             continue;
         };
         match sys::device_info(slot) {
-            Ok(info) => served.extend(Served::new(slot, info, fault_at)),
+            Ok(info) => served.extend(Served::new(slot, info, fault_test)),
             Err(status) => log!("slot {}: no device ({status:?})", slot.index()),
         }
     }
@@ -140,17 +150,52 @@ fn announce(served: &[Served], ram_base: u64, ram_size: u64) {
     line.print();
 }
 
-/// [`FLAG_FAULT_TEST`]: stores one word at `at`, just past the VM's RAM
-/// window, which the hypervisor has not mapped: the store faults and the
-/// hypervisor stops the task. If it does not, the task says so and exits.
-fn fault(at: u64) -> ! {
-    log!("fault test: writing past the VM's RAM, at {at:#x}");
-    // SAFETY: The store goes to no memory of this program: `at` is past
-    // the RAM window, where the hypervisor maps nothing; the point is that
-    // it faults.
-    unsafe { asm!("str xzr, [{at}]", at = in(reg) at, options(nostack)) };
-    log!("fault test: the store past the VM's RAM did not fault");
-    sys::exit(3)
+/// [`FLAG_FAULT_TEST`]: what the first disk flush does instead.
+#[derive(Clone, Copy, Debug)]
+pub struct FaultTest {
+    /// The VM's RAM.
+    ram: GuestPages,
+    /// Where it is mapped.
+    at: u64,
+}
+
+impl FaultTest {
+    /// Asks to map the page just past the VM's RAM, which the hypervisor
+    /// must refuse; then reads the RAM's last word, unmaps the RAM and
+    /// writes that word back, which must fault (had the unmapping left a
+    /// translation in a TLB, the write would go through) and stop the
+    /// task. If either goes otherwise, the task says so and exits.
+    pub fn run(self) -> ! {
+        let past = GuestPages {
+            addr: self.ram.addr + self.ram.len,
+            len: PAGE_SIZE,
+        };
+        match sys::map_guest(past, true) {
+            Err(Status::Denied) => log!("fault test: mapping {past} was refused"),
+            other => {
+                log!("fault test: mapping {past} was not refused ({other:?})");
+                sys::exit(3)
+            }
+        }
+        let last = self.at + self.ram.len - 8;
+        // SAFETY: The RAM's last word, mapped until the unmapping below.
+        let word =
+            unsafe { core::ptr::with_exposed_provenance::<u64>(last as usize).read_volatile() };
+        // SAFETY: Nothing uses the RAM after this: the task ends here.
+        if let Err(status) = unsafe { sys::unmap_guest(self.ram) } {
+            log!("fault test: unmapping {} failed ({status:?})", self.ram);
+            sys::exit(3)
+        }
+        log!("fault test: unmapped the VM's RAM; writing to {last:#x}");
+        // SAFETY: `last` is no memory of this program any more; the point
+        // is that the store faults. Were it to go through, it would write
+        // the word the guest had there.
+        unsafe {
+            asm!("str {word}, [{last}]", word = in(reg) word, last = in(reg) last, options(nostack))
+        };
+        log!("fault test: the store to the unmapped RAM did not fault");
+        sys::exit(3)
+    }
 }
 
 #[panic_handler]

@@ -12,6 +12,7 @@ use virtio_backend::{
 use crate::disk::SlotDisk;
 use crate::log;
 use crate::sys;
+use crate::FaultTest;
 
 /// Problems logged per slot before it goes quiet: a guest that breaks its
 /// device and resets it in a loop must not flood the console.
@@ -31,9 +32,9 @@ pub struct Served {
 
 impl Served {
     /// The device `info` describes, in `slot`; `None` for an empty slot.
-    /// A disk's first flush stores to `fault_at`, if given (see
+    /// A disk's first flush runs `fault_test`, if given (see
     /// [`SlotDisk::new`]).
-    pub fn new(slot: Slot, info: DeviceInfo, fault_at: Option<u64>) -> Option<Self> {
+    pub fn new(slot: Slot, info: DeviceInfo, fault_test: Option<FaultTest>) -> Option<Self> {
         let device = match info.kind {
             DeviceKind::None => return None,
             DeviceKind::Blk {
@@ -42,7 +43,7 @@ impl Served {
                 serial,
             } => Device::Blk {
                 device: BlkDevice::new(sectors, read_only, serial),
-                disk: SlotDisk::new(slot, fault_at),
+                disk: SlotDisk::new(slot, fault_test),
             },
             DeviceKind::Net { mac } => Device::net(mac),
         };

@@ -2,12 +2,21 @@
 //! each, and the translation tables that map them under the task's level-0
 //! entry ([`TASK_BASE`]); everything else in its root table is the
 //! hypervisor's own map, privileged-only.
+//!
+//! Most regions are made before the task first runs and stay for its life.
+//! A device backend's VM RAM is different: the task maps and unmaps it
+//! itself (`map_guest`, `unmap_guest`) within its [`GuestGrant`], and an
+//! unmapping invalidates the TLBs of every CPU before the call returns.
 
 use crate::boot::{MAIR_DEVICE, MAIR_NORMAL};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use task_abi::{Access, Buffer, OutsideTask, Region, RegionError, Regions, PAGE_SIZE, TASK_BASE};
+use core::arch::asm;
+use task_abi::{
+    Access, Buffer, GrantError, GuestGrant, GuestPages, NoSuchRegion, OutsideTask, Region,
+    RegionError, Regions, GUEST_RAM_BASE, PAGE_SIZE, TASK_BASE,
+};
 
 /// Entries in one translation table.
 const ENTRIES: usize = 512;
@@ -154,13 +163,55 @@ impl core::fmt::Display for MapError {
     }
 }
 
+/// Why a `map_guest` or `unmap_guest` call was refused: the task asked for
+/// more than it may have, which it is told ([`task_abi::Status::Denied`]).
+#[derive(Debug)]
+pub enum GuestMapError {
+    /// The task has no VM RAM to map.
+    NoGrant,
+    /// The pages are not its VM's RAM.
+    Grant(GrantError),
+    /// They overlap a mapping it has, or it has too many.
+    Region(RegionError),
+    /// An unmapping that is not exactly one mapping.
+    NotMapped(NoSuchRegion),
+    /// The heap has no memory left for the tables.
+    OutOfMemory,
+}
+
+impl core::fmt::Display for GuestMapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoGrant => f.write_str("the task has no VM RAM to map"),
+            Self::Grant(e) => write!(f, "{e}"),
+            Self::Region(e) => write!(f, "{e}"),
+            Self::NotMapped(e) => write!(f, "{e}"),
+            Self::OutOfMemory => f.write_str("out of memory for translation tables"),
+        }
+    }
+}
+
+/// The VM RAM a task may map, and where it is.
+struct GuestRam {
+    grant: GuestGrant,
+    /// Physical address of the RAM's first byte.
+    pa: u64,
+}
+
+/// Unmapping more leaf entries than this invalidates the task's whole ASID
+/// instead of each address: one broadcast instead of hundreds.
+const MAX_TLBI_BY_ADDRESS: usize = 64;
+
 /// A task's address space.
 pub struct Space {
     root: Box<Table>,
-    /// Every table below the root, owned here.
+    /// Every table below the root, owned here. Tables emptied by
+    /// `unmap_guest` stay until the task ends: at most one per 2 MiB of its
+    /// VM's RAM.
     tables: Vec<Box<Table>>,
     regions: Regions,
     backing: [Option<Backing>; task_abi::MAX_REGIONS],
+    guest: Option<GuestRam>,
 }
 
 impl Space {
@@ -182,6 +233,7 @@ impl Space {
             tables: Vec::new(),
             regions: Regions::new(),
             backing: [const { None }; task_abi::MAX_REGIONS],
+            guest: None,
         })
     }
 
@@ -209,6 +261,132 @@ impl Space {
             return Err(MapError::Unaligned(pa));
         }
         self.add(region, pa, Backing::Borrowed(pa))
+    }
+
+    /// Lets the task map a VM's RAM, `grant`, whose first byte is at
+    /// physical `pa` and which outlives the task.
+    pub fn grant_guest_ram(&mut self, grant: GuestGrant, pa: u64) -> Result<(), MapError> {
+        if !pa.is_multiple_of(PAGE_SIZE) {
+            return Err(MapError::Unaligned(pa));
+        }
+        self.guest = Some(GuestRam { grant, pa });
+        Ok(())
+    }
+
+    /// `map_guest`: maps `pages` of the VM's RAM (read-write with `write`)
+    /// for the task running with `asid`; returns their task address.
+    pub fn map_guest(
+        &mut self,
+        pages: GuestPages,
+        write: bool,
+        asid: u16,
+    ) -> Result<u64, GuestMapError> {
+        let guest = self.guest.as_ref().ok_or(GuestMapError::NoGrant)?;
+        let access = if write {
+            Access::ReadWrite
+        } else {
+            Access::Read
+        };
+        let placed = guest
+            .grant
+            .place(pages, access)
+            .map_err(GuestMapError::Grant)?;
+        let pa = guest.pa + placed.offset;
+        let index = self
+            .regions
+            .add(placed.region)
+            .map_err(GuestMapError::Region)?;
+        if self.map(placed.region, pa).is_err() {
+            // Entries written before the heap ran out map pages the task
+            // now may not have: take them back out.
+            self.regions
+                .remove(placed.region.start, placed.region.len)
+                .ok();
+            self.unmap(placed.region, asid);
+            return Err(GuestMapError::OutOfMemory);
+        }
+        self.backing[index] = Some(Backing::Borrowed(pa));
+        // The walker must see the new entries before the task runs on: an
+        // entry that was invalid cannot be in any TLB, so no invalidation.
+        // SAFETY: A barrier changes no memory.
+        unsafe { asm!("dsb ishst", "isb", options(nostack, preserves_flags)) };
+        Ok(placed.region.start)
+    }
+
+    /// `unmap_guest`: removes the mapping of exactly `pages`, and every
+    /// CPU's cached translations of it for `asid` (the task's ASID).
+    pub fn unmap_guest(&mut self, pages: GuestPages, asid: u16) -> Result<(), GuestMapError> {
+        let guest = self.guest.as_ref().ok_or(GuestMapError::NoGrant)?;
+        // Where those pages would be, whatever their access.
+        let placed = guest
+            .grant
+            .place(pages, Access::Read)
+            .map_err(GuestMapError::Grant)?;
+        let (index, region) = self
+            .regions
+            .remove(placed.region.start, placed.region.len)
+            .map_err(GuestMapError::NotMapped)?;
+        self.backing[index] = None;
+        self.unmap(region, asid);
+        Ok(())
+    }
+
+    /// Clears the leaf entries that map `region` (tables stay), then
+    /// invalidates their translations for `asid` on every CPU.
+    fn unmap(&mut self, region: Region, asid: u16) {
+        debug_assert!(region.start >= GUEST_RAM_BASE);
+        let mut leaves = heapless::Vec::<u64, MAX_TLBI_BY_ADDRESS>::new();
+        let mut too_many = false;
+        let mut offset = 0;
+        while offset < region.len {
+            let va = region.start + offset;
+            let step = match self.leaf(va) {
+                Some((entry, size)) => {
+                    *entry = 0;
+                    too_many |= leaves.push(va).is_err();
+                    size
+                }
+                None => PAGE_SIZE,
+            };
+            offset += step;
+        }
+        let asid = u64::from(asid) << 48;
+        // SAFETY: The entries are cleared (the `dsb` makes that visible to
+        // every walker first); invalidation changes no memory.
+        unsafe {
+            asm!("dsb ishst", options(nostack, preserves_flags));
+            if too_many {
+                asm!("tlbi aside1is, {}", in(reg) asid, options(nostack, preserves_flags));
+            } else {
+                for va in &leaves {
+                    // VA[55:12] in bits [43:0]; with HCR_EL2.{E2H, TGE} =
+                    // {1, 1} this is the EL2&0 regime's entry.
+                    let operand = asid | ((va >> 12) & ((1 << 44) - 1));
+                    asm!("tlbi vae1is, {}", in(reg) operand, options(nostack, preserves_flags));
+                }
+            }
+            asm!("dsb ish", "isb", options(nostack, preserves_flags));
+        }
+    }
+
+    /// The leaf entry (a level-2 block or a level-3 page) that maps `va`,
+    /// with the bytes it maps; `None` if nothing does.
+    fn leaf(&mut self, va: u64) -> Option<(&mut u64, u64)> {
+        let mut table: *mut Table = &mut *self.root;
+        for level in 0..=3 {
+            // SAFETY: `table` is the root or one of `self.tables`, all owned
+            // by `self`, which is borrowed uniquely.
+            let entry = unsafe { &mut (*table).0[index(va, level)] };
+            match (*entry & 0b11, level) {
+                (0b00 | 0b10, _) => return None,
+                (desc::BLOCK, 2) => return Some((entry, BLOCK)),
+                (desc::TABLE_OR_PAGE, 3) => return Some((entry, PAGE_SIZE)),
+                // A block at level 1 is never made; level 3 has no blocks.
+                (desc::BLOCK, _) => return None,
+                _ => table = (*entry & desc::ADDRESS) as *mut Table,
+            }
+        }
+        None
     }
 
     fn add(&mut self, region: Region, pa: u64, backing: Backing) -> Result<(), MapError> {

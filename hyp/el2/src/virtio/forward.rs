@@ -302,7 +302,9 @@ impl Service for VmService {
             | Syscall::Yield
             | Syscall::Wait(_)
             | Syscall::Signal(_)
-            | Syscall::WaitEvents => ok,
+            | Syscall::WaitEvents
+            | Syscall::MapGuest { .. }
+            | Syscall::UnmapGuest(_) => ok,
         }
     }
 }
@@ -376,7 +378,7 @@ pub fn start(start: Start<'_>, link: &Arc<Link>) -> Result<TaskOwner, StartError
     let entry = builder.image(start.program).map_err(StartError::Task)?;
     builder.stack(STACK_BYTES).map_err(StartError::Task)?;
     builder
-        .guest_ram(start.ram.host() as u64, start.ram.size())
+        .guest_ram(start.ram.host() as u64, start.ram.base(), start.ram.size())
         .map_err(StartError::Task)?;
     let mask = start
         .slots
