@@ -315,6 +315,13 @@ pub struct GuestPages {
     pub len: u64,
 }
 
+impl GuestPages {
+    /// Whether they are whole pages: both page-aligned, and not empty.
+    pub const fn whole(self) -> bool {
+        self.len > 0 && self.addr.is_multiple_of(PAGE_SIZE) && self.len.is_multiple_of(PAGE_SIZE)
+    }
+}
+
 impl fmt::Display for GuestPages {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "guest RAM {:#x}+{:#x}", self.addr, self.len)
@@ -381,8 +388,9 @@ impl Syscall {
         let slot = Slot::new(args[0]).ok_or(SyscallError::NoSuchSlot(args[0]));
         let call = Number::from_raw(number).ok_or(SyscallError::UnknownNumber(number))?;
         let pages = |addr: u64, len: u64| {
-            if len > 0 && addr.is_multiple_of(PAGE_SIZE) && len.is_multiple_of(PAGE_SIZE) {
-                Ok(GuestPages { addr, len })
+            let pages = GuestPages { addr, len };
+            if pages.whole() {
+                Ok(pages)
             } else {
                 Err(SyscallError::NotPages { addr, len })
             }
@@ -648,11 +656,11 @@ impl GuestGrant {
     /// [`GrantError::BadRam`] unless both are page-aligned, `size` is not
     /// zero and at most [`GUEST_RAM_WINDOW`], and the RAM does not wrap.
     pub const fn new(base: u64, size: u64) -> Result<Self, GrantError> {
-        let fits = size > 0
-            && size <= GUEST_RAM_WINDOW
-            && base.is_multiple_of(PAGE_SIZE)
-            && size.is_multiple_of(PAGE_SIZE)
-            && base.checked_add(size).is_some();
+        let ram = GuestPages {
+            addr: base,
+            len: size,
+        };
+        let fits = ram.whole() && size <= GUEST_RAM_WINDOW && base.checked_add(size).is_some();
         if fits {
             Ok(Self { base, size })
         } else {
@@ -749,14 +757,14 @@ impl Regions {
     ///
     /// [`NoSuchRegion`] if no region is exactly that.
     pub fn remove(&mut self, start: u64, len: u64) -> Result<(usize, Region), NoSuchRegion> {
-        let (index, slot) = self
-            .regions
+        self.regions
             .iter_mut()
             .enumerate()
-            .find(|(_, r)| r.is_some_and(|r| r.start == start && r.len == len))
-            .ok_or(NoSuchRegion { start, len })?;
-        let region = slot.take().ok_or(NoSuchRegion { start, len })?;
-        Ok((index, region))
+            .find_map(|(i, slot)| {
+                slot.take_if(|r| r.start == start && r.len == len)
+                    .map(|r| (i, r))
+            })
+            .ok_or(NoSuchRegion { start, len })
     }
 
     /// Region `index`, if there is one.

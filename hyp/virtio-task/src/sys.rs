@@ -11,7 +11,7 @@ use core::fmt;
 
 use task_abi::{
     DeviceInfo, GuestPages, Number, Slot, SlotSnapshot, Status, MAP_WRITE, MAX_DISK_IO, MAX_FRAME,
-    MAX_LOG_LEN, PAGE_SIZE,
+    MAX_LOG_LEN,
 };
 
 /// Makes system call `number` with `args`; returns `x0` and `x1`.
@@ -195,17 +195,11 @@ pub fn net_recv(slot: Slot, buf: &mut [u8; MAX_FRAME as usize]) -> Result<usize,
         .unwrap_or(0))
 }
 
-/// Whether `pages` are whole pages, as `map_guest` and `unmap_guest` need.
-fn whole_pages(pages: GuestPages) -> Result<(), Status> {
-    let whole = pages.len > 0
-        && pages.addr.is_multiple_of(PAGE_SIZE)
-        && pages.len.is_multiple_of(PAGE_SIZE);
-    whole.then_some(()).ok_or(Status::Denied)
-}
-
 /// Maps `pages` of the VM's RAM, read-write with `write`; their address.
 pub fn map_guest(pages: GuestPages, write: bool) -> Result<u64, Status> {
-    whole_pages(pages)?;
+    if !pages.whole() {
+        return Err(Status::Denied);
+    }
     let flags = if write { MAP_WRITE } else { 0 };
     // SAFETY: Names no memory of this program: the pages appear in the
     // guest RAM window, where nothing of it lives.
@@ -218,7 +212,9 @@ pub fn map_guest(pages: GuestPages, write: bool) -> Result<u64, Status> {
 ///
 /// Nothing may use those pages' addresses afterwards: they fault.
 pub unsafe fn unmap_guest(pages: GuestPages) -> Result<(), Status> {
-    whole_pages(pages)?;
+    if !pages.whole() {
+        return Err(Status::Denied);
+    }
     // SAFETY: The caller vouches that nothing uses the pages any more.
     result(unsafe { call(Number::UnmapGuest, [pages.addr, pages.len, 0, 0, 0, 0]) }).map(drop)
 }
